@@ -1,0 +1,61 @@
+"""Pack trees into compressed tar streams split into SHA-256-checked chunks, and back."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .core.manifest import Manifest
+from .errors import (
+    ArchiveDamagedError,
+    ChecksumMismatchError,
+    CompressionMismatchError,
+    CorruptStreamError,
+    ManifestError,
+    MissingChunkError,
+    OutputError,
+    SourceChangedError,
+    SourceError,
+    StcError,
+    TruncatedStreamError,
+    UnsafeMemberError,
+    UsageError,
+)
+from .models import ChunkInfo, CompressionType, MemberKind, TarMember
+from .pipeline.pack import PackResult
+from .pipeline.unpack import UnpackResult
+from .pipeline.verify import VerifyReport
+from .progress import NullProgress, Progress
+from .sync import list_members, pack, read_manifest, unpack, unpack_stream, verify
+
+__all__ = [
+    "ArchiveDamagedError",
+    "ChecksumMismatchError",
+    "ChunkInfo",
+    "CompressionMismatchError",
+    "CompressionType",
+    "CorruptStreamError",
+    "Manifest",
+    "ManifestError",
+    "MemberKind",
+    "MissingChunkError",
+    "NullProgress",
+    "OutputError",
+    "PackResult",
+    "Progress",
+    "SourceChangedError",
+    "SourceError",
+    "StcError",
+    "TarMember",
+    "TruncatedStreamError",
+    "UnpackResult",
+    "UnsafeMemberError",
+    "UsageError",
+    "VerifyReport",
+    "__version__",
+    "list_members",
+    "pack",
+    "read_manifest",
+    "unpack",
+    "unpack_stream",
+    "verify",
+]

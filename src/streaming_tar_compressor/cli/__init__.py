@@ -1,0 +1,1 @@
+"""The ``stc`` command line."""

@@ -1,0 +1,433 @@
+"""``stc``: pack, unpack, verify, list and describe split archives.
+
+Every error of ours becomes one line on stderr and its class's exit code; no traceback for a
+user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import stat
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .. import __version__, sync
+from ..codecs import codec_for
+from ..errors import StcError, UsageError
+from ..models import CompressionType, MemberKind, TarMember
+from ..pipeline.pack import DEFAULT_CHUNK_SIZE, restore_command
+from ..progress import NullProgress, Progress
+from ..storage.local import READ_SIZE
+
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B?)", re.IGNORECASE)
+_PART_SUFFIX = re.compile(r"\.part\d+$")
+
+
+def parse_size(text: str) -> int:
+    """``50M`` → 52428800. K/M/G/T and KiB… are powers of 1024, KB/MB… of 1000, as ``split -b``."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise UsageError(f"cannot read {text!r} as a size; write e.g. 512K, 50M, 1G")
+    number, unit, suffix = match.groups()
+    base = 1000 if suffix.upper() == "B" and unit else 1024
+    value = int(float(number) * base ** "_KMGT".index(unit.upper()) if unit else float(number))
+    if value < 1:
+        raise UsageError(f"size {text!r} must be at least one byte")
+    return value
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def normalize_prefix(text: str) -> str:
+    """Accept the prefix, its manifest or one of its parts: ``backup.part0003`` → ``backup``."""
+    for suffix in (".manifest.json", ".sha256"):
+        if text.endswith(suffix):
+            return text[: -len(suffix)]
+    return _PART_SUFFIX.sub("", text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    codecs = [kind.value for kind in CompressionType]
+
+    parser = argparse.ArgumentParser(
+        prog="stc",
+        description="Pack files and directories into a compressed tar stream split into "
+        "numbered, SHA-256-checked chunks while compressing, and restore them.",
+        epilog="Exit codes: 0 ok, 1 other error, 2 usage, 3 source missing/unreadable, "
+        "4 manifest invalid, 5 chunk missing, 6 checksum mismatch/damaged archive, "
+        "7 corrupt or truncated stream, 8 unsafe member refused, 9 codec mismatch, "
+        "10 output not writable, 11 source changed while packing.",
+    )
+    parser.add_argument("--version", action="version", version=f"stc {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    pack = commands.add_parser(
+        "pack",
+        parents=[common],
+        help="pack sources into PREFIX.part0000…",
+        description="Pack files and directories into PREFIX.part0000, PREFIX.part0001, … "
+        "plus PREFIX.manifest.json and PREFIX.sha256.",
+    )
+    pack.add_argument("sources", nargs="+", metavar="SRC", help="files and directories to pack")
+    pack.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="PREFIX",
+        help="output prefix, e.g. backups/home (writes backups/home.part0000…)",
+    )
+    pack.add_argument(
+        "-c", "--compression", default="gzip", choices=codecs, help="codec (default: gzip)"
+    )
+    pack.add_argument("-l", "--level", type=int, help="compression level (default per codec)")
+    pack.add_argument(
+        "--chunk-size",
+        type=parse_size,
+        default=DEFAULT_CHUNK_SIZE,
+        metavar="SIZE",
+        help="bytes per chunk, e.g. 50M (default), 1G",
+    )
+    pack.add_argument(
+        "--block-size",
+        type=parse_size,
+        metavar="SIZE",
+        help="uncompressed bytes per independently compressed block "
+        "(default per codec, e.g. 4M for gzip)",
+    )
+    pack.add_argument(
+        "-j", "--workers", type=int, metavar="N", help="compression threads (default: one per core)"
+    )
+    pack.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="replace an existing archive with the same prefix",
+    )
+
+    unpack = commands.add_parser(
+        "unpack",
+        parents=[common],
+        help="restore an archive into a directory",
+        description="Restore PREFIX.part* into DIR, verifying every chunk against the manifest. "
+        "PREFIX '-' reads one compressed stream from stdin (no manifest, no verification).",
+    )
+    unpack.add_argument("prefix", metavar="PREFIX", help="archive prefix, or - for stdin")
+    unpack.add_argument(
+        "-C",
+        "--directory",
+        default=".",
+        metavar="DIR",
+        help="output directory, created if missing (default: .)",
+    )
+    unpack.add_argument(
+        "-c",
+        "--compression",
+        choices=codecs,
+        help="expected codec; an archive of another codec is an error "
+        "(default: detect from the first bytes)",
+    )
+    unpack.add_argument(
+        "--no-verify", action="store_true", help="skip the SHA-256 checks against the manifest"
+    )
+    unpack.add_argument(
+        "--same-owner", action="store_true", help="restore owners too (as root only, like GNU tar)"
+    )
+
+    verify = commands.add_parser(
+        "verify",
+        parents=[common],
+        help="check every chunk against the manifest",
+        description="Check size and SHA-256 of every chunk and of the whole stream, "
+        "reporting every missing, extra, short or corrupt chunk.",
+    )
+    verify.add_argument("prefix", metavar="PREFIX")
+    verify.add_argument(
+        "--deep",
+        action="store_true",
+        help="also decode every block and walk the tar, writing nothing",
+    )
+
+    listing = commands.add_parser(
+        "list",
+        parents=[common],
+        help="list the members like tar -tv",
+        description="List the archive's members like tar -tv, decoding without writing.",
+    )
+    listing.add_argument("prefix", metavar="PREFIX")
+    listing.add_argument("-c", "--compression", choices=codecs, help="expected codec")
+
+    info = commands.add_parser(
+        "info",
+        parents=[common],
+        help="summarise the manifest and the restore command",
+        description="Summarise the manifest, with the command that restores the archive "
+        "using only cat and GNU tar.",
+    )
+    info.add_argument("prefix", metavar="PREFIX")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_COMMANDS[args.command](args))
+    except StcError as exc:
+        if args.json:
+            _print_json(
+                {
+                    "ok": False,
+                    "error": str(exc),
+                    "type": type(exc).__name__,
+                    "exit_code": exc.exit_code,
+                }
+            )
+        print(f"stc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("stc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
+
+
+@contextlib.contextmanager
+def _progress(args: argparse.Namespace, verb: str) -> Iterator[Progress]:
+    if args.quiet or args.json or not sys.stderr.isatty():
+        yield NullProgress()
+        return
+    from .render import ProgressBar
+
+    with ProgressBar(verb) as bar:
+        yield bar
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet and not args.json:
+        print(text)
+
+
+def _print_json(document: dict[str, Any]) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    with _progress(args, "packing") as progress:
+        result = sync.pack(
+            args.sources,
+            args.output,
+            compression=args.compression,
+            level=args.level,
+            chunk_size=args.chunk_size,
+            block_size=args.block_size,
+            workers=args.workers,
+            progress=progress,
+            force=args.force,
+        )
+    seconds = time.monotonic() - started
+    manifest = result.manifest
+    for skipped in result.skipped:
+        print(f"stc: warning: skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    if args.json:
+        _print_json(
+            {
+                "ok": True,
+                "prefix": args.output,
+                "compression": manifest.compression.value,
+                "level": manifest.level,
+                "chunks": [c.path for c in result.chunks],
+                "total_chunks": manifest.total_chunks,
+                "compressed_size": manifest.compressed_size,
+                "uncompressed_size": manifest.uncompressed_size,
+                "sha256": manifest.sha256,
+                "seconds": round(seconds, 3),
+                "skipped": [s.path for s in result.skipped],
+            }
+        )
+        return 0
+    raw, packed = manifest.uncompressed_size or 0, manifest.compressed_size or 0
+    _say(
+        args,
+        f"packed {human_size(raw)} into {manifest.total_chunks} chunk(s), "
+        f"{human_size(packed)} ({manifest.compression.value}) in {seconds:.1f}s: "
+        f"{result.chunks[0].path} … {result.chunks[-1].path}",
+    )
+    _say(args, f"restore without stc: {manifest.restore_command}")
+    return 0
+
+
+def _cmd_unpack(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    with _progress(args, "unpacking") as progress:
+        if args.prefix == "-":
+            stdin = sys.stdin.buffer
+            result = sync.unpack_stream(
+                iter(lambda: stdin.read(READ_SIZE), b""),
+                args.directory,
+                compression=args.compression,
+                progress=progress,
+                same_owner=args.same_owner,
+            )
+        else:
+            result = sync.unpack(
+                normalize_prefix(args.prefix),
+                args.directory,
+                compression=args.compression,
+                verify_checksum=not args.no_verify,
+                progress=progress,
+                same_owner=args.same_owner,
+            )
+    seconds = time.monotonic() - started
+    if args.json:
+        _print_json(
+            {
+                "ok": True,
+                "directory": args.directory,
+                "members": result.members,
+                "compressed_bytes": result.compressed_bytes,
+                "verified": result.verified,
+                "compression": result.compression.value if result.compression else None,
+                "seconds": round(seconds, 3),
+            }
+        )
+        return 0
+    if not result.verified and not args.quiet:
+        why = "--no-verify" if args.no_verify else "no manifest"
+        print(f"stc: warning: chunks were not verified ({why})", file=sys.stderr)
+    _say(
+        args,
+        f"restored {result.members} member(s) into {args.directory} "
+        f"from {human_size(result.compressed_bytes)} in {seconds:.1f}s"
+        + (", every chunk verified" if result.verified else ""),
+    )
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    with _progress(args, "verifying") as progress:
+        report = sync.verify(normalize_prefix(args.prefix), deep=args.deep, progress=progress)
+    if args.json:
+        _print_json(
+            {
+                "ok": report.ok,
+                "chunks_checked": report.chunks_checked,
+                "bytes_checked": report.bytes_checked,
+                "deep": report.deep,
+                "members_checked": report.members_checked,
+                "problems": report.problems,
+            }
+        )
+    elif report.ok:
+        deep = f", {report.members_checked} members decoded" if report.deep else ""
+        _say(
+            args,
+            f"ok: {report.chunks_checked} chunk(s), {human_size(report.bytes_checked)} "
+            f"match the manifest{deep}",
+        )
+    else:
+        for problem in report.problems:
+            print(f"stc: {problem}", file=sys.stderr)
+    report.raise_for_problems()
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    members = sync.list_members(normalize_prefix(args.prefix), compression=args.compression)
+    if args.json:
+        _print_json({"ok": True, "members": [_member_json(m) for m in members]})
+        return 0
+    for member in members:
+        print(format_member(member))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    manifest = sync.read_manifest(normalize_prefix(args.prefix))
+    if args.json:
+        _print_json({"ok": True, **json.loads(manifest.to_json())})
+        return 0
+    codec = codec_for(manifest.compression)
+    name = os.path.basename(normalize_prefix(args.prefix))
+    raw, packed = manifest.uncompressed_size, manifest.compressed_size
+    ratio = f" (ratio {raw / packed:.2f})" if raw and packed else ""
+    lines = [
+        f"archive:      {normalize_prefix(args.prefix)}",
+        f"compression:  {manifest.compression.value} level {manifest.level}",
+        f"chunks:       {manifest.total_chunks} of {human_size(manifest.chunk_size)}",
+        f"block size:   {human_size(manifest.block_size or 0)} ({len(manifest.blocks)} blocks)",
+        f"size:         {human_size(packed or 0)} packed, {human_size(raw or 0)} tar{ratio}",
+        f"sha256:       {manifest.sha256}",
+        f"created:      {manifest.created} by {manifest.tool}",
+        f"complete:     {'yes' if manifest.complete else 'no (interrupted pack)'}",
+        f"restore:      {manifest.restore_command or restore_command(codec, name)}",
+        f"check:        sha256sum -c {name}.sha256   (run in the archive's folder)",
+    ]
+    for line in lines:
+        print(line)
+    return 0
+
+
+def format_member(member: TarMember) -> str:
+    """One line as ``tar -tv`` prints it."""
+    kind_char = {
+        MemberKind.FILE: "-",
+        MemberKind.DIRECTORY: "d",
+        MemberKind.SYMLINK: "l",
+        MemberKind.HARDLINK: "h",
+        MemberKind.CHAR_DEVICE: "c",
+        MemberKind.BLOCK_DEVICE: "b",
+        MemberKind.FIFO: "p",
+    }[member.kind]
+    mode = kind_char + stat.filemode(member.mode)[1:]
+    owner = f"{member.uname or member.uid}/{member.gname or member.gid}"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(member.mtime))
+    name = member.name + ("/" if member.kind is MemberKind.DIRECTORY else "")
+    line = f"{mode} {owner} {member.size:>9} {when} {name}"
+    if member.kind is MemberKind.SYMLINK:
+        line += f" -> {member.linkname}"
+    elif member.kind is MemberKind.HARDLINK:
+        line += f" link to {member.linkname}"
+    return line
+
+
+def _member_json(member: TarMember) -> dict[str, Any]:
+    return {
+        "name": member.name,
+        "kind": member.kind.value,
+        "size": member.size,
+        "mode": oct(member.mode),
+        "mtime": member.mtime,
+        "uid": member.uid,
+        "gid": member.gid,
+        "uname": member.uname,
+        "gname": member.gname,
+        "linkname": member.linkname,
+    }
+
+
+_COMMANDS = {
+    "pack": _cmd_pack,
+    "unpack": _cmd_unpack,
+    "verify": _cmd_verify,
+    "list": _cmd_list,
+    "info": _cmd_info,
+}

@@ -1,0 +1,67 @@
+"""Live progress on stderr; the only module that imports rich."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+class ProgressBar:
+    """Bytes done of total, rate, ETA and the current file, redrawn on a terminal."""
+
+    def __init__(self, verb: str) -> None:
+        self._verb = verb
+        self._bar = Progress(
+            TextColumn("[bold]{task.fields[verb]}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}", style="dim"),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressBar:
+        self._bar.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._bar.stop()
+
+    def start(self, total_bytes: int | None) -> None:
+        self._task = self._bar.add_task("", total=total_bytes, verb=self._verb, current="")
+
+    def advance(self, done_bytes: int) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, advance=done_bytes)
+
+    def file(self, path: str, size: int) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, current=_shorten(path))
+
+    def finish(self) -> None:
+        if self._task is not None:
+            task = self._bar.tasks[self._task]
+            self._bar.update(self._task, total=task.completed)
+
+
+def _shorten(path: str, width: int = 40) -> str:
+    return path if len(path) <= width else "…" + path[-(width - 1) :].split(os.sep, 1)[-1]

@@ -1,0 +1,71 @@
+"""The contract every codec module fulfils; sans-IO, so the pipelines own all threads and I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..models import CompressionType
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBlock:
+    """One independently compressed block, framed and ready to go into the stream.
+
+    ``raw_crc32`` is the CRC-32 of the uncompressed block for codecs whose trailer needs it
+    (gzip), else 0.
+    """
+
+    data: bytes
+    raw_size: int
+    raw_crc32: int = 0
+
+
+class BlockEncoder(Protocol):
+    """Framing state of one compressed stream.
+
+    ``encode_block`` is pure and thread-safe: the pipeline calls it from worker threads, in any
+    order. ``add_block`` is called once per block, in stream order, from one thread; it returns
+    the bytes to write for that block and records what the trailer needs.
+    """
+
+    def header(self) -> bytes: ...
+
+    def encode_block(self, block: bytes) -> EncodedBlock: ...
+
+    def add_block(self, encoded: EncodedBlock) -> bytes: ...
+
+    def trailer(self) -> bytes: ...
+
+
+class StreamDecoder(Protocol):
+    """Decodes one whole compressed stream, ours or any other tool's, in bounded memory.
+
+    ``feed`` appends input; ``read(max_size)`` returns up to ``max_size`` decoded bytes, or b""
+    when it needs more input; ``close`` says the input has ended (after ``read`` returned b"")
+    and raises TruncatedStreamError if the stream stopped early. Bad data raises
+    CorruptStreamError; no library exception escapes.
+    """
+
+    def feed(self, data: bytes) -> None: ...
+
+    def read(self, max_size: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Codec(Protocol):
+    """One row of DESIGN.md's codec table."""
+
+    kind: CompressionType
+    default_level: int
+    min_level: int
+    max_level: int
+    default_block_size: int
+    tar_flag: str
+
+    def new_encoder(self, level: int, block_size: int) -> BlockEncoder: ...
+
+    def new_decoder(self) -> StreamDecoder: ...
+
+    def max_encoded_size(self, raw_size: int, block_size: int) -> int: ...

@@ -1,0 +1,1 @@
+"""Sans-IO stages: each turns bytes or records into bytes or records, nothing else."""

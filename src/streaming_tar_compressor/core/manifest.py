@@ -1,0 +1,239 @@
+"""The manifest (``PREFIX.manifest.json``) and its ``sha256sum`` twin, read strictly.
+
+Readers ignore keys they do not know (additions stay compatible within major version 1) and
+reject everything they cannot trust: another major version, missing keys, wrong types, chunk
+names with path parts, counts that do not add up.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ManifestError
+from ..models import ChunkInfo, CompressionType
+
+MANIFEST_VERSION = "1.0"
+FORMAT_NAME = "streaming-tar-compressor"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """Everything needed to check, list and restore an archive; ``chunks`` is authoritative."""
+
+    compression: CompressionType
+    chunk_size: int
+    chunks: tuple[ChunkInfo, ...]
+    level: int | None = None
+    block_size: int | None = None
+    compressed_size: int | None = None
+    uncompressed_size: int | None = None
+    sha256: str | None = None
+    blocks: tuple[tuple[int, int], ...] = ()
+    complete: bool = True
+    restore_command: str = ""
+    created: str = ""
+    tool: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_chunks(self) -> int:
+        return len(self.chunks)
+
+    def to_json(self) -> str:
+        document: dict[str, Any] = {
+            **self.extra,
+            "version": MANIFEST_VERSION,
+            "format": FORMAT_NAME,
+            "compression": self.compression.value,
+            "level": self.level,
+            "block_size": self.block_size,
+            "chunk_size": self.chunk_size,
+            "total_chunks": self.total_chunks,
+            "chunks": [
+                {"index": c.index, "name": c.name, "size": c.size, "checksum": c.checksum}
+                for c in self.chunks
+            ],
+            "compressed_size": self.compressed_size,
+            "uncompressed_size": self.uncompressed_size,
+            "sha256": self.sha256,
+            "blocks": [list(pair) for pair in self.blocks],
+            "complete": self.complete,
+            "restore_command": self.restore_command,
+            "created": self.created,
+            "tool": self.tool,
+        }
+        return json.dumps(document, indent=1) + "\n"
+
+    def sha256sum_text(self) -> str:
+        """Lines for ``sha256sum -c PREFIX.sha256``, which checks chunks with no tool of ours."""
+        return "".join(f"{c.checksum}  {c.name}\n" for c in self.chunks)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "manifest") -> Manifest:
+        try:
+            document = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{source} is not valid JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise ManifestError(f"{source} is not a JSON object")
+        return _parse(document, source)
+
+
+def _parse(doc: dict[str, Any], source: str) -> Manifest:
+    version = _require(doc, "version", str, source)
+    major = version.split(".", 1)[0]
+    if major != MANIFEST_VERSION.split(".", 1)[0]:
+        raise ManifestError(
+            f"{source} has version {version!r}; this tool reads version 1.x — upgrade it"
+        )
+    if doc.get("format", FORMAT_NAME) != FORMAT_NAME:
+        raise ManifestError(f"{source} is not a {FORMAT_NAME} manifest")
+    try:
+        compression = CompressionType(_require(doc, "compression", str, source))
+    except ValueError:
+        raise ManifestError(
+            f"{source} names an unknown compression {doc['compression']!r}"
+        ) from None
+    chunk_size = _require_int(doc, "chunk_size", source, minimum=1)
+    total = _require_int(doc, "total_chunks", source, minimum=0)
+    raw_chunks = _require(doc, "chunks", list, source)
+    if len(raw_chunks) != total:
+        raise ManifestError(
+            f"{source} says total_chunks={total} but lists {len(raw_chunks)} chunks"
+        )
+    chunks = tuple(_parse_chunk(item, i, source) for i, item in enumerate(raw_chunks))
+    for chunk in chunks[:-1]:
+        if chunk.size != chunk_size:
+            raise ManifestError(
+                f"{source}: chunk {chunk.index} has size {chunk.size}, "
+                f"but every chunk but the last must have chunk_size={chunk_size}"
+            )
+    if len(chunks) != len({c.name for c in chunks}):
+        raise ManifestError(f"{source} lists the same chunk name twice")
+    compressed_size = _optional_int(doc, "compressed_size", source)
+    if compressed_size is not None and compressed_size != sum(c.size for c in chunks):
+        raise ManifestError(f"{source}: compressed_size does not equal the sum of chunk sizes")
+    sha256 = doc.get("sha256")
+    if sha256 is not None and not (isinstance(sha256, str) and _SHA256_HEX.fullmatch(sha256)):
+        raise ManifestError(f"{source}: sha256 is not a SHA-256 hex digest")
+    known = {
+        "version",
+        "format",
+        "compression",
+        "level",
+        "block_size",
+        "chunk_size",
+        "total_chunks",
+        "chunks",
+        "compressed_size",
+        "uncompressed_size",
+        "sha256",
+        "blocks",
+        "complete",
+        "restore_command",
+        "created",
+        "tool",
+    }
+    return Manifest(
+        compression=compression,
+        chunk_size=chunk_size,
+        chunks=chunks,
+        level=_optional_int(doc, "level", source, minimum=None),
+        block_size=_optional_int(doc, "block_size", source, minimum=1),
+        compressed_size=compressed_size,
+        uncompressed_size=_optional_int(doc, "uncompressed_size", source),
+        sha256=sha256,
+        blocks=_parse_blocks(doc.get("blocks", []), source),
+        complete=_optional(doc, "complete", bool, source, default=True),
+        restore_command=_optional(doc, "restore_command", str, source, default=""),
+        created=_optional(doc, "created", str, source, default=""),
+        tool=_optional(doc, "tool", str, source, default=""),
+        extra={k: v for k, v in doc.items() if k not in known},
+    )
+
+
+def _parse_chunk(item: Any, position: int, source: str) -> ChunkInfo:
+    where = f"{source} chunk #{position}"
+    if not isinstance(item, dict):
+        raise ManifestError(f"{where} is not an object")
+    index = _require_int(item, "index", where, minimum=0)
+    if index != position:
+        raise ManifestError(f"{where} has index {index}; chunks must be listed 0, 1, 2, …")
+    name = _require(item, "name", str, where)
+    if not is_bare_file_name(name):
+        raise ManifestError(f"{where} has name {name!r}, which is not a bare file name")
+    checksum = _require(item, "checksum", str, where)
+    if not _SHA256_HEX.fullmatch(checksum):
+        raise ManifestError(f"{where} has a checksum that is not a SHA-256 hex digest")
+    return ChunkInfo(
+        index=index,
+        name=name,
+        size=_require_int(item, "size", where, minimum=0),
+        checksum=checksum,
+    )
+
+
+def is_bare_file_name(name: str) -> bool:
+    """True for ``backup.part0000``; false for anything with a path part or a NUL."""
+    return (
+        bool(name) and name not in {".", ".."} and not any(sep in name for sep in ("/", "\\", "\0"))
+    )
+
+
+def _parse_blocks(value: Any, source: str) -> tuple[tuple[int, int], ...]:
+    if not isinstance(value, list):
+        raise ManifestError(f"{source}: blocks is not a list")
+    pairs: list[tuple[int, int]] = []
+    for pair in value:
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(_is_int(x) and x >= 0 for x in pair)
+        ):
+            raise ManifestError(f"{source}: blocks holds {pair!r}, not a pair of offsets")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(doc: dict[str, Any], key: str, kind: type, source: str) -> Any:
+    if key not in doc:
+        raise ManifestError(f"{source} lacks the key {key!r}")
+    value = doc[key]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ManifestError(f"{source}: {key!r} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _require_int(doc: dict[str, Any], key: str, source: str, minimum: int | None = 0) -> int:
+    if key not in doc:
+        raise ManifestError(f"{source} lacks the key {key!r}")
+    return _check_int(doc[key], key, source, minimum)
+
+
+def _optional_int(
+    doc: dict[str, Any], key: str, source: str, minimum: int | None = 0
+) -> int | None:
+    value = doc.get(key)
+    return None if value is None else _check_int(value, key, source, minimum)
+
+
+def _check_int(value: Any, key: str, source: str, minimum: int | None) -> int:
+    if not _is_int(value):
+        raise ManifestError(f"{source}: {key!r} must be an integer, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ManifestError(f"{source}: {key!r} must be at least {minimum}, not {value}")
+    return int(value)
+
+
+def _optional(doc: dict[str, Any], key: str, kind: type, source: str, default: Any) -> Any:
+    if doc.get(key) is None:
+        return default
+    return _require(doc, key, kind, source)

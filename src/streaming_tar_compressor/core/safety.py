@@ -1,0 +1,78 @@
+"""What extraction refuses: each check names the member and the rule it breaks.
+
+These checks are lexical; the file writer adds the filesystem half (it never follows a
+symlink, so no earlier member or pre-existing link can redirect a write).
+"""
+
+from __future__ import annotations
+
+from ..errors import UnsafeMemberError
+from ..models import MemberKind, TarMember
+
+# Special bits are dropped by default, as GNU tar does without --preserve-permissions as root.
+PERMISSION_BITS = 0o777
+
+_REFUSED_KINDS = {
+    MemberKind.CHAR_DEVICE: "device nodes are never created",
+    MemberKind.BLOCK_DEVICE: "device nodes are never created",
+    MemberKind.FIFO: "FIFOs are never created",
+}
+
+
+def member_parts(member: TarMember) -> tuple[str, ...]:
+    """The member's path as components below the output directory; () is the directory itself."""
+    return _relative_parts(member.name, member.name)
+
+
+def _relative_parts(path: str, member_name: str) -> tuple[str, ...]:
+    if "\0" in path:
+        raise UnsafeMemberError(member_name, "names may not contain NUL")
+    if path.startswith("/"):
+        raise UnsafeMemberError(member_name, "absolute names are refused")
+    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeMemberError(member_name, "names with '..' are refused")
+    return parts
+
+
+def check_member(member: TarMember) -> tuple[str, ...]:
+    """Accept the member (returning its path parts) or raise UnsafeMemberError."""
+    if member.kind in _REFUSED_KINDS:
+        raise UnsafeMemberError(member.name, _REFUSED_KINDS[member.kind])
+    parts = member_parts(member)
+    if not parts and member.kind is not MemberKind.DIRECTORY:
+        raise UnsafeMemberError(member.name, "only a directory may name the output directory")
+    if member.kind is MemberKind.SYMLINK:
+        check_symlink_target(member, parts)
+    return parts
+
+
+def check_symlink_target(member: TarMember, parts: tuple[str, ...]) -> None:
+    """A symlink must point inside the output directory, read relative to its own folder."""
+    target = member.linkname
+    if not target or "\0" in target:
+        raise UnsafeMemberError(member.name, "a symlink needs a target without NUL")
+    if target.startswith("/"):
+        raise UnsafeMemberError(member.name, "symlinks to absolute paths are refused")
+    depth = list(parts[:-1])
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not depth:
+                raise UnsafeMemberError(member.name, "symlink points outside the output directory")
+            depth.pop()
+        else:
+            depth.append(part)
+
+
+def hardlink_parts(member: TarMember) -> tuple[str, ...]:
+    """The path parts of the member a hardlink points to (stored as an archive member name)."""
+    parts = _relative_parts(member.linkname, member.name)
+    if not parts:
+        raise UnsafeMemberError(member.name, "a hardlink needs a target member")
+    return parts
+
+
+def safe_mode(mode: int) -> int:
+    return mode & PERMISSION_BITS

@@ -1,0 +1,1 @@
+"""The blocking local edge: walking sources and writing extracted trees."""

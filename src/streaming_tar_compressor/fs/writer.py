@@ -1,0 +1,239 @@
+"""Member events → files under the output directory, never outside it, never half-written.
+
+Containment is done against the real filesystem, not by ``realpath()``: every directory on the
+way is opened relative to its parent's descriptor with ``O_NOFOLLOW``, so neither a symlink from
+the archive nor one already on disk can redirect a write. Files are written under a temporary
+name and renamed when complete; with ``deferred`` commits they stay temporary until the caller
+says the bytes they came from have verified (``commit``), and ``abort`` removes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+from dataclasses import dataclass
+
+from ..core.safety import check_member, hardlink_parts, safe_mode
+from ..errors import OutputError, UnsafeMemberError
+from ..models import MemberKind, TarMember
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_temp_counter = itertools.count()
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A finished member still under its temporary name."""
+
+    parent: tuple[str, ...]
+    temp: str
+    final: str
+    member: TarMember
+
+
+class TreeWriter:
+    """Writes one archive's members; ``close`` applies directory modes and mtimes last."""
+
+    def __init__(self, output_dir: str, *, deferred: bool, same_owner: bool = False) -> None:
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+            self._root_fd = os.open(output_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise OutputError(f"cannot use {output_dir!r} as output directory: {exc}") from exc
+        self.output_dir = output_dir
+        self._deferred = deferred
+        self._same_owner = same_owner and os.geteuid() == 0
+        self._cached: tuple[tuple[str, ...], int] | None = None
+        self._pending: list[_Pending] = []
+        self._directories: dict[tuple[str, ...], TarMember] = {}
+        self._files: set[tuple[str, ...]] = set()
+        self._current: tuple[int, _Pending] | None = None
+        self.members_written = 0
+
+    # -- events -----------------------------------------------------------------------------
+
+    def start(self, member: TarMember) -> None:
+        parts = check_member(member)
+        if member.kind is MemberKind.DIRECTORY:
+            self._make_directory(member, parts)
+            return
+        pending = _Pending(parts[:-1], _temp_name(parts[-1]), parts[-1], member)
+        try:
+            if member.kind is MemberKind.HARDLINK:
+                self._link(member, pending)
+            else:
+                parent_fd = self._open_dir(pending.parent, member, create=True)
+                if member.kind is MemberKind.SYMLINK:
+                    os.symlink(member.linkname, pending.temp, dir_fd=parent_fd)
+                else:
+                    fd = os.open(pending.temp, _NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
+                    self._current = (fd, pending)
+                    return
+        except OSError as exc:
+            raise OutputError(f"cannot create {member.name!r}: {exc}") from exc
+        self._files.add(parts)
+        self._finished(pending)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._current is None:
+            return
+        fd = self._current[0]
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            raise OutputError(f"cannot write {self._current[1].member.name!r}: {exc}") from exc
+
+    def end(self, member: TarMember) -> None:
+        if self._current is None:
+            return
+        fd, pending = self._current
+        self._current = None
+        try:
+            os.fchmod(fd, safe_mode(member.mode))
+            if self._same_owner:
+                os.fchown(fd, member.uid, member.gid)
+            mtime_ns = int(member.mtime * 1e9)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        except OSError as exc:
+            raise OutputError(f"cannot finish {member.name!r}: {exc}") from exc
+        finally:
+            os.close(fd)
+        self._files.add((*pending.parent, pending.final))
+        self._finished(pending)
+
+    # -- verification boundary ------------------------------------------------------------
+
+    def commit(self) -> None:
+        """The bytes behind every pending member have verified: give them their real names."""
+        pending, self._pending = self._pending, []
+        for item in pending:
+            self._rename(item)
+
+    def abort(self) -> None:
+        """Remove every temporary file: nothing unverified may look complete."""
+        pending, self._pending = self._pending, []
+        if self._current is not None:
+            fd, item = self._current
+            self._current = None
+            os.close(fd)
+            pending.append(item)
+        for item in pending:
+            try:
+                os.unlink(item.temp, dir_fd=self._open_dir(item.parent, item.member, create=False))
+            except (OSError, UnsafeMemberError):
+                continue
+
+    def close(self) -> None:
+        """Apply directory modes and mtimes, deepest first, once nothing more goes inside."""
+        try:
+            for parts in sorted(self._directories, key=len, reverse=True):
+                member = self._directories[parts]
+                fd = os.open(".", _DIR_FLAGS, dir_fd=self._open_dir(parts, member, create=False))
+                try:
+                    os.fchmod(fd, safe_mode(member.mode))
+                    if self._same_owner:
+                        os.fchown(fd, member.uid, member.gid)
+                    mtime_ns = int(member.mtime * 1e9)
+                    os.utime(fd, ns=(mtime_ns, mtime_ns))
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise OutputError(f"cannot set directory metadata: {exc}") from exc
+        finally:
+            self._drop_cache()
+            os.close(self._root_fd)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _finished(self, pending: _Pending) -> None:
+        self.members_written += 1
+        if self._deferred:
+            self._pending.append(pending)
+        else:
+            self._rename(pending)
+
+    def _rename(self, item: _Pending) -> None:
+        parent_fd = self._open_dir(item.parent, item.member, create=False)
+        try:
+            os.rename(item.temp, item.final, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+        except IsADirectoryError:
+            os.unlink(item.temp, dir_fd=parent_fd)
+            raise UnsafeMemberError(
+                item.member.name, "it would replace a directory with a file"
+            ) from None
+        except OSError as exc:
+            raise OutputError(f"cannot rename {item.member.name!r} into place: {exc}") from exc
+        if item.member.kind is MemberKind.SYMLINK:
+            mtime_ns = int(item.member.mtime * 1e9)
+            try:
+                os.utime(
+                    item.final, ns=(mtime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False
+                )
+            except OSError as exc:
+                raise OutputError(f"cannot set mtime of {item.member.name!r}: {exc}") from exc
+
+    def _make_directory(self, member: TarMember, parts: tuple[str, ...]) -> None:
+        self._open_dir(parts, member, create=True)
+        self._directories[parts] = member
+        self.members_written += 1
+
+    def _link(self, member: TarMember, pending: _Pending) -> None:
+        target = hardlink_parts(member)
+        if target not in self._files:
+            raise UnsafeMemberError(
+                member.name, "a hardlink must point to a file extracted earlier from this archive"
+            )
+        if self._deferred and any((*p.parent, p.final) == target for p in self._pending):
+            self.commit()
+        # _open_dir keeps one cached descriptor; own a copy so the second call cannot close it.
+        target_fd = os.dup(self._open_dir(target[:-1], member, create=False))
+        try:
+            parent_fd = self._open_dir(pending.parent, member, create=True)
+            os.link(
+                target[-1],
+                pending.temp,
+                src_dir_fd=target_fd,
+                dst_dir_fd=parent_fd,
+                follow_symlinks=False,
+            )
+        finally:
+            os.close(target_fd)
+
+    def _open_dir(self, parts: tuple[str, ...], member: TarMember, *, create: bool) -> int:
+        """A descriptor of ``parts`` below the root, reached without following any symlink."""
+        if self._cached is not None and self._cached[0] == parts:
+            return self._cached[1]
+        self._drop_cache()
+        fd = os.dup(self._root_fd)
+        try:
+            for part in parts:
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = next_fd
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafeMemberError(
+                    member.name, "its path goes through a symlink or a non-directory"
+                ) from exc
+            raise OutputError(f"cannot create the folder of {member.name!r}: {exc}") from exc
+        self._cached = (parts, fd)
+        return fd
+
+    def _drop_cache(self) -> None:
+        if self._cached is not None:
+            os.close(self._cached[1])
+            self._cached = None
+
+
+def _temp_name(final: str) -> str:
+    """Hidden and unique, so a half-written file never passes for the real one."""
+    return f".{final[:120]}.stc-{os.getpid()}-{next(_temp_counter)}.tmp"

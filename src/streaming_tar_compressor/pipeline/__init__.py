@@ -1,0 +1,1 @@
+"""Synchronous drivers that chain the stages and own the threads."""

@@ -1,0 +1,31 @@
+"""list: the members of an archive, decoded as a stream without writing anything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..core.tar_reader import MemberStart, TarEvent
+from ..models import CompressionType, TarMember
+from ..storage.local import LocalChunkSource
+from .decode import TarStreamDecoder
+
+
+def list_members(prefix: str, *, compression: CompressionType | None = None) -> Iterator[TarMember]:
+    """Yields each member as soon as its header has been decoded."""
+    source = LocalChunkSource(prefix)
+    manifest = source.manifest
+    found: list[TarMember] = []
+
+    def collect(event: TarEvent) -> None:
+        if isinstance(event, MemberStart):
+            found.append(event.member)
+
+    stated = compression or (manifest.compression if manifest is not None else None)
+    decoder = TarStreamDecoder(collect, stated)
+    for chunk in source.chunks:
+        for piece in source.read(chunk):
+            decoder.feed(piece)
+            yield from found
+            found.clear()
+    decoder.finish()
+    yield from found

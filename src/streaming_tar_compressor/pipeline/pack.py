@@ -1,0 +1,198 @@
+"""pack: sources → tar writer → blocker → block compressors (pool, ordered) → chunker → sink."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shlex
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .. import __version__
+from ..codecs import codec_for
+from ..codecs.base import Codec
+from ..core.blocker import Blocker
+from ..core.chunker import ChunkEnd, Chunker, ChunkPiece
+from ..core.manifest import Manifest
+from ..core.tar_writer import TarWriter, padding
+from ..errors import SourceChangedError, SourceError, UsageError
+from ..fs.walk import SkippedSource, SourceEntry, iter_entries, scan
+from ..models import ChunkInfo, CompressionType, MemberKind
+from ..progress import NullProgress, Progress
+from ..storage.local import LocalChunkSink, split_prefix
+from .parallel import ordered_map
+
+DEFAULT_CHUNK_SIZE = 50 * 2**20  # bytes
+READ_SIZE = 1 << 20  # bytes per read of a source file
+MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
+BLOCKS_IN_FLIGHT_PER_WORKER = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PackSettings:
+    """Validated settings of one pack."""
+
+    compression: CompressionType
+    level: int
+    chunk_size: int
+    block_size: int
+    workers: int
+
+    @classmethod
+    def build(
+        cls,
+        compression: CompressionType | str = CompressionType.GZIP,
+        level: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        block_size: int | None = None,
+        workers: int | None = None,
+    ) -> PackSettings:
+        kind = CompressionType.parse(compression)
+        codec = codec_for(kind)
+        level = codec.default_level if level is None else level
+        if not codec.min_level <= level <= codec.max_level:
+            raise UsageError(
+                f"{kind.value} level must be {codec.min_level}..{codec.max_level}, not {level}"
+            )
+        if chunk_size < 1:
+            raise UsageError(f"chunk size must be at least 1 byte, not {chunk_size}")
+        block_size = codec.default_block_size if block_size is None else block_size
+        if not 1 <= block_size <= MAX_BLOCK_SIZE:
+            raise UsageError(f"block size must be 1 byte .. 64 MiB, not {block_size}")
+        workers = workers if workers is not None else (os.cpu_count() or 1)
+        if workers < 1:
+            raise UsageError(f"workers must be at least 1, not {workers}")
+        return cls(kind, level, chunk_size, block_size, workers)
+
+
+@dataclass(frozen=True, slots=True)
+class PackResult:
+    manifest: Manifest
+    chunks: list[ChunkInfo]
+    skipped: list[SkippedSource]
+
+
+def restore_command(codec: Codec, prefix_name: str) -> str:
+    """The shell line that restores the archive with GNU tar alone, run in its folder."""
+    flag = f" {codec.tar_flag}" if codec.tar_flag else ""
+    return f"cat {shlex.quote(prefix_name)}.part* | tar{flag} -xf -"
+
+
+def suffix_width(max_stream_size: int, chunk_size: int) -> int:
+    """Four digits, or as many as the largest possible chunk count needs (glob order = order)."""
+    max_chunks = max(1, -(-max_stream_size // chunk_size))
+    return max(4, len(str(max_chunks - 1)))
+
+
+def pack(
+    sources: Sequence[str],
+    output_prefix: str,
+    settings: PackSettings,
+    *,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> PackResult:
+    progress = progress or NullProgress()
+    codec = codec_for(settings.compression)
+    _, prefix_name = split_prefix(output_prefix)
+    summary = scan(sources)
+    max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
+    chunker = Chunker(
+        settings.chunk_size, prefix_name, suffix_width(max_stream, settings.chunk_size)
+    )
+    sink = LocalChunkSink(output_prefix, force=force)
+    encoder = codec.new_encoder(settings.level, settings.block_size)
+    skipped: list[SkippedSource] = []
+    chunks: list[ChunkInfo] = []
+    blocks: list[tuple[int, int]] = []
+
+    def emit(data: bytes) -> None:
+        for event in chunker.feed(data):
+            if isinstance(event, ChunkPiece):
+                sink.write(event.index, event.data, chunker.name_of(event.index))
+            elif isinstance(event, ChunkEnd):
+                chunks.append(sink.finish_chunk(event.info))
+
+    progress.start(summary.tar_size_bound)
+    try:
+        emit(encoder.header())
+        raw_offset = 0
+        with ThreadPoolExecutor(settings.workers, thread_name_prefix="stc-pack") as pool:
+            tar_blocks = _blocks(iter_entries(sources, skipped), settings.block_size, progress)
+            window = settings.workers * BLOCKS_IN_FLIGHT_PER_WORKER
+            for encoded in ordered_map(encoder.encode_block, tar_blocks, pool=pool, window=window):
+                blocks.append((raw_offset, chunker.total_size))
+                raw_offset += encoded.raw_size
+                emit(encoder.add_block(encoded))
+                progress.advance(encoded.raw_size)
+        emit(encoder.trailer())
+        for event in chunker.finish():
+            assert isinstance(event, ChunkEnd)
+            chunks.append(sink.finish_chunk(event.info))
+        manifest = Manifest(
+            compression=settings.compression,
+            level=settings.level,
+            block_size=settings.block_size,
+            chunk_size=settings.chunk_size,
+            chunks=tuple(ChunkInfo(c.index, c.name, c.size, c.checksum) for c in chunks),
+            compressed_size=chunker.total_size,
+            uncompressed_size=raw_offset,
+            sha256=chunker.stream_sha256,
+            blocks=tuple(blocks),
+            complete=True,
+            restore_command=restore_command(codec, prefix_name),
+            created=_now(),
+            tool=f"streaming-tar-compressor {__version__}",
+        )
+        sink.write_manifest(manifest)
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        progress.finish()
+    return PackResult(manifest, chunks, skipped)
+
+
+def _blocks(entries: Iterator[SourceEntry], block_size: int, progress: Progress) -> Iterator[bytes]:
+    blocker = Blocker(block_size)
+    for piece in _tar_stream(entries, progress):
+        yield from blocker.feed(piece)
+    yield from blocker.finish()
+
+
+def _tar_stream(entries: Iterator[SourceEntry], progress: Progress) -> Iterator[bytes]:
+    """The pax tar stream of the entries; file data is read in READ_SIZE pieces, never whole."""
+    writer = TarWriter()
+    for entry in entries:
+        member = entry.member
+        yield writer.header(member)
+        if member.kind is MemberKind.FILE:
+            yield from _file_data(entry.path, member.size)
+            yield padding(member.size)
+        progress.file(entry.path, member.size)
+    yield writer.finish()
+
+
+def _file_data(path: str, size: int) -> Iterator[bytes]:
+    try:
+        handle = open(path, "rb", buffering=0)  # noqa: SIM115
+    except OSError as exc:
+        raise SourceError(path, exc.strerror or str(exc)) from exc
+    with handle:
+        remaining = size
+        while remaining:
+            try:
+                data = handle.read(min(remaining, READ_SIZE))
+            except OSError as exc:
+                raise SourceError(path, exc.strerror or str(exc)) from exc
+            if not data:
+                raise SourceChangedError(
+                    path, f"it shrank while being packed ({size - remaining} of {size} bytes)"
+                )
+            remaining -= len(data)
+            yield data
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,97 @@
+"""verify: every chunk's size and SHA-256, the whole stream's, and with ``deep`` the contents.
+
+Every problem is collected and reported together — a missing chunk does not hide a corrupt one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from ..core.tar_reader import MemberStart, TarEvent
+from ..errors import ArchiveDamagedError, ManifestError, MissingChunkError, StcError
+from ..progress import NullProgress, Progress
+from ..storage.local import LocalChunkSource, manifest_path, part_files
+from .decode import TarStreamDecoder
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    chunks_checked: int = 0
+    bytes_checked: int = 0
+    members_checked: int = 0
+    deep: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_for_problems(self) -> None:
+        if self.problems:
+            raise ArchiveDamagedError(self.problems)
+
+
+def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None) -> VerifyReport:
+    progress = progress or NullProgress()
+    source = LocalChunkSource(prefix)
+    manifest = source.manifest
+    if manifest is None:
+        raise ManifestError(
+            f"{manifest_path(prefix)} is missing; without it there is nothing to verify against"
+        )
+    report = VerifyReport(deep=deep)
+    listed = {c.name for c in manifest.chunks}
+    for extra in part_files(source.directory, source.name):
+        if extra not in listed:
+            report.problems.append(f"{extra}: extra chunk, not in the manifest")
+
+    def count_member(event: TarEvent) -> None:
+        if isinstance(event, MemberStart):
+            report.members_checked += 1
+
+    decoder: TarStreamDecoder | None = (
+        TarStreamDecoder(count_member, manifest.compression) if deep else None
+    )
+    stream_hash = hashlib.sha256()
+    stream_whole = True
+    progress.start(manifest.compressed_size)
+    try:
+        for chunk in manifest.chunks:
+            chunk_hash = hashlib.sha256()
+            size = 0
+            try:
+                for piece in source.read(chunk):
+                    chunk_hash.update(piece)
+                    stream_hash.update(piece)
+                    size += len(piece)
+                    progress.advance(len(piece))
+                    if decoder is not None:
+                        try:
+                            decoder.feed(piece)
+                        except StcError as exc:
+                            report.problems.append(f"contents: {exc}")
+                            decoder = None
+            except MissingChunkError:
+                report.problems.append(f"{chunk.name}: missing")
+                stream_whole = False
+                decoder = None
+                continue
+            report.chunks_checked += 1
+            report.bytes_checked += size
+            if size != chunk.size:
+                kind = "short" if size < chunk.size else "too long"
+                report.problems.append(f"{chunk.name}: {kind}, {size} of {chunk.size} bytes")
+                stream_whole = False
+            elif chunk_hash.hexdigest() != chunk.checksum:
+                report.problems.append(f"{chunk.name}: corrupt, SHA-256 does not match")
+        if stream_whole and manifest.sha256 and stream_hash.hexdigest() != manifest.sha256:
+            report.problems.append("whole stream: SHA-256 does not match the manifest")
+        if decoder is not None:
+            try:
+                decoder.finish()
+            except StcError as exc:
+                report.problems.append(f"contents: {exc}")
+    finally:
+        progress.finish()
+    return report

@@ -1,0 +1,1 @@
+"""Where chunks live: the local directory of the prefix (default)."""

@@ -1,0 +1,185 @@
+"""Chunks in a local directory: ``DIR/NAME.part0000``… beside ``DIR/NAME.manifest.json``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+
+from ..core.manifest import Manifest, is_bare_file_name
+from ..errors import ManifestError, MissingChunkError, OutputError, UsageError
+from ..models import ChunkInfo
+
+READ_SIZE = 1 << 20  # bytes per read: large enough that syscalls cost nothing
+
+
+def split_prefix(prefix: str) -> tuple[str, str]:
+    """``out/backup`` → (``out``, ``backup``); the name part must be a bare file name."""
+    directory, name = os.path.split(prefix)
+    if not is_bare_file_name(name):
+        raise UsageError(f"the prefix {prefix!r} must end in a file name, like out/backup")
+    return directory or ".", name
+
+
+def manifest_path(prefix: str) -> str:
+    return prefix + ".manifest.json"
+
+
+def sha256sum_path(prefix: str) -> str:
+    return prefix + ".sha256"
+
+
+def part_files(directory: str, name: str) -> list[str]:
+    """Names of ``NAME.part<digits>`` files in ``directory``, in chunk order."""
+    pattern = re.compile(re.escape(name) + r"\.part(\d+)")
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found = [(int(m.group(1)), e) for e in entries if (m := pattern.fullmatch(e))]
+    return [entry for _, entry in sorted(found)]
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Temp file, fsync, rename, fsync the folder: a reader sees the old file or the new one."""
+    directory = os.path.dirname(path) or "."
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        _fsync_directory(directory)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise OutputError(f"cannot write {path}: {exc}") from exc
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalChunkSink:
+    """Writes chunks as they are cut; each one appears under its real name only when complete."""
+
+    def __init__(self, prefix: str, *, force: bool = False) -> None:
+        self.directory, self.name = split_prefix(prefix)
+        self.prefix = prefix
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {self.directory}: {exc}") from exc
+        existing = part_files(self.directory, self.name)
+        if os.path.exists(manifest_path(prefix)):
+            existing.append(os.path.basename(manifest_path(prefix)))
+        if existing and not force:
+            raise OutputError(
+                f"{prefix} already has an archive ({existing[0]} …); "
+                "choose another prefix or pass --force to replace it"
+            )
+        for entry in existing:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.directory, entry))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(sha256sum_path(prefix))
+        self._handle: tuple[int, str] | None = None
+        self._written: list[str] = []
+
+    def write(self, index: int, data: bytes | memoryview, name: str) -> None:
+        if self._handle is None:
+            temp = os.path.join(self.directory, f".{name}.tmp")
+            try:
+                self._handle = (os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), temp)
+            except OSError as exc:
+                raise OutputError(f"cannot create chunk {name}: {exc}") from exc
+        fd = self._handle[0]
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            raise OutputError(f"cannot write chunk {name}: {exc}") from exc
+
+    def finish_chunk(self, info: ChunkInfo) -> ChunkInfo:
+        """fsync and rename the chunk into place; returns ``info`` with its path."""
+        if self._handle is None:
+            self.write(info.index, b"", info.name)
+        assert self._handle is not None
+        fd, temp = self._handle
+        self._handle = None
+        final = os.path.join(self.directory, info.name)
+        try:
+            os.fsync(fd)
+            os.close(fd)
+            os.replace(temp, final)
+        except OSError as exc:
+            raise OutputError(f"cannot finish chunk {info.name}: {exc}") from exc
+        self._written.append(final)
+        return replace(info, path=final)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        _fsync_directory(self.directory)
+        atomic_write(sha256sum_path(self.prefix), manifest.sha256sum_text().encode())
+        atomic_write(manifest_path(self.prefix), manifest.to_json().encode())
+
+    def abort(self) -> None:
+        """Remove the chunk in progress; finished chunks stay (they are whole and named)."""
+        if self._handle is not None:
+            fd, temp = self._handle
+            self._handle = None
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+
+class LocalChunkSource:
+    """Reads the chunks of a prefix: the manifest's list, or ``NAME.part*`` without one."""
+
+    def __init__(self, prefix: str) -> None:
+        self.directory, self.name = split_prefix(prefix)
+        self.prefix = prefix
+        self.manifest = read_manifest_if_present(prefix)
+        if self.manifest is not None:
+            self.chunks: list[ChunkInfo] = list(self.manifest.chunks)
+        else:
+            names = part_files(self.directory, self.name)
+            if not names:
+                raise MissingChunkError(0, f"{self.directory} (no {self.name}.part* files)")
+            self.chunks = [
+                ChunkInfo(index=i, name=n, size=-1, checksum="") for i, n in enumerate(names)
+            ]
+
+    def path(self, chunk: ChunkInfo) -> str:
+        return os.path.join(self.directory, chunk.name)
+
+    def read(self, chunk: ChunkInfo) -> Iterator[bytes]:
+        """The chunk's bytes in pieces of READ_SIZE; a missing file is a MissingChunkError."""
+        try:
+            handle = open(self.path(chunk), "rb", buffering=0)  # noqa: SIM115
+        except FileNotFoundError:
+            raise MissingChunkError(chunk.index, self.directory) from None
+        except OSError as exc:
+            raise MissingChunkError(chunk.index, f"{self.directory} ({exc})") from exc
+        with handle:
+            while piece := handle.read(READ_SIZE):
+                yield piece
+
+
+def read_manifest_if_present(prefix: str) -> Manifest | None:
+    path = manifest_path(prefix)
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc}") from exc
+    return Manifest.from_json(text, source=path)

@@ -1,0 +1,119 @@
+"""The synchronous API, for scripts without an event loop; the CLI drives the same calls."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+
+from .core.manifest import Manifest
+from .errors import ManifestError
+from .models import CompressionType, TarMember
+from .pipeline import listing
+from .pipeline import pack as pack_pipeline
+from .pipeline import unpack as unpack_pipeline
+from .pipeline import verify as verify_pipeline
+from .pipeline.pack import DEFAULT_CHUNK_SIZE, PackResult, PackSettings
+from .pipeline.unpack import UnpackResult
+from .pipeline.verify import VerifyReport
+from .progress import FileCallback, FileCallbackProgress, Progress
+from .storage.local import manifest_path, read_manifest_if_present
+
+StrPath = str | os.PathLike[str]
+
+
+def pack(
+    sources: StrPath | Sequence[StrPath],
+    output_prefix: StrPath,
+    *,
+    compression: CompressionType | str = CompressionType.GZIP,
+    level: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    block_size: int | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    progress_callback: FileCallback | None = None,
+    force: bool = False,
+) -> PackResult:
+    """Packs files and directories into ``PREFIX.part0000``… plus manifest and ``.sha256``."""
+    settings = PackSettings.build(compression, level, chunk_size, block_size, workers)
+    return pack_pipeline.pack(
+        _paths(sources),
+        os.fspath(output_prefix),
+        settings,
+        progress=_progress(progress, progress_callback),
+        force=force,
+    )
+
+
+def unpack(
+    input_prefix: StrPath,
+    output_dir: StrPath,
+    *,
+    compression: CompressionType | str | None = None,
+    verify_checksum: bool = True,
+    progress: Progress | None = None,
+    progress_callback: FileCallback | None = None,
+    same_owner: bool = False,
+) -> UnpackResult:
+    """Restores ``PREFIX.part*`` into ``output_dir``, checking every chunk against the manifest."""
+    return unpack_pipeline.unpack(
+        os.fspath(input_prefix),
+        os.fspath(output_dir),
+        compression=None if compression is None else CompressionType.parse(compression),
+        verify_checksum=verify_checksum,
+        progress=_progress(progress, progress_callback),
+        same_owner=same_owner,
+    )
+
+
+def unpack_stream(
+    pieces: Iterable[bytes],
+    output_dir: StrPath,
+    *,
+    compression: CompressionType | str | None = None,
+    progress: Progress | None = None,
+    progress_callback: FileCallback | None = None,
+    same_owner: bool = False,
+) -> UnpackResult:
+    """Restores one compressed tar stream given as byte pieces (no manifest, so no checksums)."""
+    return unpack_pipeline.unpack_stream(
+        pieces,
+        os.fspath(output_dir),
+        compression=None if compression is None else CompressionType.parse(compression),
+        progress=_progress(progress, progress_callback),
+        same_owner=same_owner,
+    )
+
+
+def verify(
+    prefix: StrPath, *, deep: bool = False, progress: Progress | None = None
+) -> VerifyReport:
+    """Checks every chunk (``deep``: and the decoded contents); the report lists every problem."""
+    return verify_pipeline.verify(os.fspath(prefix), deep=deep, progress=progress)
+
+
+def list_members(
+    prefix: StrPath, *, compression: CompressionType | str | None = None
+) -> Iterator[TarMember]:
+    """The archive's members in stream order, decoded without writing anything."""
+    stated = None if compression is None else CompressionType.parse(compression)
+    return listing.list_members(os.fspath(prefix), compression=stated)
+
+
+def read_manifest(prefix: StrPath) -> Manifest:
+    manifest = read_manifest_if_present(os.fspath(prefix))
+    if manifest is None:
+        raise ManifestError(f"{manifest_path(os.fspath(prefix))} does not exist")
+    return manifest
+
+
+def _paths(sources: StrPath | Sequence[StrPath]) -> list[str]:
+    if isinstance(sources, (str, os.PathLike)):
+        return [os.fspath(sources)]
+    return [os.fspath(s) for s in sources]
+
+
+def _progress(progress: Progress | None, callback: FileCallback | None) -> Progress | None:
+    if progress is not None or callback is None:
+        return progress
+    return FileCallbackProgress(callback)

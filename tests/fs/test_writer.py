@@ -1,0 +1,139 @@
+"""The file writer: containment against the real filesystem, deferred commits, metadata."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from streaming_tar_compressor.errors import UnsafeMemberError
+from streaming_tar_compressor.fs.writer import TreeWriter
+from streaming_tar_compressor.models import MemberKind, TarMember
+
+
+def put(writer: TreeWriter, member: TarMember, data: bytes = b"") -> None:
+    writer.start(member)
+    if data:
+        writer.write(data)
+    writer.end(member)
+
+
+def file(name: str, data: bytes = b"x", mode: int = 0o644) -> tuple[TarMember, bytes]:
+    return TarMember(name=name, kind=MemberKind.FILE, size=len(data), mode=mode, mtime=1e9), data
+
+
+def visible(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("member", "rule"),
+    [
+        (TarMember(name="/etc/passwd", kind=MemberKind.FILE), "absolute"),
+        (TarMember(name="a/../../x", kind=MemberKind.FILE), r"\.\."),
+        (TarMember(name="a\0b", kind=MemberKind.FILE), "NUL"),
+        (TarMember(name="dev", kind=MemberKind.CHAR_DEVICE), "device"),
+        (TarMember(name="fifo", kind=MemberKind.FIFO), "FIFO"),
+        (TarMember(name="l", kind=MemberKind.SYMLINK, linkname="/etc"), "absolute"),
+        (TarMember(name="a/l", kind=MemberKind.SYMLINK, linkname="../../x"), "outside"),
+        (TarMember(name="h", kind=MemberKind.HARDLINK, linkname="/etc/passwd"), "absolute"),
+        (TarMember(name="h", kind=MemberKind.HARDLINK, linkname="never-extracted"), "earlier"),
+        (TarMember(name=".", kind=MemberKind.FILE), "directory"),
+    ],
+)
+def test_unsafe_members_are_refused_naming_member_and_rule(tmp_path, member, rule):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=False)
+    with pytest.raises(UnsafeMemberError, match=rule) as info:
+        put(writer, member)
+    writer.close()
+    assert info.value.member == member.name
+    assert visible(out) == []
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_never_writes_through_a_symlink_from_the_archive(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    writer = TreeWriter(str(out), deferred=False)
+    put(writer, TarMember(name="link", kind=MemberKind.SYMLINK, linkname="."))
+    with pytest.raises(UnsafeMemberError, match="symlink"):
+        put(writer, *file("link/x"))
+    writer.close()
+    assert (out / "link").is_symlink()
+    assert visible(outside) == []
+
+
+def test_never_writes_through_a_symlink_already_on_disk(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    os.symlink(outside, out / "evil")
+    writer = TreeWriter(str(out), deferred=False)
+    with pytest.raises(UnsafeMemberError):
+        put(writer, *file("evil/payload"))
+    writer.close()
+    assert visible(outside) == []
+
+
+def test_a_file_replaces_a_symlink_instead_of_following_it(tmp_path):
+    out, outside = tmp_path / "out", tmp_path / "outside.txt"
+    out.mkdir()
+    outside.write_bytes(b"keep")
+    os.symlink(outside, out / "name")
+    writer = TreeWriter(str(out), deferred=False)
+    put(writer, *file("name", b"new"))
+    writer.close()
+    assert outside.read_bytes() == b"keep"
+    assert not (out / "name").is_symlink()
+    assert (out / "name").read_bytes() == b"new"
+
+
+def test_deferred_files_stay_hidden_until_commit(tmp_path):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True)
+    put(writer, *file("dir/f.txt", b"data"))
+    assert not (out / "dir" / "f.txt").exists()
+    hidden = [p.name for p in (out / "dir").iterdir()]
+    assert len(hidden) == 1 and hidden[0].startswith(".") and hidden[0].endswith(".tmp")
+    writer.commit()
+    writer.close()
+    assert (out / "dir" / "f.txt").read_bytes() == b"data"
+    assert visible(out) == ["dir", "dir/f.txt"]
+
+
+def test_abort_removes_unverified_and_half_written_files(tmp_path):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True)
+    put(writer, *file("done.txt", b"data"))
+    member, _ = file("half.txt", b"xxxx")
+    writer.start(member)
+    writer.write(b"xx")
+    writer.abort()
+    writer.close()
+    assert visible(out) == []
+
+
+def test_modes_mtimes_and_directory_metadata_applied_last(tmp_path):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=False)
+    put(writer, TarMember(name="ro", kind=MemberKind.DIRECTORY, mode=0o555, mtime=1234567890))
+    put(writer, *file("ro/f", b"abc", mode=0o4755))
+    writer.close()
+    assert stat.S_IMODE((out / "ro").stat().st_mode) == 0o555
+    assert int((out / "ro").stat().st_mtime) == 1234567890
+    assert stat.S_IMODE((out / "ro" / "f").stat().st_mode) == 0o755  # setuid dropped
+    assert (out / "ro" / "f").stat().st_mtime == 1e9
+    os.chmod(out / "ro", 0o755)
+
+
+def test_hardlink_to_pending_file_commits_it_first(tmp_path):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True)
+    put(writer, *file("a", b"same"))
+    put(writer, TarMember(name="b", kind=MemberKind.HARDLINK, linkname="a"))
+    writer.commit()
+    writer.close()
+    assert (out / "a").stat().st_ino == (out / "b").stat().st_ino

@@ -1,0 +1,108 @@
+"""unpack(pack(tree)) == tree for every codec, chunk size and block size."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import streaming_tar_compressor as stc
+from tests.helpers import build_tree, inode_groups, snapshot
+from tests.strategies import file_trees
+
+CODECS = list(stc.CompressionType)
+SLOW = {stc.CompressionType.XZ, stc.CompressionType.BZIP2}
+
+
+def parts_bytes(result: stc.PackResult) -> bytes:
+    return b"".join(Path(c.path).read_bytes() for c in result.chunks)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.value)
+def test_round_trip_restores_the_tree(make_tree, tmp_path, codec):
+    tree = make_tree()
+    result = stc.pack(
+        [tree],
+        tmp_path / "arc" / "backup",
+        compression=codec,
+        chunk_size=50_000,
+        block_size=64 * 1024,
+        workers=2,
+    )
+    assert len(result.chunks) > 1
+    assert [c.index for c in result.chunks] == list(range(len(result.chunks)))
+    out = tmp_path / "out"
+    unpacked = stc.unpack(tmp_path / "arc" / "backup", out)
+    assert unpacked.verified
+    restored = out / tree.relative_to("/")
+    assert snapshot(restored) == snapshot(tree)
+    assert inode_groups(restored) == inode_groups(tree)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.value)
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    files=file_trees(),
+    chunk_size=st.integers(200, 30_000),
+    block_size=st.sampled_from([1, 511, 4096, 65536, None]),
+)
+def test_random_trees_round_trip(tmp_path_factory, codec, files, chunk_size, block_size):
+    if codec in SLOW and block_size == 1:
+        block_size = 4096
+    base = tmp_path_factory.mktemp("rt")
+    tree = build_tree(base / "src", files)
+    result = stc.pack(
+        [tree],
+        base / "backup",
+        compression=codec,
+        chunk_size=chunk_size,
+        block_size=block_size,
+        workers=2,
+    )
+    assert all(c.size == chunk_size for c in result.chunks[:-1])
+    stc.unpack(base / "backup", base / "out")
+    assert snapshot(base / "out" / tree.relative_to("/")) == snapshot(tree)
+    shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.value)
+def test_any_chunk_size_gives_the_same_stream(make_tree, tmp_path, codec):
+    tree = make_tree()
+    streams = set()
+    for i, chunk_size in enumerate([1000, 7777, 10**9]):
+        result = stc.pack(
+            [tree], tmp_path / f"p{i}", compression=codec, chunk_size=chunk_size, block_size=100_000
+        )
+        streams.add(parts_bytes(result))
+        assert result.manifest.sha256 is not None
+    assert len(streams) == 1
+
+
+def test_mixed_sources_keep_their_names(make_tree, tmp_path):
+    tree = make_tree()
+    single = tmp_path / "single.txt"
+    single.write_bytes(b"alone\n")
+    stc.pack([str(tree) + "/", single], tmp_path / "b", compression="zstd")
+    names = [m.name for m in stc.list_members(tmp_path / "b")]
+    base = str(tree).lstrip("/")
+    assert names[0] == base
+    assert names[-1] == str(single).lstrip("/")
+    assert f"{base}/sub/deeper/c.txt" in names
+    assert names[1:-1] == sorted(names[1:-1], key=lambda n: n.split("/"))
+
+
+def test_an_empty_directory_and_an_empty_file_round_trip(tmp_path):
+    (tmp_path / "src" / "e").mkdir(parents=True)
+    (tmp_path / "src" / "z").write_bytes(b"")
+    for codec in CODECS:
+        stc.pack([tmp_path / "src"], tmp_path / codec.value, compression=codec)
+        stc.unpack(tmp_path / codec.value, tmp_path / f"out-{codec.value}")
+        restored = tmp_path / f"out-{codec.value}" / (tmp_path / "src").relative_to("/")
+        assert snapshot(restored) == snapshot(tmp_path / "src")
