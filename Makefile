@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 INTEROP_PACKAGES := tar gzip pigz xz-utils zstd lz4 bzip2 coreutils
 DEMO_DIR := demo-out
 
-.PHONY: all venv test lint typecheck unit interop-tools demo clean
+.PHONY: all venv test lint typecheck unit interop-tools demo bench-codecs clean
 
 all: test
 
@@ -53,6 +53,11 @@ demo: $(STAMP)
 	$(BIN)/stc verify $(DEMO_DIR)/chunks/sample --deep
 	$(BIN)/stc unpack $(DEMO_DIR)/chunks/sample -C $(DEMO_DIR)/restored
 	diff -r $(DEMO_DIR)/sample $(DEMO_DIR)/restored/$(DEMO_DIR)/sample && echo "demo: restored tree is identical"
+
+# Measures candidate codec libraries on this machine (see benchmarks/codec_libraries.py).
+bench-codecs: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/codec_libraries.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis

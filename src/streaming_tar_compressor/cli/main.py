@@ -43,6 +43,14 @@ def parse_size(text: str) -> int:
     return value
 
 
+def _size_argument(text: str) -> int:
+    """parse_size for argparse, which reports ArgumentTypeError as a usage error (exit 2)."""
+    try:
+        return parse_size(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -99,14 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("-l", "--level", type=int, help="compression level (default per codec)")
     pack.add_argument(
         "--chunk-size",
-        type=parse_size,
+        type=_size_argument,
         default=DEFAULT_CHUNK_SIZE,
         metavar="SIZE",
         help="bytes per chunk, e.g. 50M (default), 1G",
     )
     pack.add_argument(
         "--block-size",
-        type=parse_size,
+        type=_size_argument,
         metavar="SIZE",
         help="uncompressed bytes per independently compressed block "
         "(default per codec, e.g. 4M for gzip)",

@@ -72,10 +72,10 @@ class _Frame:
     headers (RFC 8878 3.1.1) and feeds it at most one block per call: at most 128 KiB out.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, context: zstandard.ZstdDecompressor) -> None:
         self._input = bytearray()
         self._output = bytearray()
-        self._decoder = zstandard.ZstdDecompressor().decompressobj()
+        self._decoder = context.decompressobj()
         self._skip = -1  # bytes of a skippable frame still to drop; -1: not known yet
         self._feedable = 0  # input bytes known to belong to the frame, not yet decoded
         self._header_done = False
@@ -181,8 +181,13 @@ class ZstdDecoder(MemberStreamDecoder):
     name = "zstd"
     errors = (zstandard.ZstdError,)
 
+    def __init__(self) -> None:
+        super().__init__()
+        # One context for all frames: decompressobj() resets it, and frames come one at a time.
+        self._context = zstandard.ZstdDecompressor()
+
     def new_member(self) -> Member:
-        return _Frame()
+        return _Frame(self._context)
 
 
 class ZstdCodec:

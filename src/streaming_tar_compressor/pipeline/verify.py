@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from ..core.tar_reader import MemberStart, TarEvent
 from ..errors import ArchiveDamagedError, ManifestError, MissingChunkError, StcError
 from ..progress import NullProgress, Progress
-from ..storage.local import LocalChunkSource, manifest_path, part_files
+from ..storage.local import (
+    LocalChunkSource,
+    manifest_path,
+    part_files,
+    read_manifest_if_present,
+)
 from .decode import TarStreamDecoder
 
 
@@ -34,12 +39,12 @@ class VerifyReport:
 
 def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None) -> VerifyReport:
     progress = progress or NullProgress()
-    source = LocalChunkSource(prefix)
-    manifest = source.manifest
+    manifest = read_manifest_if_present(prefix)
     if manifest is None:
         raise ManifestError(
             f"{manifest_path(prefix)} is missing; without it there is nothing to verify against"
         )
+    source = LocalChunkSource(prefix)
     report = VerifyReport(deep=deep)
     listed = {c.name for c in manifest.chunks}
     for extra in part_files(source.directory, source.name):
