@@ -106,3 +106,16 @@ def test_an_empty_directory_and_an_empty_file_round_trip(tmp_path):
         stc.unpack(tmp_path / codec.value, tmp_path / f"out-{codec.value}")
         restored = tmp_path / f"out-{codec.value}" / (tmp_path / "src").relative_to("/")
         assert snapshot(restored) == snapshot(tmp_path / "src")
+
+
+def test_packing_the_folder_that_holds_the_output_leaves_the_archive_out(make_tree, tmp_path):
+    tree = make_tree()
+    (tree / "old.part0000").write_bytes(b"not ours: a different prefix")
+    result = stc.pack([tree], tree / "backup", compression="gzip", chunk_size=20_000)
+    assert len(result.chunks) > 1
+    names = {m.name.rsplit("/", 1)[-1] for m in stc.list_members(tree / "backup")}
+    assert "old.part0000" in names
+    assert not any(n.startswith(("backup.", ".backup.")) for n in names)
+    stc.unpack(tree / "backup", tmp_path / "out")
+    restored = tmp_path / "out" / tree.relative_to("/")
+    assert (restored / "a.txt").read_bytes() == (tree / "a.txt").read_bytes()

@@ -11,13 +11,19 @@ import grp
 import os
 import pwd
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from ..core.tar_writer import header_size_bound, padding
 from ..errors import SourceError
 from ..models import MemberKind, TarMember
+
+Exclude = Callable[[str], bool]
+
+
+def _nothing(path: str) -> bool:
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +54,13 @@ def member_name(source: str) -> str:
     return "/".join(parts) or "."
 
 
-def scan(sources: Sequence[str]) -> SourceSummary:
+def scan(sources: Sequence[str], exclude: Exclude = _nothing) -> SourceSummary:
     """Check every source exists and is readable; sum what the archive will hold."""
     if not sources:
         raise SourceError("(none)", "give at least one file or directory to pack")
     files = data = bound = 0
     for source in sources:
-        for path, name, st in _walk(source):
+        for path, name, st in _walk(source, exclude):
             files += 1
             size = st.st_size if stat.S_ISREG(st.st_mode) else 0
             data += size
@@ -67,11 +73,13 @@ def scan(sources: Sequence[str]) -> SourceSummary:
     return SourceSummary(files=files, data_bytes=data, tar_size_bound=bound + 20 * 512 * 2)
 
 
-def iter_entries(sources: Sequence[str], skipped: list[SkippedSource]) -> Iterator[SourceEntry]:
+def iter_entries(
+    sources: Sequence[str], skipped: list[SkippedSource], exclude: Exclude = _nothing
+) -> Iterator[SourceEntry]:
     """Members in walk order; sockets and device nodes are left out and listed in ``skipped``."""
     seen_inodes: dict[tuple[int, int], str] = {}
     for source in sources:
-        for path, name, st in _walk(source):
+        for path, name, st in _walk(source, exclude):
             member = _member(path, name, st, seen_inodes)
             if member is None:
                 skipped.append(SkippedSource(path, "not a file, directory or symlink"))
@@ -79,7 +87,7 @@ def iter_entries(sources: Sequence[str], skipped: list[SkippedSource]) -> Iterat
             yield SourceEntry(member, path)
 
 
-def _walk(source: str) -> Iterator[tuple[str, str, os.stat_result]]:
+def _walk(source: str, exclude: Exclude) -> Iterator[tuple[str, str, os.stat_result]]:
     """(path, member name, lstat) for the source and, for a directory, all below it, sorted."""
     try:
         st = os.lstat(source)
@@ -89,23 +97,27 @@ def _walk(source: str) -> Iterator[tuple[str, str, os.stat_result]]:
     if root_name != ".":
         yield source, root_name, st
     if stat.S_ISDIR(st.st_mode):
-        yield from _walk_dir(source, "" if root_name == "." else root_name + "/")
+        yield from _walk_dir(source, "" if root_name == "." else root_name + "/", exclude)
 
 
-def _walk_dir(path: str, prefix: str) -> Iterator[tuple[str, str, os.stat_result]]:
+def _walk_dir(
+    path: str, prefix: str, exclude: Exclude
+) -> Iterator[tuple[str, str, os.stat_result]]:
     try:
         names = sorted(os.listdir(path))
     except OSError as exc:
         raise SourceError(path, exc.strerror or str(exc)) from exc
     for entry_name in names:
         child = os.path.join(path, entry_name)
+        if exclude(child):
+            continue
         try:
             st = os.lstat(child)
         except OSError as exc:
             raise SourceError(child, exc.strerror or str(exc)) from exc
         yield child, prefix + entry_name, st
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(child, prefix + entry_name + "/")
+            yield from _walk_dir(child, prefix + entry_name + "/", exclude)
 
 
 def _member(

@@ -20,7 +20,7 @@ from ..errors import SourceChangedError, SourceError, UsageError
 from ..fs.walk import SkippedSource, SourceEntry, iter_entries, scan
 from ..models import ChunkInfo, CompressionType, MemberKind
 from ..progress import NullProgress, Progress
-from ..storage.local import LocalChunkSink, split_prefix
+from ..storage.local import LocalChunkSink, archive_file_matcher, split_prefix
 from .parallel import ordered_map
 
 DEFAULT_CHUNK_SIZE = 50 * 2**20  # bytes
@@ -96,7 +96,8 @@ def pack(
     progress = progress or NullProgress()
     codec = codec_for(settings.compression)
     _, prefix_name = split_prefix(output_prefix)
-    summary = scan(sources)
+    exclude = archive_file_matcher(output_prefix)
+    summary = scan(sources, exclude)
     max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
     chunker = Chunker(
         settings.chunk_size, prefix_name, suffix_width(max_stream, settings.chunk_size)
@@ -119,7 +120,9 @@ def pack(
         emit(encoder.header())
         raw_offset = 0
         with ThreadPoolExecutor(settings.workers, thread_name_prefix="stc-pack") as pool:
-            tar_blocks = _blocks(iter_entries(sources, skipped), settings.block_size, progress)
+            tar_blocks = _blocks(
+                iter_entries(sources, skipped, exclude), settings.block_size, progress
+            )
             window = settings.workers * BLOCKS_IN_FLIGHT_PER_WORKER
             for encoded in ordered_map(encoder.encode_block, tar_blocks, pool=pool, window=window):
                 blocks.append((raw_offset, chunker.total_size))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from ..core.manifest import Manifest, is_bare_file_name
@@ -40,6 +40,23 @@ def part_files(directory: str, name: str) -> list[str]:
         return []
     found = [(int(m.group(1)), e) for e in entries if (m := pattern.fullmatch(e))]
     return [entry for _, entry in sorted(found)]
+
+
+def archive_file_matcher(prefix: str) -> Callable[[str], bool]:
+    """True for the archive's own files (chunks, manifest, their temp names), so packing a
+    folder that holds the output never packs the archive into itself."""
+    directory, name = split_prefix(prefix)
+    pattern = re.compile(rf"\.?{re.escape(name)}\.(part\d+|manifest\.json|sha256)(\.\d+)?(\.tmp)?")
+
+    def matches(path: str) -> bool:
+        if not pattern.fullmatch(os.path.basename(path)):
+            return False
+        try:
+            return os.path.samefile(os.path.dirname(path) or ".", directory)
+        except OSError:
+            return False
+
+    return matches
 
 
 def atomic_write(path: str, data: bytes) -> None:
