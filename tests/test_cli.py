@@ -19,8 +19,12 @@ from tests.helpers import snapshot, tool
 
 
 def stc_run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streaming_tar_compressor", *args],
-                          capture_output=True, text=True, cwd=cwd)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streaming_tar_compressor", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:
@@ -35,8 +39,9 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, tex
 def packed(make_tree, tmp_path):
     tree = make_tree()
     prefix = tmp_path / "arc" / "b"
-    code = main(["pack", str(tree), "-o", str(prefix), "--chunk-size", "20K",
-                 "--block-size", "64K", "-q"])  # fmt: skip
+    code = main(
+        ["pack", str(tree), "-o", str(prefix), "--chunk-size", "20K", "--block-size", "64K", "-q"]
+    )
     assert code == 0
     return tree, prefix
 
@@ -47,8 +52,17 @@ def test_help_documents_every_command_and_option():
     for command in ("pack", "unpack", "verify", "list", "info"):
         assert command in done.stdout
     pack_help = stc_run("pack", "--help").stdout
-    for option in ("--output", "--compression", "--level", "--chunk-size", "--block-size",
-                   "--workers", "--force", "--quiet", "--json"):  # fmt: skip
+    for option in (
+        "--output",
+        "--compression",
+        "--level",
+        "--chunk-size",
+        "--block-size",
+        "--workers",
+        "--force",
+        "--quiet",
+        "--json",
+    ):
         assert option in pack_help
     unpack_help = stc_run("unpack", "--help").stdout
     for option in ("--directory", "--no-verify", "--same-owner", "--compression"):
@@ -112,8 +126,12 @@ def test_verify_reports_every_damaged_chunk_in_one_report(packed):
     (prefix.parent / "b.part9999").write_bytes(b"stray")
     done = stc_run("verify", str(prefix))
     assert done.returncode == 6
-    for name, word in ((flipped, "corrupt"), (missing, "missing"), (truncated, "short"),
-                       (prefix.parent / "b.part9999", "extra")):  # fmt: skip
+    for name, word in (
+        (flipped, "corrupt"),
+        (missing, "missing"),
+        (truncated, "short"),
+        (prefix.parent / "b.part9999", "extra"),
+    ):
         assert f"{name.name}: {word}" in done.stderr
     assert "4 problems" in done.stderr
 
@@ -179,9 +197,17 @@ def test_force_replaces_an_archive(packed, make_tree):
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("100", 100), ("1K", 1024), ("50M", 50 * 2**20), ("1G", 2**30), ("2MiB", 2 * 2**20),
-     ("1MB", 10**6), ("1.5k", 1536), ("3m", 3 * 2**20)],
-)  # fmt: skip
+    [
+        ("100", 100),
+        ("1K", 1024),
+        ("50M", 50 * 2**20),
+        ("1G", 2**30),
+        ("2MiB", 2 * 2**20),
+        ("1MB", 10**6),
+        ("1.5k", 1536),
+        ("3m", 3 * 2**20),
+    ],
+)
 def test_parse_size_follows_split(text, value):
     assert parse_size(text) == value
 

@@ -15,12 +15,28 @@ import streaming_tar_compressor as stc
 from tests.helpers import inode_groups, snapshot, tool
 
 CT = stc.CompressionType
-TAR_FLAGS = {CT.GZIP: ["-z"], CT.BZIP2: ["-j"], CT.XZ: ["-J"], CT.ZSTD: ["--zstd"],
-             CT.LZ4: ["-I", "lz4"], CT.NONE: []}  # fmt: skip
-CLI_TEST = {CT.GZIP: ["gzip", "-t"], CT.BZIP2: ["bzip2", "-t"], CT.XZ: ["xz", "-t"],
-            CT.ZSTD: ["zstd", "-t"], CT.LZ4: ["lz4", "-t"]}  # fmt: skip
-CLI_COMPRESS = {CT.GZIP: ["gzip", "-c"], CT.BZIP2: ["bzip2", "-c"], CT.XZ: ["xz", "-c"],
-                CT.ZSTD: ["zstd", "-q", "-c"], CT.LZ4: ["lz4", "-q", "-c"]}  # fmt: skip
+TAR_FLAGS = {
+    CT.GZIP: ["-z"],
+    CT.BZIP2: ["-j"],
+    CT.XZ: ["-J"],
+    CT.ZSTD: ["--zstd"],
+    CT.LZ4: ["-I", "lz4"],
+    CT.NONE: [],
+}
+CLI_TEST = {
+    CT.GZIP: ["gzip", "-t"],
+    CT.BZIP2: ["bzip2", "-t"],
+    CT.XZ: ["xz", "-t"],
+    CT.ZSTD: ["zstd", "-t"],
+    CT.LZ4: ["lz4", "-t"],
+}
+CLI_COMPRESS = {
+    CT.GZIP: ["gzip", "-c"],
+    CT.BZIP2: ["bzip2", "-c"],
+    CT.XZ: ["xz", "-c"],
+    CT.ZSTD: ["zstd", "-q", "-c"],
+    CT.LZ4: ["lz4", "-q", "-c"],
+}
 # Readers of DESIGN.md's table that take the whole stream in Python's tarfile stream mode.
 TARFILE_STREAM_MODES = {CT.GZIP: "r|gz", CT.XZ: "r|xz", CT.NONE: "r|*"}
 CODECS = list(CT)
@@ -35,8 +51,13 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
 def archive(make_tree, tmp_path):
     def make(codec: CT) -> tuple[Path, stc.PackResult, Path]:
         tree = make_tree()
-        result = stc.pack([tree], tmp_path / "arc" / "backup", compression=codec,
-                          chunk_size=CHUNK, block_size=100_000)  # fmt: skip
+        result = stc.pack(
+            [tree],
+            tmp_path / "arc" / "backup",
+            compression=codec,
+            chunk_size=CHUNK,
+            block_size=100_000,
+        )
         return tree, result, tmp_path / "arc"
 
     return make
@@ -99,8 +120,10 @@ def test_chunks_are_byte_identical_to_split(archive, tmp_path, codec):
     _, result, _ = archive(codec)
     theirs = tmp_path / "split"
     theirs.mkdir()
-    run([split, "-b", str(CHUNK), "-d", "-a", "4", "-", str(theirs / "backup.part")],
-        input=stream_of(result))  # fmt: skip
+    run(
+        [split, "-b", str(CHUNK), "-d", "-a", "4", "-", str(theirs / "backup.part")],
+        input=stream_of(result),
+    )
     assert sorted(os.listdir(theirs)) == [c.name for c in result.chunks]
     for chunk in result.chunks:
         assert (theirs / chunk.name).read_bytes() == Path(chunk.path).read_bytes()

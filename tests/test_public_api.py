@@ -22,8 +22,11 @@ def test_all_is_pinned():
 
 
 def test_every_error_is_rooted_in_stc_error_with_a_known_exit_code():
-    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
-               if issubclass(c, Exception) and c.__module__ == errors.__name__]  # fmt: skip
+    classes = [
+        c
+        for _, c in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(c, Exception) and c.__module__ == errors.__name__
+    ]
     assert len(classes) >= 12
     for cls in classes:
         assert issubclass(cls, stc.StcError)

@@ -12,7 +12,7 @@ from .pipeline import listing
 from .pipeline import pack as pack_pipeline
 from .pipeline import unpack as unpack_pipeline
 from .pipeline import verify as verify_pipeline
-from .pipeline.pack import DEFAULT_CHUNK_SIZE, PackResult, PackSettings
+from .pipeline.pack import DEFAULT_CHUNK_SIZE, ChunkIterator, PackResult, PackSettings
 from .pipeline.unpack import UnpackResult
 from .pipeline.verify import VerifyReport
 from .progress import FileCallback, FileCallbackProgress, Progress
@@ -43,6 +43,25 @@ def pack(
         progress=_progress(progress, progress_callback),
         force=force,
     )
+
+
+def iter_chunks(
+    sources: StrPath | Sequence[StrPath],
+    *,
+    compression: CompressionType | str = CompressionType.GZIP,
+    level: int | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    block_size: int | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    progress_callback: FileCallback | None = None,
+) -> ChunkIterator:
+    """Packs into memory: ``(index, bytes)`` per chunk as each is complete, nothing on disk.
+
+    After the last chunk, ``.manifest`` describes the archive (chunk names ``chunks.partNNNN``).
+    """
+    settings = PackSettings.build(compression, level, chunk_size, block_size, workers)
+    return ChunkIterator(_paths(sources), settings, progress=_progress(progress, progress_callback))
 
 
 def unpack(

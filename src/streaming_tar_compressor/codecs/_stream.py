@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..errors import CorruptStreamError, TruncatedStreamError, UsageError
+from .base import Buffer
 
 # Compressed bytes handed to a member per call: bounds the copies the libraries make of their
 # unconsumed input (zlib's unconsumed_tail, lz4's _unconsumed_data) to this size.
@@ -69,7 +70,7 @@ class MemberStreamDecoder:
     def check_end(self) -> None:
         """Raise if what ``skip_between`` dropped after the last member is not a valid end."""
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Buffer) -> None:
         self._pending += data
 
     def read(self, max_size: int) -> bytes:

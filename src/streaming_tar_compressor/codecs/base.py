@@ -7,6 +7,8 @@ from typing import Protocol
 
 from ..models import CompressionType
 
+Buffer = bytes | bytearray | memoryview  # what decoders accept: no copy needed to call them
+
 
 @dataclass(frozen=True, slots=True)
 class EncodedBlock:
@@ -47,7 +49,7 @@ class StreamDecoder(Protocol):
     CorruptStreamError; no library exception escapes.
     """
 
-    def feed(self, data: bytes) -> None: ...
+    def feed(self, data: Buffer) -> None: ...
 
     def read(self, max_size: int) -> bytes: ...
 

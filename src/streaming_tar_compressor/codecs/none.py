@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import UsageError
 from ..models import CompressionType
 from ._stream import check_args
-from .base import EncodedBlock
+from .base import Buffer, EncodedBlock
 
 
 class NoneEncoder:
@@ -30,7 +30,7 @@ class NoneDecoder:
     def __init__(self) -> None:
         self._pending = bytearray()
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Buffer) -> None:
         self._pending += data
 
     def read(self, max_size: int) -> bytes:

@@ -22,7 +22,7 @@ from ..models import MemberKind, TarMember
 Exclude = Callable[[str], bool]
 
 
-def _nothing(path: str) -> bool:
+def exclude_nothing(path: str) -> bool:
     return False
 
 
@@ -54,7 +54,7 @@ def member_name(source: str) -> str:
     return "/".join(parts) or "."
 
 
-def scan(sources: Sequence[str], exclude: Exclude = _nothing) -> SourceSummary:
+def scan(sources: Sequence[str], exclude: Exclude = exclude_nothing) -> SourceSummary:
     """Check every source exists and is readable; sum what the archive will hold."""
     if not sources:
         raise SourceError("(none)", "give at least one file or directory to pack")
@@ -74,7 +74,7 @@ def scan(sources: Sequence[str], exclude: Exclude = _nothing) -> SourceSummary:
 
 
 def iter_entries(
-    sources: Sequence[str], skipped: list[SkippedSource], exclude: Exclude = _nothing
+    sources: Sequence[str], skipped: list[SkippedSource], exclude: Exclude = exclude_nothing
 ) -> Iterator[SourceEntry]:
     """Members in walk order; sockets and device nodes are left out and listed in ``skipped``."""
     seen_inodes: dict[tuple[int, int], str] = {}

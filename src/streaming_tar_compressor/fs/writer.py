@@ -52,6 +52,7 @@ class TreeWriter:
         self._files: set[tuple[str, ...]] = set()
         self._current: tuple[int, _Pending] | None = None
         self.members_written = 0
+        self._closed = False
 
     # -- events -----------------------------------------------------------------------------
 
@@ -130,6 +131,9 @@ class TreeWriter:
 
     def close(self) -> None:
         """Apply directory modes and mtimes, deepest first, once nothing more goes inside."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             for parts in sorted(self._directories, key=len, reverse=True):
                 member = self._directories[parts]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..codecs import codec_for
-from ..codecs.base import StreamDecoder
+from ..codecs.base import Buffer, StreamDecoder
 from ..core.detect import HEAD_SIZE, resolve_compression
 from ..core.tar_reader import TarEvent, TarReader
 from ..models import CompressionType
@@ -30,7 +30,7 @@ class TarStreamDecoder:
         self._tar = TarReader()
         self.compression: CompressionType | None = None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Buffer) -> None:
         if self._decoder is None:
             self._head += data
             if len(self._head) < HEAD_SIZE:
@@ -53,7 +53,7 @@ class TarStreamDecoder:
         self._decoder = codec_for(self.compression).new_decoder()
         return head
 
-    def _decoder_feed(self, data: bytes) -> None:
+    def _decoder_feed(self, data: Buffer) -> None:
         assert self._decoder is not None
         self._decoder.feed(data)
         while piece := self._decoder.read(DECODED_PIECE):

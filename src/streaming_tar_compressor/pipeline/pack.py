@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,7 +18,15 @@ from ..core.chunker import ChunkEnd, Chunker, ChunkPiece
 from ..core.manifest import Manifest
 from ..core.tar_writer import TarWriter, padding
 from ..errors import SourceChangedError, SourceError, UsageError
-from ..fs.walk import SkippedSource, SourceEntry, iter_entries, scan
+from ..fs.walk import (
+    Exclude,
+    SkippedSource,
+    SourceEntry,
+    SourceSummary,
+    exclude_nothing,
+    iter_entries,
+    scan,
+)
 from ..models import ChunkInfo, CompressionType, MemberKind
 from ..progress import NullProgress, Progress
 from ..storage.local import LocalChunkSink, archive_file_matcher, split_prefix
@@ -31,7 +40,7 @@ BLOCKS_IN_FLIGHT_PER_WORKER = 2
 
 @dataclass(frozen=True, slots=True)
 class PackSettings:
-    """Validated settings of one pack."""
+    """Checked settings of one pack, with the codec's defaults filled in."""
 
     compression: CompressionType
     level: int
@@ -51,10 +60,7 @@ class PackSettings:
         kind = CompressionType.parse(compression)
         codec = codec_for(kind)
         level = codec.default_level if level is None else level
-        if not codec.min_level <= level <= codec.max_level:
-            raise UsageError(
-                f"{kind.value} level must be {codec.min_level}..{codec.max_level}, not {level}"
-            )
+        codec.new_encoder(level, 1)  # refuses a bad level before anything starts
         if chunk_size < 1:
             raise UsageError(f"chunk size must be at least 1 byte, not {chunk_size}")
         block_size = codec.default_block_size if block_size is None else block_size
@@ -73,6 +79,16 @@ class PackResult:
     skipped: list[SkippedSource]
 
 
+@dataclass(frozen=True, slots=True)
+class PackEnd:
+    """The stream is complete and ``manifest`` describes it."""
+
+    manifest: Manifest
+
+
+PackEvent = ChunkPiece | ChunkEnd | PackEnd
+
+
 def restore_command(codec: Codec, prefix_name: str) -> str:
     """The shell line that restores the archive with GNU tar alone, run in its folder."""
     flag = f" {codec.tar_flag}" if codec.tar_flag else ""
@@ -85,39 +101,39 @@ def suffix_width(max_stream_size: int, chunk_size: int) -> int:
     return max(4, len(str(max_chunks - 1)))
 
 
-def pack(
+def pack_events(
     sources: Sequence[str],
-    output_prefix: str,
     settings: PackSettings,
+    prefix_name: str,
+    summary: SourceSummary,
     *,
-    progress: Progress | None = None,
-    force: bool = False,
-) -> PackResult:
-    progress = progress or NullProgress()
+    progress: Progress,
+    skipped: list[SkippedSource],
+    exclude: Exclude = exclude_nothing,
+) -> Generator[PackEvent, None, None]:
+    """The whole pack as events: chunk pieces, chunk ends, and the manifest last.
+
+    Drivers decide where chunks go (files, memory); closing the generator early stops the
+    work, waiting only for the few blocks in flight.
+    """
     codec = codec_for(settings.compression)
-    _, prefix_name = split_prefix(output_prefix)
-    exclude = archive_file_matcher(output_prefix)
-    summary = scan(sources, exclude)
+    encoder = codec.new_encoder(settings.level, settings.block_size)
     max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
     chunker = Chunker(
         settings.chunk_size, prefix_name, suffix_width(max_stream, settings.chunk_size)
     )
-    sink = LocalChunkSink(output_prefix, force=force)
-    encoder = codec.new_encoder(settings.level, settings.block_size)
-    skipped: list[SkippedSource] = []
     chunks: list[ChunkInfo] = []
     blocks: list[tuple[int, int]] = []
 
-    def emit(data: bytes) -> None:
+    def cut(data: bytes) -> Iterator[ChunkPiece | ChunkEnd]:
         for event in chunker.feed(data):
-            if isinstance(event, ChunkPiece):
-                sink.write(event.index, event.data, chunker.name_of(event.index))
-            elif isinstance(event, ChunkEnd):
-                chunks.append(sink.finish_chunk(event.info))
+            if isinstance(event, ChunkEnd):
+                chunks.append(event.info)
+            yield event
 
     progress.start(summary.tar_size_bound)
     try:
-        emit(encoder.header())
+        yield from cut(encoder.header())
         raw_offset = 0
         with ThreadPoolExecutor(settings.workers, thread_name_prefix="stc-pack") as pool:
             tar_blocks = _blocks(
@@ -127,18 +143,22 @@ def pack(
             for encoded in ordered_map(encoder.encode_block, tar_blocks, pool=pool, window=window):
                 blocks.append((raw_offset, chunker.total_size))
                 raw_offset += encoded.raw_size
-                emit(encoder.add_block(encoded))
+                yield from cut(encoder.add_block(encoded))
                 progress.advance(encoded.raw_size)
-        emit(encoder.trailer())
+        yield from cut(encoder.trailer())
         for event in chunker.finish():
             assert isinstance(event, ChunkEnd)
-            chunks.append(sink.finish_chunk(event.info))
-        manifest = Manifest(
+            chunks.append(event.info)
+            yield event
+    finally:
+        progress.finish()
+    yield PackEnd(
+        Manifest(
             compression=settings.compression,
             level=settings.level,
             block_size=settings.block_size,
             chunk_size=settings.chunk_size,
-            chunks=tuple(ChunkInfo(c.index, c.name, c.size, c.checksum) for c in chunks),
+            chunks=tuple(chunks),
             compressed_size=chunker.total_size,
             uncompressed_size=raw_offset,
             sha256=chunker.stream_sha256,
@@ -148,13 +168,100 @@ def pack(
             created=_now(),
             tool=f"streaming-tar-compressor {__version__}",
         )
-        sink.write_manifest(manifest)
+    )
+
+
+def pack(
+    sources: Sequence[str],
+    output_prefix: str,
+    settings: PackSettings,
+    *,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> PackResult:
+    """Packs into chunk files beside the manifest; a missing source fails before any write."""
+    _, prefix_name = split_prefix(output_prefix)
+    exclude = archive_file_matcher(output_prefix)
+    summary = scan(sources, exclude)
+    sink = LocalChunkSink(output_prefix, force=force)
+    skipped: list[SkippedSource] = []
+    chunks: list[ChunkInfo] = []
+    events = pack_events(
+        sources,
+        settings,
+        prefix_name,
+        summary,
+        progress=progress or NullProgress(),
+        skipped=skipped,
+        exclude=exclude,
+    )
+    try:
+        for event in events:
+            if isinstance(event, ChunkPiece):
+                sink.write(event.index, event.data)
+            elif isinstance(event, ChunkEnd):
+                chunks.append(sink.finish_chunk(event.info))
+            else:
+                sink.write_manifest(event.manifest)
+                return PackResult(event.manifest, chunks, skipped)
     except BaseException:
         sink.abort()
         raise
     finally:
-        progress.finish()
-    return PackResult(manifest, chunks, skipped)
+        events.close()
+    raise AssertionError("pack_events ended without its manifest")
+
+
+class ChunkIterator:
+    """``(index, bytes)`` per chunk, each assembled in memory while the next is not started.
+
+    ``manifest`` and ``skipped`` are filled in once the last chunk has been taken.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[str],
+        settings: PackSettings,
+        *,
+        progress: Progress | None = None,
+        prefix_name: str = "chunks",
+    ) -> None:
+        self.manifest: Manifest | None = None
+        self.skipped: list[SkippedSource] = []
+        self._chunks = self._generate(
+            list(sources), settings, prefix_name, progress or NullProgress()
+        )
+
+    def __iter__(self) -> ChunkIterator:
+        return self
+
+    def __next__(self) -> tuple[int, bytes]:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Stop packing (waits for the blocks in flight)."""
+        self._chunks.close()
+
+    def _generate(
+        self, sources: list[str], settings: PackSettings, prefix_name: str, progress: Progress
+    ) -> Generator[tuple[int, bytes], None, None]:
+        summary = scan(sources)
+        events = pack_events(
+            sources, settings, prefix_name, summary, progress=progress, skipped=self.skipped
+        )
+        # BytesIO.getvalue() hands over its buffer without a copy when nothing else holds it.
+        buffer = io.BytesIO()
+        try:
+            for event in events:
+                if isinstance(event, ChunkPiece):
+                    buffer.write(event.data)
+                elif isinstance(event, ChunkEnd):
+                    data, buffer = buffer.getvalue(), io.BytesIO()
+                    yield event.info.index, data
+                else:
+                    self.manifest = event.manifest
+        finally:
+            events.close()
 
 
 def _blocks(entries: Iterator[SourceEntry], block_size: int, progress: Progress) -> Iterator[bytes]:

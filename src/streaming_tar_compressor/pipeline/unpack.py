@@ -1,24 +1,31 @@
 """unpack: chunk source → verifier (SHA-256) → decoder → tar reader → safety → file writer.
 
-With verification on, files finished from a chunk stay under temporary names until that chunk's
-SHA-256 has matched the manifest; a mismatch removes them, so no unverified byte ever sits in a
-file that looks complete.
+With a manifest, files finished from a chunk stay under temporary names until that chunk's
+SHA-256 has matched; a mismatch removes them, so no unverified byte ever sits in a file that
+looks complete. ``StreamUnpacker`` is the whole chain as one push object, whatever brings the
+bytes: chunk files (``unpack``), a pipe (``unpack_stream``) or the asyncio API.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..core.manifest import Manifest
+from ..core.reorder import ChunkReorderer
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent
-from ..errors import ChecksumMismatchError
+from ..core.verifier import ChunkVerified, StreamVerifier
+from ..errors import ChecksumMismatchError, UsageError
 from ..fs.writer import TreeWriter
-from ..models import ChunkInfo, CompressionType, MemberKind
+from ..models import CompressionType, MemberKind
 from ..progress import NullProgress, Progress
 from ..storage.local import LocalChunkSource
 from .decode import TarStreamDecoder
+
+# Chunks that may wait for a missing one when they arrive out of order: memory is at most this
+# many chunks, so the default stays small.
+DEFAULT_REORDER_WINDOW = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,103 @@ class _Extractor:
             self._progress.file(os.path.join(self._writer.output_dir, member.name), size)
 
 
+class StreamUnpacker:
+    """Compressed bytes in, safe files out; verified against the manifest when one is given.
+
+    ``push`` takes pieces of the stream in order (any sizes) or whole chunks as
+    ``(index, bytes)`` in any order within ``reorder_window``; call ``finish`` at the end, or
+    ``abort`` after a failure to remove what was not verified.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        *,
+        manifest: Manifest | None = None,
+        compression: CompressionType | None = None,
+        verify_checksum: bool = True,
+        reorder_window: int = DEFAULT_REORDER_WINDOW,
+        progress: Progress | None = None,
+        same_owner: bool = False,
+        location: str = "",
+    ) -> None:
+        self._progress = progress or NullProgress()
+        self._manifest = manifest
+        self._verifier = (
+            StreamVerifier(manifest.chunks, manifest.sha256, location)
+            if verify_checksum and manifest is not None
+            else None
+        )
+        stated = compression or (manifest.compression if manifest is not None else None)
+        self._writer = TreeWriter(
+            output_dir, deferred=self._verifier is not None, same_owner=same_owner
+        )
+        self._decoder = TarStreamDecoder(_Extractor(self._writer, self._progress), stated)
+        self._reorder_window = reorder_window
+        self._location = location
+        self._reorderer: ChunkReorderer | None = None
+        self._in_order = False
+        self._total = 0
+        self._progress.start(manifest.compressed_size if manifest is not None else None)
+
+    def push(self, item: bytes | bytearray | memoryview | tuple[int, bytes]) -> None:
+        if isinstance(item, tuple):
+            index, data = item
+            for chunk in self._reorder().push(index, bytes(data)):
+                self.feed(chunk)
+        else:
+            if self._reorderer is not None:
+                raise UsageError("give either pieces of bytes or (index, bytes) chunks, not both")
+            self._in_order = True
+            self.feed(item)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """The next bytes of the stream, in order."""
+        self._total += len(data)
+        if self._verifier is None:
+            self._decoder.feed(data)
+        else:
+            self._verified_feed(self._verifier.feed(data))
+        self._progress.advance(len(data))
+
+    def finish(self) -> UnpackResult:
+        if self._reorderer is not None:
+            self._reorderer.finish()
+        if self._verifier is not None:
+            self._verified_feed(self._verifier.finish())
+        self._decoder.finish()
+        self._writer.commit()
+        self._writer.close()
+        self._progress.finish()
+        return UnpackResult(
+            self._writer.members_written,
+            self._total,
+            self._verifier is not None,
+            self._decoder.compression,
+        )
+
+    def abort(self) -> None:
+        """Remove every file not yet verified or complete; keep what was."""
+        self._writer.abort()
+        self._writer.close()
+        self._progress.finish()
+
+    def _verified_feed(self, events: list[memoryview | ChunkVerified]) -> None:
+        for event in events:
+            if isinstance(event, ChunkVerified):
+                self._writer.commit()
+            else:
+                self._decoder.feed(event)
+
+    def _reorder(self) -> ChunkReorderer:
+        if self._in_order:
+            raise UsageError("give either pieces of bytes or (index, bytes) chunks, not both")
+        if self._reorderer is None:
+            total = self._manifest.total_chunks if self._manifest is not None else None
+            self._reorderer = ChunkReorderer(self._reorder_window, total, self._location)
+        return self._reorderer
+
+
 def unpack(
     input_prefix: str,
     output_dir: str,
@@ -57,42 +161,29 @@ def unpack(
     progress: Progress | None = None,
     same_owner: bool = False,
 ) -> UnpackResult:
-    progress = progress or NullProgress()
+    """Restores ``PREFIX.part*``: with its manifest, every chunk verified as it is read."""
     source = LocalChunkSource(input_prefix)
-    manifest = source.manifest
-    verify = verify_checksum and manifest is not None
-    stated = compression or (manifest.compression if manifest is not None else None)
-    writer = TreeWriter(output_dir, deferred=verify, same_owner=same_owner)
-    decoder = TarStreamDecoder(_Extractor(writer, progress), stated)
-    stream_hash = hashlib.sha256()
-    total = 0
-    progress.start(manifest.compressed_size if manifest is not None else None)
+    unpacker = StreamUnpacker(
+        output_dir,
+        manifest=source.manifest,
+        compression=compression,
+        verify_checksum=verify_checksum,
+        progress=progress,
+        same_owner=same_owner,
+        location=source.directory,
+    )
     try:
         for chunk in source.chunks:
-            chunk_hash = hashlib.sha256()
             size = 0
             for piece in source.read(chunk):
-                chunk_hash.update(piece)
-                stream_hash.update(piece)
                 size += len(piece)
-                decoder.feed(piece)
-                progress.advance(len(piece))
-            total += size
-            if verify:
-                _check_chunk(chunk, size, chunk_hash.hexdigest())
-                writer.commit()
-        decoder.finish()
-        expected = manifest.sha256 if verify and manifest is not None else None
-        if expected is not None and stream_hash.hexdigest() != expected:
-            raise ChecksumMismatchError("the whole stream", expected, stream_hash.hexdigest())
-        writer.commit()
+                unpacker.feed(piece)
+            if source.manifest is not None and verify_checksum and size != chunk.size:
+                raise ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", f"{size} bytes")
+        return unpacker.finish()
     except BaseException:
-        writer.abort()
+        unpacker.abort()
         raise
-    finally:
-        progress.finish()
-        writer.close()
-    return UnpackResult(writer.members_written, total, verify, decoder.compression)
 
 
 def unpack_stream(
@@ -104,28 +195,13 @@ def unpack_stream(
     same_owner: bool = False,
 ) -> UnpackResult:
     """Unpacks one compressed stream (stdin, a pipe, ``cat`` of parts) that has no manifest."""
-    progress = progress or NullProgress()
-    writer = TreeWriter(output_dir, deferred=False, same_owner=same_owner)
-    decoder = TarStreamDecoder(_Extractor(writer, progress), compression)
-    total = 0
-    progress.start(None)
+    unpacker = StreamUnpacker(
+        output_dir, compression=compression, progress=progress, same_owner=same_owner
+    )
     try:
         for piece in pieces:
-            total += len(piece)
-            decoder.feed(piece)
-            progress.advance(len(piece))
-        decoder.finish()
+            unpacker.feed(piece)
+        return unpacker.finish()
     except BaseException:
-        writer.abort()
+        unpacker.abort()
         raise
-    finally:
-        progress.finish()
-        writer.close()
-    return UnpackResult(writer.members_written, total, False, decoder.compression)
-
-
-def _check_chunk(chunk: ChunkInfo, size: int, checksum: str) -> None:
-    if size != chunk.size:
-        raise ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", f"{size} bytes")
-    if checksum != chunk.checksum:
-        raise ChecksumMismatchError(chunk.name, f"sha256 {chunk.checksum}", f"sha256 {checksum}")

@@ -110,7 +110,8 @@ class LocalChunkSink:
         self._handle: tuple[int, str] | None = None
         self._written: list[str] = []
 
-    def write(self, index: int, data: bytes | memoryview, name: str) -> None:
+    def write(self, index: int, data: bytes | memoryview) -> None:
+        name = f"{self.name}.part{index}"
         if self._handle is None:
             temp = os.path.join(self.directory, f".{name}.tmp")
             try:
@@ -128,7 +129,7 @@ class LocalChunkSink:
     def finish_chunk(self, info: ChunkInfo) -> ChunkInfo:
         """fsync and rename the chunk into place; returns ``info`` with its path."""
         if self._handle is None:
-            self.write(info.index, b"", info.name)
+            self.write(info.index, b"")
         assert self._handle is not None
         fd, temp = self._handle
         self._handle = None
