@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .aio import StreamingTarCompressor, compress_with_chunks, decompress_from_chunks
 from .core.manifest import Manifest
 from .errors import (
     ArchiveDamagedError,
@@ -25,7 +26,15 @@ from .pipeline.pack import PackResult
 from .pipeline.unpack import UnpackResult
 from .pipeline.verify import VerifyReport
 from .progress import NullProgress, Progress
-from .sync import list_members, pack, read_manifest, unpack, unpack_stream, verify
+from .sync import (
+    iter_chunks,
+    list_members,
+    pack,
+    read_manifest,
+    unpack,
+    unpack_stream,
+    verify,
+)
 
 __all__ = [
     "ArchiveDamagedError",
@@ -45,6 +54,7 @@ __all__ = [
     "SourceChangedError",
     "SourceError",
     "StcError",
+    "StreamingTarCompressor",
     "TarMember",
     "TruncatedStreamError",
     "UnpackResult",
@@ -52,6 +62,9 @@ __all__ = [
     "UsageError",
     "VerifyReport",
     "__version__",
+    "compress_with_chunks",
+    "decompress_from_chunks",
+    "iter_chunks",
     "list_members",
     "pack",
     "read_manifest",

@@ -1,0 +1,392 @@
+"""The asyncio API, with the seed's names; the only module that imports asyncio.
+
+Every blocking or CPU-bound step (file I/O, hashing, codecs, tar) runs in a worker thread of a
+one-thread executor owned by the call, so a running pack or unpack never stalls the event loop.
+The loop and the worker hand each other one step at a time, with one step of read-ahead:
+a slow consumer slows the producer, and nothing piles up. When the call ends — finished,
+failed, cancelled or abandoned — the worker is stopped at its next checkpoint, cleaned up and
+joined, so no thread outlives the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import threading
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from . import sync
+from .core.manifest import Manifest
+from .errors import ManifestError, StcError
+from .models import ChunkInfo, CompressionType
+from .pipeline.pack import DEFAULT_CHUNK_SIZE
+from .pipeline.unpack import DEFAULT_REORDER_WINDOW, StreamUnpacker, UnpackResult
+from .progress import NullProgress, Progress
+from .sync import StrPath
+
+T = TypeVar("T")
+ProgressCallback = Callable[[str, int], Any]  # plain function or coroutine function
+ChunkItem = bytes | bytearray | memoryview | tuple[int, bytes]
+ManifestLike = Manifest | dict[str, Any] | StrPath
+
+
+class _Cancelled(StcError):
+    """Raised inside the worker thread to stop it; never reaches the caller."""
+
+
+class LoopBridge:
+    """The worker's Progress: forwards per-file callbacks to the loop, and is its stop switch.
+
+    Plain callbacks are queued on the loop in order (cheap, no waiting); coroutine callbacks
+    are awaited on the loop while the worker waits, so a slow callback slows the work.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        callback: ProgressCallback | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._progress = progress or NullProgress()
+        self._awaits = callback is not None and _is_coroutine_function(callback)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._stray: set[asyncio.Future[Any]] = set()
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def start(self, total_bytes: int | None) -> None:
+        self._checkpoint()
+        self._progress.start(total_bytes)
+
+    def advance(self, done_bytes: int) -> None:
+        self._checkpoint()
+        self._progress.advance(done_bytes)
+
+    def file(self, path: str, size: int) -> None:
+        self._checkpoint()
+        self._progress.file(path, size)
+        if self._callback is None:
+            return
+        if self._awaits:
+            asyncio.run_coroutine_threadsafe(self._callback(path, size), self._loop).result()
+        else:
+            self._loop.call_soon_threadsafe(self._call_plain, path, size)
+
+    def finish(self) -> None:
+        self._progress.finish()
+
+    def _checkpoint(self) -> None:
+        if self._stop.is_set():
+            raise _Cancelled("stopped")
+        if self._error is not None:
+            raise self._error
+
+    def _call_plain(self, path: str, size: int) -> None:
+        assert self._callback is not None
+        try:
+            result = self._callback(path, size)
+            if inspect.isawaitable(result):  # a plain function that returned a coroutine
+                task = asyncio.ensure_future(result)
+                self._stray.add(task)
+                task.add_done_callback(self._stray.discard)
+        except Exception as exc:  # the worker raises it at its next checkpoint
+            self._error = self._error or exc
+
+
+def _is_coroutine_function(function: object) -> bool:
+    call = getattr(function, "__call__", None)  # noqa: B004 - async __call__ objects too
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(call)
+
+
+class _Worker:
+    """One worker thread for one call; every step awaited with cancellation handled."""
+
+    def __init__(self, bridge: LoopBridge) -> None:
+        self._bridge = bridge
+        self._loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="stc-aio")
+
+    def submit(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return self._loop.run_in_executor(self._executor, function, *args)
+
+    async def result(self, future: asyncio.Future[T]) -> T:
+        """Await a step; if the caller is cancelled, stop the worker and wait for it first."""
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            self._bridge.cancel()
+            await self.settle(future)
+            raise
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        return await self.result(self.submit(function, *args))
+
+    async def settle(self, future: asyncio.Future[Any] | None) -> None:
+        """Wait for a step we no longer want; its outcome is dropped."""
+        if future is None:
+            return
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+async def compress_with_chunks(
+    sources: StrPath | Sequence[StrPath],
+    output_prefix: StrPath,
+    compression: CompressionType | str = CompressionType.GZIP,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress_callback: ProgressCallback | None = None,
+    *,
+    level: int | None = None,
+    block_size: int | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
+) -> list[ChunkInfo]:
+    """Packs sources into ``PREFIX.part0000``… plus manifest; returns the chunk records."""
+    bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, progress)
+    worker = _Worker(bridge)
+    try:
+        result = await worker.run(
+            lambda: sync.pack(
+                sources,
+                output_prefix,
+                compression=compression,
+                level=level,
+                chunk_size=chunk_size,
+                block_size=block_size,
+                workers=workers,
+                progress=bridge,
+                force=force,
+            )
+        )
+    finally:
+        worker.close()
+    return result.chunks
+
+
+async def decompress_from_chunks(
+    input_prefix: StrPath,
+    output_dir: StrPath,
+    compression: CompressionType | str | None = None,
+    verify_checksum: bool = True,
+    progress_callback: ProgressCallback | None = None,
+    *,
+    progress: Progress | None = None,
+) -> UnpackResult:
+    """Restores ``PREFIX.part*`` into ``output_dir`` (created if missing), chunk by chunk."""
+    bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, progress)
+    worker = _Worker(bridge)
+    try:
+        return await worker.run(
+            lambda: sync.unpack(
+                input_prefix,
+                output_dir,
+                compression=compression,
+                verify_checksum=verify_checksum,
+                progress=bridge,
+            )
+        )
+    finally:
+        worker.close()
+
+
+_END = object()
+
+
+def _next_or_end(iterator: Iterator[T]) -> T | object:
+    return next(iterator, _END)
+
+
+class StreamingTarCompressor:
+    """Packs to chunks you consume as they are made; unpacks chunks as they arrive.
+
+    ``compression`` is the codec to pack with (gzip when left out) and, when given, the codec
+    an unpacked stream must have; left out, unpacking detects it from the first bytes.
+    """
+
+    def __init__(
+        self,
+        compression: CompressionType | str | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        level: int | None = None,
+        *,
+        block_size: int | None = None,
+        workers: int | None = None,
+        reorder_window: int = DEFAULT_REORDER_WINDOW,
+        progress: Progress | None = None,
+    ) -> None:
+        self.compression = None if compression is None else CompressionType.parse(compression)
+        self.chunk_size = chunk_size
+        self.level = level
+        self.block_size = block_size
+        self.workers = workers
+        self.reorder_window = reorder_window
+        self.progress = progress
+        self.manifest: Manifest | None = None
+
+    # -- packing ----------------------------------------------------------------------------
+
+    def iter_chunks(
+        self,
+        sources: StrPath | Sequence[StrPath],
+        progress: Progress | None = None,
+    ) -> Generator[tuple[int, bytes], None, None]:
+        """Sync twin of ``compress_to_chunks``: ``(index, bytes)`` per chunk, in order."""
+        stream = sync.iter_chunks(
+            sources,
+            compression=self.compression or CompressionType.GZIP,
+            level=self.level,
+            chunk_size=self.chunk_size,
+            block_size=self.block_size,
+            workers=self.workers,
+            progress=progress or self.progress,
+        )
+        yield from stream
+        self.manifest = stream.manifest
+
+    async def compress_to_chunks(
+        self,
+        sources: StrPath | Sequence[StrPath],
+        progress_callback: ProgressCallback | None = None,
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Yields ``(index, bytes)`` per chunk from 0 up; the next chunk is made meanwhile.
+
+        At most two chunks exist at once (the one you hold and the next); afterwards
+        ``self.manifest`` describes the archive.
+        """
+        bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, self.progress)
+        worker = _Worker(bridge)
+        chunks = self.iter_chunks(sources, progress=bridge)
+        pending: asyncio.Future[Any] | None = worker.submit(_next_or_end, chunks)
+        try:
+            while True:
+                assert pending is not None
+                item = await worker.result(pending)
+                pending = None
+                if item is _END:
+                    return
+                pending = worker.submit(_next_or_end, chunks)
+                yield item
+        finally:
+            bridge.cancel()
+            await worker.settle(pending)
+            await worker.settle(worker.submit(chunks.close))
+            worker.close()
+
+    # -- unpacking --------------------------------------------------------------------------
+
+    def unpack_chunks(
+        self,
+        chunks: Iterable[ChunkItem],
+        output_dir: StrPath,
+        *,
+        manifest: ManifestLike | None = None,
+        verify_checksum: bool = True,
+        progress: Progress | None = None,
+    ) -> UnpackResult:
+        """Sync twin of ``decompress_from_chunks``."""
+        unpacker = self._unpacker(output_dir, manifest, verify_checksum, progress)
+        try:
+            for item in chunks:
+                unpacker.push(item)
+            return unpacker.finish()
+        except BaseException:
+            unpacker.abort()
+            raise
+
+    async def decompress_from_chunks(
+        self,
+        chunks: AsyncIterable[ChunkItem] | Iterable[ChunkItem],
+        output_dir: StrPath,
+        *,
+        manifest: ManifestLike | None = None,
+        verify_checksum: bool = True,
+        progress_callback: ProgressCallback | None = None,
+    ) -> UnpackResult:
+        """Unpacks bytes as they arrive: pieces of any size in order, or ``(index, bytes)``
+        chunks in any order (put back in order within ``reorder_window`` chunks).
+
+        Files appear as soon as their bytes have arrived (with a manifest: as soon as the
+        chunk that holds their end has verified).
+        """
+        bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, self.progress)
+        worker = _Worker(bridge)
+        unpacker = self._unpacker(output_dir, manifest, verify_checksum, bridge)
+        pending: asyncio.Future[None] | None = None
+        try:
+            async for item in _as_async(chunks):
+                if pending is not None:
+                    await worker.result(pending)
+                pending = worker.submit(unpacker.push, item)
+            if pending is not None:
+                await worker.result(pending)
+            pending = None
+            return await worker.run(unpacker.finish)
+        except BaseException:
+            bridge.cancel()
+            await worker.settle(pending)
+            await worker.settle(worker.submit(unpacker.abort))
+            raise
+        finally:
+            worker.close()
+
+    def _unpacker(
+        self,
+        output_dir: StrPath,
+        manifest: ManifestLike | None,
+        verify_checksum: bool,
+        progress: Progress | None,
+    ) -> StreamUnpacker:
+        return StreamUnpacker(
+            os.fspath(output_dir),
+            manifest=load_manifest(manifest) if manifest is not None else None,
+            compression=self.compression,
+            verify_checksum=verify_checksum,
+            reorder_window=self.reorder_window,
+            progress=progress or self.progress,
+        )
+
+
+def load_manifest(manifest: ManifestLike) -> Manifest:
+    """A Manifest from itself, its JSON as a dict, its file path, or the archive prefix."""
+    if isinstance(manifest, Manifest):
+        return manifest
+    if isinstance(manifest, dict):
+        return Manifest.from_json(json.dumps(manifest), source="the manifest given")
+    path = os.fspath(manifest)
+    if not path.endswith(".json"):
+        return sync.read_manifest(path)
+    try:
+        with open(path, "rb") as handle:
+            return Manifest.from_json(handle.read(), source=path)
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc}") from exc
+
+
+async def _as_async(items: AsyncIterable[T] | Iterable[T]) -> AsyncIterator[T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
