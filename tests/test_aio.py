@@ -45,8 +45,11 @@ def restored(out: Path, tree: Path) -> Path:
 
 
 def looks_complete(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.is_file() and not p.name.endswith(".tmp"))  # fmt: skip
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.endswith(".tmp")
+    )
 
 
 async def pieces(data: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
@@ -62,9 +65,9 @@ def test_seed_functions_round_trip_with_positional_arguments(make_tree, tmp_path
     single.write_bytes(b"single file\n")
 
     async def main() -> list[stc.ChunkInfo]:
-        chunks = await compress_with_chunks([str(tree) + "/", str(single)],
-                                            str(tmp_path / "backup"),
-                                            CompressionType.ZSTD, 30_000)  # fmt: skip
+        chunks = await compress_with_chunks(
+            [str(tree) + "/", str(single)], str(tmp_path / "backup"), CompressionType.ZSTD, 30_000
+        )
         await decompress_from_chunks(str(tmp_path / "backup"), str(tmp_path / "out" / "new"))
         return chunks
 
@@ -129,20 +132,21 @@ def test_compress_to_chunks_yields_the_same_stream_as_pack(make_tree, tmp_path):
     assert compressor.manifest.sha256 == packed.manifest.sha256
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(cuts=st.lists(st.integers(0, 200_000), max_size=30), codec=st.sampled_from(CompressionType))
 def test_any_cutting_of_the_stream_restores_the_same_tree(tmp_path_factory, cuts, codec):
     base = tmp_path_factory.mktemp("cut")
     tree = build_tree(base / "src", {"a/x.txt": b"x" * 50_000, "b.bin": os.urandom(60_000)})
-    result = stc.pack([tree], base / "b", compression=codec, chunk_size=30_000,
-                      block_size=32_768)  # fmt: skip
+    result = stc.pack([tree], base / "b", compression=codec, chunk_size=30_000, block_size=32_768)
     stream = b"".join(Path(c.path).read_bytes() for c in result.chunks)
 
     async def main() -> None:
         compressor = StreamingTarCompressor()
-        await compressor.decompress_from_chunks(pieces(stream, cuts), base / "plain",
-                                                manifest=result.manifest)  # fmt: skip
+        await compressor.decompress_from_chunks(
+            pieces(stream, cuts), base / "plain", manifest=result.manifest
+        )
         await compressor.decompress_from_chunks(pieces(stream, cuts), base / "nomanifest")
 
     asyncio.run(main())
@@ -166,8 +170,9 @@ def test_manifest_in_every_form_verifies_each_chunk(make_tree, tmp_path, form):
     }[form]
 
     async def main() -> None:
-        await StreamingTarCompressor().decompress_from_chunks(chunks, tmp_path / "out",
-                                                              manifest=manifest)  # fmt: skip
+        await StreamingTarCompressor().decompress_from_chunks(
+            chunks, tmp_path / "out", manifest=manifest
+        )
 
     with pytest.raises(stc.ChecksumMismatchError, match=r"b\.part0002"):
         asyncio.run(main())
@@ -194,8 +199,9 @@ def test_indexed_chunks_in_any_order_within_the_window(make_tree, tmp_path):
 
     async def main() -> None:
         compressor = StreamingTarCompressor(reorder_window=4)
-        await compressor.decompress_from_chunks(shuffled, tmp_path / "out",
-                                                manifest=result.manifest)  # fmt: skip
+        await compressor.decompress_from_chunks(
+            shuffled, tmp_path / "out", manifest=result.manifest
+        )
 
     asyncio.run(main())
     assert snapshot(restored(tmp_path / "out", tree)) == snapshot(tree)
@@ -217,8 +223,9 @@ def test_reordering_errors_name_the_chunk(make_tree, tmp_path, mangle, error, in
 
     async def main() -> None:
         compressor = StreamingTarCompressor(reorder_window=1)
-        await compressor.decompress_from_chunks(mangle(chunks), tmp_path / "out",
-                                                manifest=result.manifest)  # fmt: skip
+        await compressor.decompress_from_chunks(
+            mangle(chunks), tmp_path / "out", manifest=result.manifest
+        )
 
     with pytest.raises(error) as info:
         asyncio.run(main())
@@ -227,10 +234,10 @@ def test_reordering_errors_name_the_chunk(make_tree, tmp_path, mangle, error, in
 
 
 def test_the_first_file_exists_before_the_last_piece_arrives(make_tree, tmp_path):
-    tree = make_tree({"first.txt": b"early bird\n", "zz-big.bin": os.urandom(400_000)},
-                     links=False)  # fmt: skip
-    result = stc.pack([tree], tmp_path / "b", compression="zstd", chunk_size=50_000,
-                      block_size=16_384)  # fmt: skip
+    tree = make_tree({"first.txt": b"early bird\n", "zz-big.bin": os.urandom(400_000)}, links=False)
+    result = stc.pack(
+        [tree], tmp_path / "b", compression="zstd", chunk_size=50_000, block_size=16_384
+    )
     stream = b"".join(Path(c.path).read_bytes() for c in result.chunks)
     first = restored(tmp_path / "out", tree) / "first.txt"
     seen_before_last: list[bool] = []
@@ -242,8 +249,9 @@ def test_the_first_file_exists_before_the_last_piece_arrives(make_tree, tmp_path
             yield stream[offset : offset + 10_000]
 
     async def main() -> None:
-        await StreamingTarCompressor().decompress_from_chunks(slow_pieces(), tmp_path / "out",
-                                                              manifest=result.manifest)  # fmt: skip
+        await StreamingTarCompressor().decompress_from_chunks(
+            slow_pieces(), tmp_path / "out", manifest=result.manifest
+        )
 
     asyncio.run(main())
     assert seen_before_last == [True]
@@ -274,8 +282,9 @@ def test_cancelled_pack_leaves_no_partial_chunk_and_no_thread(make_tree, tmp_pat
     tree = make_tree({"big.bin": os.urandom(20_000_000)}, links=False)
 
     async def main() -> None:
-        task = asyncio.create_task(compress_with_chunks([tree], tmp_path / "arc" / "b",
-                                                        "xz", 1_000_000))  # fmt: skip
+        task = asyncio.create_task(
+            compress_with_chunks([tree], tmp_path / "arc" / "b", "xz", 1_000_000)
+        )
         await asyncio.sleep(0.3)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -318,8 +327,11 @@ def test_cancelled_unpack_stops_cleanly(make_tree, tmp_path):
             yield chunk
 
     async def main() -> None:
-        task = asyncio.create_task(StreamingTarCompressor().decompress_from_chunks(
-            trickle(), tmp_path / "out", manifest=result.manifest))  # fmt: skip
+        task = asyncio.create_task(
+            StreamingTarCompressor().decompress_from_chunks(
+                trickle(), tmp_path / "out", manifest=result.manifest
+            )
+        )
         await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -335,8 +347,9 @@ def test_sync_twins_give_the_same_results(make_tree, tmp_path):
     compressor = StreamingTarCompressor(CompressionType.ZSTD, chunk_size=20_000)
     chunks = list(compressor.iter_chunks([tree]))
     assert compressor.manifest is not None
-    compressor.unpack_chunks([data for _, data in chunks], tmp_path / "out",
-                             manifest=compressor.manifest)  # fmt: skip
+    compressor.unpack_chunks(
+        [data for _, data in chunks], tmp_path / "out", manifest=compressor.manifest
+    )
     assert snapshot(restored(tmp_path / "out", tree)) == snapshot(tree)
 
 
@@ -365,10 +378,26 @@ def test_pack_and_unpack_never_stall_the_loop(tmp_path):
         chunks = [data async for _, data in compressor.compress_to_chunks([tree])]
         await compress_with_chunks([tree], tmp_path / "b", "zstd", 8 * 2**20)
         await decompress_from_chunks(tmp_path / "b", tmp_path / "out1")
-        await compressor.decompress_from_chunks(chunks, tmp_path / "out2",
-                                                manifest=compressor.manifest)  # fmt: skip
+        await compressor.decompress_from_chunks(
+            chunks, tmp_path / "out2", manifest=compressor.manifest
+        )
         task.cancel()
 
     asyncio.run(main())
     assert len(lags) > 50
     assert max(lags) < 0.1, f"worst lag {max(lags) * 1000:.1f} ms"
+
+
+def test_in_memory_chunks_can_be_named_like_a_prefix(make_tree, tmp_path):
+    tree = make_tree()
+    compressor = StreamingTarCompressor(chunk_size=20_000)
+
+    async def main() -> None:
+        async for index, data in compressor.compress_to_chunks([tree], name="nightly"):
+            (tmp_path / f"nightly.part{index:04d}").write_bytes(data)
+        assert compressor.manifest is not None
+        (tmp_path / "nightly.manifest.json").write_text(compressor.manifest.to_json())
+        await decompress_from_chunks(tmp_path / "nightly", tmp_path / "out")
+
+    asyncio.run(main())
+    assert snapshot(restored(tmp_path / "out", tree)) == snapshot(tree)

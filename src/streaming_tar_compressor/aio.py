@@ -250,6 +250,8 @@ class StreamingTarCompressor:
         self,
         sources: StrPath | Sequence[StrPath],
         progress: Progress | None = None,
+        *,
+        name: str = "chunks",
     ) -> Generator[tuple[int, bytes], None, None]:
         """Sync twin of ``compress_to_chunks``: ``(index, bytes)`` per chunk, in order."""
         stream = sync.iter_chunks(
@@ -260,6 +262,7 @@ class StreamingTarCompressor:
             block_size=self.block_size,
             workers=self.workers,
             progress=progress or self.progress,
+            name=name,
         )
         yield from stream
         self.manifest = stream.manifest
@@ -268,15 +271,17 @@ class StreamingTarCompressor:
         self,
         sources: StrPath | Sequence[StrPath],
         progress_callback: ProgressCallback | None = None,
+        *,
+        name: str = "chunks",
     ) -> AsyncIterator[tuple[int, bytes]]:
         """Yields ``(index, bytes)`` per chunk from 0 up; the next chunk is made meanwhile.
 
         At most two chunks exist at once (the one you hold and the next); afterwards
-        ``self.manifest`` describes the archive.
+        ``self.manifest`` describes the archive, its chunks named ``NAME.part0000``….
         """
         bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, self.progress)
         worker = _Worker(bridge)
-        chunks = self.iter_chunks(sources, progress=bridge)
+        chunks = self.iter_chunks(sources, progress=bridge, name=name)
         pending: asyncio.Future[Any] | None = worker.submit(_next_or_end, chunks)
         try:
             while True:

@@ -61,9 +61,9 @@ class MissingChunkError(StcError):
 
     exit_code = 5
 
-    def __init__(self, index: int, location: str) -> None:
+    def __init__(self, index: int, location: str, advice: str = "copy it there and retry") -> None:
         self.index, self.location = index, location
-        super().__init__(f"chunk {index} is missing from {location}; copy it there and retry")
+        super().__init__(f"chunk {index} is missing from {location}; {advice}")
 
 
 class ChecksumMismatchError(StcError):

@@ -55,13 +55,20 @@ def iter_chunks(
     workers: int | None = None,
     progress: Progress | None = None,
     progress_callback: FileCallback | None = None,
+    name: str = "chunks",
 ) -> ChunkIterator:
     """Packs into memory: ``(index, bytes)`` per chunk as each is complete, nothing on disk.
 
-    After the last chunk, ``.manifest`` describes the archive (chunk names ``chunks.partNNNN``).
+    After the last chunk, ``.manifest`` describes the archive, its chunks named
+    ``NAME.part0000``… as if packed to the prefix ``NAME``.
     """
     settings = PackSettings.build(compression, level, chunk_size, block_size, workers)
-    return ChunkIterator(_paths(sources), settings, progress=_progress(progress, progress_callback))
+    return ChunkIterator(
+        _paths(sources),
+        settings,
+        progress=_progress(progress, progress_callback),
+        prefix_name=name,
+    )
 
 
 def unpack(

@@ -11,6 +11,8 @@ import hashlib
 
 from ..errors import ChecksumMismatchError, MissingChunkError, UsageError
 
+STREAM_ADVICE = "send every chunk (or raise reorder_window if they arrive far apart)"
+
 
 class ChunkReorderer:
     """Push ``(index, data)`` in any order; get back the chunks that are now in order."""
@@ -41,6 +43,7 @@ class ChunkReorderer:
                 self._next,
                 f"{self._location}: chunk {index} arrived more than {self._window} chunks "
                 f"ahead of it",
+                STREAM_ADVICE,
             )
         self._waiting[index] = data
         ready: list[bytes] = []
@@ -54,7 +57,7 @@ class ChunkReorderer:
     def finish(self) -> None:
         """Raise for the first chunk that never came (with ``total``: up to the last one)."""
         if self._waiting or (self._total is not None and self._next < self._total):
-            raise MissingChunkError(self._next, self._location)
+            raise MissingChunkError(self._next, self._location, STREAM_ADVICE)
 
     def _check_duplicate(self, index: int, data: bytes) -> None:
         if index in self._waiting:

@@ -73,7 +73,7 @@ class StreamVerifier:
         self._done = True
         events: list[VerifierEvent] = list(self._close_empty_chunks())
         if self._index < len(self._chunks):
-            raise MissingChunkError(self._index, self._location)
+            raise MissingChunkError(self._index, self._location, "send every chunk")
         actual = self._stream_hash.hexdigest()
         if self._stream_sha256 is not None and actual != self._stream_sha256:
             raise ChecksumMismatchError("the whole stream", self._stream_sha256, actual)

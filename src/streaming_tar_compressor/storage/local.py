@@ -100,7 +100,7 @@ class LocalChunkSink:
         if existing and not force:
             raise OutputError(
                 f"{prefix} already has an archive ({existing[0]} …); "
-                "choose another prefix or pass --force to replace it"
+                "choose another prefix, or replace it (force=True; --force on the command line)"
             )
         for entry in existing:
             with contextlib.suppress(FileNotFoundError):
@@ -170,7 +170,12 @@ class LocalChunkSource:
         else:
             names = part_files(self.directory, self.name)
             if not names:
-                raise MissingChunkError(0, f"{self.directory} (no {self.name}.part* files)")
+                raise MissingChunkError(
+                    0,
+                    f"{prefix} (neither {self.name}.manifest.json nor {self.name}.part* "
+                    f"exists in {self.directory})",
+                    "check the prefix",
+                )
             self.chunks = [
                 ChunkInfo(index=i, name=n, size=-1, checksum="") for i, n in enumerate(names)
             ]
