@@ -222,3 +222,17 @@ def test_prefix_may_be_given_as_a_part_or_the_manifest():
     assert normalize_prefix("out/b.part0007") == "out/b"
     assert normalize_prefix("out/b.manifest.json") == "out/b"
     assert normalize_prefix("out/b") == "out/b"
+
+
+def test_list_prints_names_that_are_not_utf8_as_their_bytes(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "caf\xe9".encode("latin-1").decode("utf-8", "surrogateescape")).write_bytes(b"x")
+    stc.pack([src], tmp_path / "b")
+    done = subprocess.run(
+        [sys.executable, "-m", "streaming_tar_compressor", "list", str(tmp_path / "b")],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"caf\xe9" in done.stdout

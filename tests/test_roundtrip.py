@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,27 @@ def test_packing_the_folder_that_holds_the_output_leaves_the_archive_out(make_tr
     stc.unpack(tree / "backup", tmp_path / "out")
     restored = tmp_path / "out" / tree.relative_to("/")
     assert (restored / "a.txt").read_bytes() == (tree / "a.txt").read_bytes()
+
+
+def test_a_tree_deeper_than_the_recursion_limit_round_trips(tmp_path, monkeypatch):
+    depth = sys.getrecursionlimit() + 100
+    monkeypatch.chdir(tmp_path)  # relative names keep every path under PATH_MAX
+    fd = os.open(".", os.O_RDONLY)
+    for name in ["src"] + ["a"] * depth:
+        os.mkdir(name, dir_fd=fd)
+        next_fd = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = next_fd
+    with open(os.open("bottom.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as out:
+        out.write(b"deep\n")
+    os.close(fd)
+    try:
+        stc.pack(["src"], "b", compression="lz4")
+        names = [m.name for m in stc.list_members("b")]
+        bottom = "src/" + "a/" * depth + "bottom.txt"
+        assert names[-1] == bottom
+        assert len(names) == depth + 2
+        stc.unpack("b", "out")
+        assert (Path("out") / bottom).read_bytes() == b"deep\n"
+    finally:  # shutil.rmtree (pytest's clean-up of old runs) recurses and would fail on these
+        subprocess.run(["rm", "-rf", "src", "out"], check=True)

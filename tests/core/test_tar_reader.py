@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import tarfile
+import tracemalloc
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,7 +281,7 @@ def entries(draw: st.DrawFn) -> list[Entry]:
                 mode=draw(st.integers(0, 0o7777)),
                 mtime=draw(
                     st.one_of(
-                        st.integers(-(2**40), 2**40), st.integers(0, 2**34).map(lambda t: t / 8)
+                        st.integers(-(2**33), 2**33), st.integers(0, 2**34).map(lambda t: t / 8)
                     )
                 ),
                 uid=draw(st.integers(0, 2**32)),
@@ -512,10 +513,14 @@ def base256(value: int, width: int = 12) -> bytes:
 
 def test_base256_numbers_are_read_and_absurd_sizes_refused() -> None:
     block = bytearray(header("f", mtime=0))
-    block[136:148] = base256(-(2**40))
+    block[136:148] = base256(-(2**33))
     block[108:116] = base256(2**40, 8)
     ((member, _),) = our_members(with_checksum(bytes(block)) + END_OF_ARCHIVE)
-    assert (member.mtime, member.uid) == (-(2**40), 2**40)
+    assert (member.mtime, member.uid) == (-(2**33), 2**40)
+    block[136:148] = base256(2**40)  # a file time no file system can hold
+    with pytest.raises(CorruptStreamError, match="absurd mtime"):
+        read([with_checksum(bytes(block)) + END_OF_ARCHIVE])
+    block[136:148] = base256(0)
     for size, message in ((-1, "negative size"), (2**63, "absurd size")):
         block[124:136] = base256(size)
         with pytest.raises(CorruptStreamError, match=message):
@@ -688,3 +693,23 @@ def test_changed_headers_with_good_checksums_fail_only_as_corrupt(data: st.DataO
 def test_random_blocks_with_good_checksums_fail_only_as_corrupt(block: bytes, rest: bytes) -> None:
     with contextlib.suppress(CorruptStreamError):
         members_of(read([with_checksum(block) + rest])[0])
+
+
+def test_unknown_pax_keywords_are_not_kept_so_memory_stays_flat() -> None:
+    value = b"v" * 100_000
+    stream = bytearray()
+    for i in range(100):  # 100 consecutive headers, each with its own unknown keyword
+        for flag in (tarfile.XGLTYPE, tarfile.XHDTYPE):
+            records = pax_record(f"vendor.key{i}", value)
+            stream += header("pax", flag, len(records)) + records + bytes(-len(records) % 512)
+    stream += header("f") + END_OF_ARCHIVE
+    tracemalloc.start()
+    reader = TarReader()
+    events: list[TarEvent] = []
+    for offset in range(0, len(stream), 65_536):
+        events += reader.feed(bytes(stream[offset : offset + 65_536]))
+    events += reader.finish()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [e.member.name for e in events if isinstance(e, MemberStart)] == ["f"]
+    assert peak < 3_000_000, f"{peak} bytes held for {len(stream)} bytes of pax headers"

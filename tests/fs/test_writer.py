@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streaming_tar_compressor.errors import UnsafeMemberError
+from streaming_tar_compressor.errors import OutputError, UnsafeMemberError
 from streaming_tar_compressor.fs.writer import TreeWriter
 from streaming_tar_compressor.models import MemberKind, TarMember
 
@@ -129,7 +129,7 @@ def test_modes_mtimes_and_directory_metadata_applied_last(tmp_path):
     os.chmod(out / "ro", 0o755)
 
 
-def test_hardlink_to_pending_file_commits_it_first(tmp_path):
+def test_hardlink_to_a_pending_file_shares_its_inode(tmp_path):
     out = tmp_path / "out"
     writer = TreeWriter(str(out), deferred=True)
     put(writer, *file("a", b"same"))
@@ -137,3 +137,63 @@ def test_hardlink_to_pending_file_commits_it_first(tmp_path):
     writer.commit()
     writer.close()
     assert (out / "a").stat().st_ino == (out / "b").stat().st_ino
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [("b", "a/a/a/../.."), ("d/s", "x/../../.."), ("d/s", "../.."), ("s", "..")],
+)
+def test_symlink_targets_that_could_leave_through_other_links_are_refused(tmp_path, name, target):
+    writer = TreeWriter(str(tmp_path / "out"), deferred=False)
+    put(writer, TarMember(name="a", kind=MemberKind.SYMLINK, linkname="."))
+    with pytest.raises(UnsafeMemberError, match="symlink"):
+        put(writer, TarMember(name=name, kind=MemberKind.SYMLINK, linkname=target))
+    writer.close()
+
+
+@pytest.mark.parametrize(("name", "target"), [("d/e/s", "../../x"), ("s", "./a/b"), ("d/s", "..")])
+def test_ordinary_relative_symlinks_are_kept(tmp_path, name, target):
+    writer = TreeWriter(str(tmp_path / "out"), deferred=False)
+    put(writer, TarMember(name=name, kind=MemberKind.SYMLINK, linkname=target))
+    writer.close()
+    assert os.readlink(tmp_path / "out" / name) == target
+
+
+def test_a_hardlink_may_not_copy_a_symlink_elsewhere(tmp_path):
+    writer = TreeWriter(str(tmp_path / "out"), deferred=False)
+    put(writer, TarMember(name="d1/d2/s", kind=MemberKind.SYMLINK, linkname="../x"))
+    with pytest.raises(UnsafeMemberError, match="regular file"):
+        put(writer, TarMember(name="h", kind=MemberKind.HARDLINK, linkname="d1/d2/s"))
+    writer.close()
+    assert not (tmp_path / "out" / "h").exists()
+
+
+def test_a_hardlink_to_an_unverified_file_leaves_nothing_on_abort(tmp_path):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True)
+    put(writer, *file("a", b"not yet verified"))
+    put(writer, TarMember(name="b", kind=MemberKind.HARDLINK, linkname="a"))
+    writer.abort()
+    writer.close()
+    assert visible(out) == []
+
+
+def test_absurd_mtime_is_a_clean_error_without_a_temp_file(tmp_path):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=False)
+    member = TarMember(name="f", kind=MemberKind.FILE, size=1, mtime=1e300)
+    writer.start(member)
+    writer.write(b"x")
+    with pytest.raises(OutputError):
+        writer.end(member)
+    writer.close()
+    assert visible(out) == []
+
+
+def test_long_utf8_names_extract(tmp_path):
+    name = "\N{GRINNING FACE}" * 63  # 252 bytes: legal, but no room for a longer temp name
+    writer = TreeWriter(str(tmp_path / "out"), deferred=True)
+    put(writer, *file(name, b"x"))
+    writer.commit()
+    writer.close()
+    assert (tmp_path / "out" / name).read_bytes() == b"x"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Member names that are not UTF-8 print as their original bytes, as tar prints them.
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         return int(_COMMANDS[args.command](args))
     except StcError as exc:

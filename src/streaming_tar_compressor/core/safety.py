@@ -48,22 +48,26 @@ def check_member(member: TarMember) -> tuple[str, ...]:
 
 
 def check_symlink_target(member: TarMember, parts: tuple[str, ...]) -> None:
-    """A symlink must point inside the output directory, read relative to its own folder."""
+    """A symlink must point inside the output directory, whatever other links exist.
+
+    Its target may climb with leading ``..`` no higher than the output directory, then only
+    descend. A ``..`` after a folder name is refused: that folder may be (or later become) a
+    symlink, and ``a/a/../..`` through ``a -> .`` lands outside although it reads as inside.
+    With every link of that shape, each one resolves inside, through any chain of them.
+    """
     target = member.linkname
     if not target or "\0" in target:
         raise UnsafeMemberError(member.name, "a symlink needs a target without NUL")
     if target.startswith("/"):
         raise UnsafeMemberError(member.name, "symlinks to absolute paths are refused")
-    depth = list(parts[:-1])
-    for part in target.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not depth:
-                raise UnsafeMemberError(member.name, "symlink points outside the output directory")
-            depth.pop()
-        else:
-            depth.append(part)
+    steps = [p for p in target.split("/") if p not in ("", ".")]
+    climbs = 0
+    while climbs < len(steps) and steps[climbs] == "..":
+        climbs += 1
+    if ".." in steps[climbs:]:
+        raise UnsafeMemberError(member.name, "a symlink target may use '..' only at its start")
+    if climbs > len(parts) - 1:
+        raise UnsafeMemberError(member.name, "symlink points outside the output directory")
 
 
 def hardlink_parts(member: TarMember) -> tuple[str, ...]:

@@ -23,6 +23,8 @@ BLOCK_SIZE = 512
 # Extended headers hold a few short records; one over 1 MiB is damage, not a file name, and
 # must not make us buffer an arbitrary amount of memory.
 MAX_EXTENDED_HEADER_SIZE = 2**20  # bytes
+# Seconds either side of 1970 that still fit a file time in nanoseconds (int64): year ~2255.
+MAX_MTIME = 9e9
 # Sizes must fit off_t (signed 64 bits), as in GNU tar's OFF_FROM_HEADER.
 MAX_MEMBER_SIZE = 2**63 - 1  # bytes
 
@@ -329,13 +331,13 @@ class TarReader:
         elif flag == _GNU_LONG_LINK:
             self._long_link = data.split(b"\x00", 1)[0]
         elif flag == _PAX_GLOBAL:
-            for key, value in _pax_records(data, self._extended_offset).items():
+            for key, value in _honoured(_pax_records(data, self._extended_offset)).items():
                 if value:
                     self._globals[key] = value
                 else:  # POSIX: an empty value deletes the keyword
                     self._globals.pop(key, None)
         else:
-            self._pax.update(_pax_records(data, self._extended_offset))
+            self._pax.update(_honoured(_pax_records(data, self._extended_offset)))
         self._state, self._need = _State.HEADER, BLOCK_SIZE
 
     def _layered_fields(self, block: bytes, size: int, offset: int) -> _Fields:
@@ -382,6 +384,8 @@ class TarReader:
         # Only devices read devmajor/devminor: v7 headers have no such fields.
         is_device = kind is MemberKind.CHAR_DEVICE or kind is MemberKind.BLOCK_DEVICE
         first = self._first_header_offset
+        if not -MAX_MTIME <= fields.mtime <= MAX_MTIME:
+            raise CorruptStreamError(f"member {name!r} has an absurd mtime {fields.mtime:g}")
         return TarMember(
             name=name,
             kind=kind,
@@ -471,6 +475,18 @@ def _pax_records(data: bytes, offset: int) -> dict[str, bytes]:
         records[key] = value
         pos = stop
     return records
+
+
+def _honoured(records: dict[str, bytes]) -> dict[str, bytes]:
+    """Only the keywords we use are kept, so memory cannot grow with unknown ones."""
+    return {
+        key: value
+        for key, value in records.items()
+        if key in _PAX_TEXT_FIELDS
+        or key in _PAX_INTEGER_FIELDS
+        or key == "mtime"
+        or key.startswith(_PAX_SPARSE_PREFIX)
+    }
 
 
 def _pax_value_ok(key: str, value: bytes) -> bool:

@@ -65,7 +65,7 @@ def scan(sources: Sequence[str], exclude: Exclude = exclude_nothing) -> SourceSu
             size = st.st_size if stat.S_ISREG(st.st_mode) else 0
             data += size
             link = len(os.readlink(path)) if stat.S_ISLNK(st.st_mode) else 0
-            bound += header_size_bound(len(name.encode()), link) + size + len(padding(size))
+            bound += header_size_bound(len(os.fsencode(name)), link) + size + len(padding(size))
             if (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) and not os.access(
                 path, os.R_OK | (os.X_OK if stat.S_ISDIR(st.st_mode) else 0)
             ):
@@ -103,6 +103,23 @@ def _walk(source: str, exclude: Exclude) -> Iterator[tuple[str, str, os.stat_res
 def _walk_dir(
     path: str, prefix: str, exclude: Exclude
 ) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Depth-first, sorted, with an explicit stack: trees deeper than Python's recursion limit
+    are legal and must pack."""
+    stack = [_children(path, prefix, exclude)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        yield entry
+        child, name, st = entry
+        if stat.S_ISDIR(st.st_mode):
+            stack.append(_children(child, name + "/", exclude))
+
+
+def _children(
+    path: str, prefix: str, exclude: Exclude
+) -> Iterator[tuple[str, str, os.stat_result]]:
     try:
         names = sorted(os.listdir(path))
     except OSError as exc:
@@ -116,8 +133,6 @@ def _walk_dir(
         except OSError as exc:
             raise SourceError(child, exc.strerror or str(exc)) from exc
         yield child, prefix + entry_name, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(child, prefix + entry_name + "/", exclude)
 
 
 def _member(

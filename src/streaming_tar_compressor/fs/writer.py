@@ -48,11 +48,12 @@ class TreeWriter:
         self._same_owner = same_owner and os.geteuid() == 0
         self._cached: tuple[tuple[str, ...], int] | None = None
         self._pending: list[_Pending] = []
+        self._pending_files: dict[tuple[str, ...], _Pending] = {}
         self._directories: dict[tuple[str, ...], TarMember] = {}
-        self._files: set[tuple[str, ...]] = set()
+        self._files: set[tuple[str, ...]] = set()  # regular files only: what hardlinks may name
         self._current: tuple[int, _Pending] | None = None
-        self.members_written = 0
         self._closed = False
+        self.members_written = 0
 
     # -- events -----------------------------------------------------------------------------
 
@@ -61,7 +62,7 @@ class TreeWriter:
         if member.kind is MemberKind.DIRECTORY:
             self._make_directory(member, parts)
             return
-        pending = _Pending(parts[:-1], _temp_name(parts[-1]), parts[-1], member)
+        pending = _Pending(parts[:-1], _temp_name(), parts[-1], member)
         try:
             if member.kind is MemberKind.HARDLINK:
                 self._link(member, pending)
@@ -75,7 +76,6 @@ class TreeWriter:
                     return
         except OSError as exc:
             raise OutputError(f"cannot create {member.name!r}: {exc}") from exc
-        self._files.add(parts)
         self._finished(pending)
 
     def write(self, data: bytes | memoryview) -> None:
@@ -95,16 +95,12 @@ class TreeWriter:
         fd, pending = self._current
         self._current = None
         try:
-            os.fchmod(fd, safe_mode(member.mode))
-            if self._same_owner:
-                os.fchown(fd, member.uid, member.gid)
-            mtime_ns = int(member.mtime * 1e9)
-            os.utime(fd, ns=(mtime_ns, mtime_ns))
-        except OSError as exc:
-            raise OutputError(f"cannot finish {member.name!r}: {exc}") from exc
+            self._apply_metadata(fd, member)
+        except OutputError:
+            self._discard(pending)
+            raise
         finally:
             os.close(fd)
-        self._files.add((*pending.parent, pending.final))
         self._finished(pending)
 
     # -- verification boundary ------------------------------------------------------------
@@ -112,22 +108,21 @@ class TreeWriter:
     def commit(self) -> None:
         """The bytes behind every pending member have verified: give them their real names."""
         pending, self._pending = self._pending, []
+        self._pending_files.clear()
         for item in pending:
             self._rename(item)
 
     def abort(self) -> None:
         """Remove every temporary file: nothing unverified may look complete."""
         pending, self._pending = self._pending, []
+        self._pending_files.clear()
         if self._current is not None:
             fd, item = self._current
             self._current = None
             os.close(fd)
             pending.append(item)
         for item in pending:
-            try:
-                os.unlink(item.temp, dir_fd=self._open_dir(item.parent, item.member, create=False))
-            except (OSError, UnsafeMemberError):
-                continue
+            self._discard(item)
 
     def close(self) -> None:
         """Apply directory modes and mtimes, deepest first, once nothing more goes inside."""
@@ -139,11 +134,7 @@ class TreeWriter:
                 member = self._directories[parts]
                 fd = os.open(".", _DIR_FLAGS, dir_fd=self._open_dir(parts, member, create=False))
                 try:
-                    os.fchmod(fd, safe_mode(member.mode))
-                    if self._same_owner:
-                        os.fchown(fd, member.uid, member.gid)
-                    mtime_ns = int(member.mtime * 1e9)
-                    os.utime(fd, ns=(mtime_ns, mtime_ns))
+                    self._apply_metadata(fd, member)
                 finally:
                     os.close(fd)
         except OSError as exc:
@@ -154,12 +145,32 @@ class TreeWriter:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _apply_metadata(self, fd: int, member: TarMember) -> None:
+        """Mode (special bits dropped), owner on request, and mtime, on an open descriptor."""
+        try:
+            os.fchmod(fd, safe_mode(member.mode))
+            if self._same_owner:
+                os.fchown(fd, member.uid, member.gid)
+            os.utime(fd, ns=_times_ns(member))
+        except (OSError, OverflowError, ValueError) as exc:
+            raise OutputError(f"cannot set the metadata of {member.name!r}: {exc}") from exc
+
     def _finished(self, pending: _Pending) -> None:
         self.members_written += 1
+        path = (*pending.parent, pending.final)
+        if pending.member.kind in (MemberKind.FILE, MemberKind.HARDLINK):
+            self._files.add(path)
+        else:
+            self._files.discard(path)
         if self._deferred:
             self._pending.append(pending)
+            self._pending_files[path] = pending
         else:
             self._rename(pending)
+
+    def _discard(self, item: _Pending) -> None:
+        with contextlib.suppress(OSError, UnsafeMemberError, OutputError):
+            os.unlink(item.temp, dir_fd=self._open_dir(item.parent, item.member, create=False))
 
     def _rename(self, item: _Pending) -> None:
         parent_fd = self._open_dir(item.parent, item.member, create=False)
@@ -168,17 +179,16 @@ class TreeWriter:
         except IsADirectoryError:
             os.unlink(item.temp, dir_fd=parent_fd)
             raise UnsafeMemberError(
-                item.member.name, "it would replace a directory with a file"
+                item.member.name, "it would replace a directory with a file or link"
             ) from None
         except OSError as exc:
             raise OutputError(f"cannot rename {item.member.name!r} into place: {exc}") from exc
         if item.member.kind is MemberKind.SYMLINK:
-            mtime_ns = int(item.member.mtime * 1e9)
             try:
                 os.utime(
-                    item.final, ns=(mtime_ns, mtime_ns), dir_fd=parent_fd, follow_symlinks=False
+                    item.final, ns=_times_ns(item.member), dir_fd=parent_fd, follow_symlinks=False
                 )
-            except OSError as exc:
+            except (OSError, OverflowError, ValueError) as exc:
                 raise OutputError(f"cannot set mtime of {item.member.name!r}: {exc}") from exc
 
     def _make_directory(self, member: TarMember, parts: tuple[str, ...]) -> None:
@@ -187,19 +197,22 @@ class TreeWriter:
         self.members_written += 1
 
     def _link(self, member: TarMember, pending: _Pending) -> None:
+        """A hardlink to a regular file extracted earlier — from its temporary name while that
+        file still waits for verification, so nothing unverified is renamed early."""
         target = hardlink_parts(member)
         if target not in self._files:
             raise UnsafeMemberError(
-                member.name, "a hardlink must point to a file extracted earlier from this archive"
+                member.name,
+                "a hardlink must point to a regular file extracted earlier from this archive",
             )
-        if self._deferred and any((*p.parent, p.final) == target for p in self._pending):
-            self.commit()
+        waiting = self._pending_files.get(target)
+        source_name = waiting.temp if waiting is not None else target[-1]
         # _open_dir keeps one cached descriptor; own a copy so the second call cannot close it.
         target_fd = os.dup(self._open_dir(target[:-1], member, create=False))
         try:
             parent_fd = self._open_dir(pending.parent, member, create=True)
             os.link(
-                target[-1],
+                source_name,
                 pending.temp,
                 src_dir_fd=target_fd,
                 dst_dir_fd=parent_fd,
@@ -238,6 +251,11 @@ class TreeWriter:
             self._cached = None
 
 
-def _temp_name(final: str) -> str:
-    """Hidden and unique, so a half-written file never passes for the real one."""
-    return f".{final[:120]}.stc-{os.getpid()}-{next(_temp_counter)}.tmp"
+def _times_ns(member: TarMember) -> tuple[int, int]:
+    mtime_ns = int(member.mtime * 1e9)
+    return mtime_ns, mtime_ns
+
+
+def _temp_name() -> str:
+    """Hidden, short and unique, so a half-written file never passes for the real one."""
+    return f".stc-{os.getpid()}-{next(_temp_counter)}.tmp"
