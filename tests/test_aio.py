@@ -401,3 +401,41 @@ def test_in_memory_chunks_can_be_named_like_a_prefix(make_tree, tmp_path):
 
     asyncio.run(main())
     assert snapshot(restored(tmp_path / "out", tree)) == snapshot(tree)
+
+
+def test_cancelling_twice_during_a_slow_async_callback_neither_hangs_nor_leaks(make_tree, tmp_path):
+    tree = make_tree({f"f{i}": b"x" for i in range(50)}, links=False)
+    entered = asyncio.Event()
+
+    async def slow(path: str, size: int) -> None:
+        entered.set()
+        await asyncio.sleep(0.2)
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            compress_with_chunks([tree], tmp_path / "b", progress_callback=slow)
+        )
+        await entered.wait()
+        task.cancel()
+        await asyncio.sleep(0.01)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, "the call hung after two cancellations"
+        assert task.cancelled()
+        assert not stc_threads()
+
+    asyncio.run(main())
+
+
+def test_an_error_in_a_plain_callback_for_the_last_file_is_raised(make_tree, tmp_path):
+    tree = make_tree({"only.txt": b"x"}, links=False)
+
+    def fail_on_last(path: str, size: int) -> None:
+        if path.endswith("private.txt"):  # the last member of this tree
+            raise RuntimeError("callback failed")
+
+    async def main() -> None:
+        await compress_with_chunks([tree], tmp_path / "b", progress_callback=fail_on_last)
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        asyncio.run(main())

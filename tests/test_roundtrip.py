@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -146,3 +149,58 @@ def test_a_tree_deeper_than_the_recursion_limit_round_trips(tmp_path, monkeypatc
         assert (Path("out") / bottom).read_bytes() == b"deep\n"
     finally:  # shutil.rmtree (pytest's clean-up of old runs) recurses and would fail on these
         subprocess.run(["rm", "-rf", "src", "out"], check=True)
+
+
+class _FailAfterFirstFile(stc.NullProgress):
+    def file(self, path: str, size: int) -> None:
+        raise KeyboardInterrupt  # like Ctrl-C halfway through
+
+
+def test_a_failed_forced_pack_keeps_the_old_archive_whole(make_tree, tmp_path):
+    old_tree = make_tree()
+    stc.pack([old_tree], tmp_path / "b", chunk_size=20_000)
+    before = sorted(p.name for p in tmp_path.glob("b.*"))
+    new_tree = make_tree({"other.bin": os.urandom(200_000)}, links=False)
+    with pytest.raises(KeyboardInterrupt):
+        stc.pack(
+            [new_tree],
+            tmp_path / "b",
+            chunk_size=20_000,
+            force=True,
+            progress=_FailAfterFirstFile(),
+        )
+    assert sorted(p.name for p in tmp_path.glob("b.*")) == before
+    assert not list(tmp_path.glob(".b.*"))
+    assert stc.verify(tmp_path / "b", deep=True).ok
+
+
+def test_a_forced_pack_replaces_every_old_chunk(make_tree, tmp_path):
+    stc.pack(
+        [make_tree({"big.bin": os.urandom(300_000)}, links=False)],
+        tmp_path / "b",
+        chunk_size=20_000,
+    )
+    small = make_tree({"s.txt": b"small"}, links=False)
+    result = stc.pack([small], tmp_path / "b", chunk_size=20_000, force=True)
+    assert sorted(p.name for p in tmp_path.glob("b.part*")) == [c.name for c in result.chunks]
+    assert stc.verify(tmp_path / "b").ok
+
+
+def test_listing_many_tiny_members_holds_few_of_them_at_once(tmp_path):
+    header = tarfile.TarInfo("f").tobuf(tarfile.USTAR_FORMAT)
+    members = bytearray()
+    for i in range(60_000):  # same header, new name and checksum: fast to build
+        block = bytearray(header)
+        block[0:7] = b"f%06d" % i
+        block[148:156] = b" " * 8
+        block[148:156] = b"%06o\0 " % sum(block)
+        members += block
+    stream = gzip.compress(bytes(members) + bytes(1024), compresslevel=9)
+    (tmp_path / "many.part0000").write_bytes(stream)
+    tracemalloc.start()
+    count = sum(1 for _ in stc.list_members(tmp_path / "many"))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 60_000
+    assert len(stream) < 2**20 < len(members)
+    assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB while listing"

@@ -11,6 +11,7 @@ joined, so no thread outlives the call.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import json
 import os
@@ -37,6 +38,7 @@ from .progress import NullProgress, Progress
 from .sync import StrPath
 
 T = TypeVar("T")
+CHECK_INTERVAL = 0.05  # seconds a worker waits on the loop before it checks for cancellation
 ProgressCallback = Callable[[str, int], Any]  # plain function or coroutine function
 ChunkItem = bytes | bytearray | memoryview | tuple[int, bytes]
 ManifestLike = Manifest | dict[str, Any] | StrPath
@@ -50,7 +52,9 @@ class LoopBridge:
     """The worker's Progress: forwards per-file callbacks to the loop, and is its stop switch.
 
     Plain callbacks are queued on the loop in order (cheap, no waiting); coroutine callbacks
-    are awaited on the loop while the worker waits, so a slow callback slows the work.
+    are awaited on the loop while the worker waits, so a slow callback slows the work. A
+    byte-level ``progress`` object is called directly from the worker thread, as the sync API
+    calls it: keep it thread-safe and quick.
     """
 
     def __init__(
@@ -84,12 +88,25 @@ class LoopBridge:
         if self._callback is None:
             return
         if self._awaits:
-            asyncio.run_coroutine_threadsafe(self._callback(path, size), self._loop).result()
+            call = asyncio.run_coroutine_threadsafe(self._callback(path, size), self._loop)
+            while True:  # never wait blindly: the loop may be waiting for this very thread
+                try:
+                    call.result(timeout=CHECK_INTERVAL)
+                    break
+                except concurrent.futures.TimeoutError:
+                    if self._stop.is_set():
+                        call.cancel()
+                        raise _Cancelled("stopped") from None
         else:
             self._loop.call_soon_threadsafe(self._call_plain, path, size)
 
     def finish(self) -> None:
         self._progress.finish()
+
+    def raise_callback_error(self) -> None:
+        """A plain callback's exception, even one raised after the worker's last checkpoint."""
+        if self._error is not None:
+            raise self._error
 
     def _checkpoint(self) -> None:
         if self._stop.is_set():
@@ -138,12 +155,21 @@ class _Worker:
         return await self.result(self.submit(function, *args))
 
     async def settle(self, future: asyncio.Future[Any] | None) -> None:
-        """Wait for a step we no longer want; its outcome is dropped."""
+        """Wait for a step we no longer want (its outcome is dropped), however often the caller
+        is cancelled meanwhile: leaving early would leave the thread running."""
         if future is None:
             return
-        await asyncio.wait([future])
+        interrupted = False
+        while not future.done():
+            try:
+                await asyncio.wait([future])
+            except asyncio.CancelledError:
+                interrupted = True
+                self._bridge.cancel()
         if not future.cancelled():
             future.exception()
+        if interrupted:
+            raise asyncio.CancelledError
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -181,6 +207,7 @@ async def compress_with_chunks(
         )
     finally:
         worker.close()
+    bridge.raise_callback_error()
     return result.chunks
 
 
@@ -197,7 +224,7 @@ async def decompress_from_chunks(
     bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, progress)
     worker = _Worker(bridge)
     try:
-        return await worker.run(
+        result = await worker.run(
             lambda: sync.unpack(
                 input_prefix,
                 output_dir,
@@ -208,6 +235,8 @@ async def decompress_from_chunks(
         )
     finally:
         worker.close()
+    bridge.raise_callback_error()
+    return result
 
 
 _END = object()
@@ -289,14 +318,17 @@ class StreamingTarCompressor:
                 item = await worker.result(pending)
                 pending = None
                 if item is _END:
+                    bridge.raise_callback_error()
                     return
                 pending = worker.submit(_next_or_end, chunks)
                 yield item
         finally:
             bridge.cancel()
-            await worker.settle(pending)
-            await worker.settle(worker.submit(chunks.close))
-            worker.close()
+            try:
+                await worker.settle(pending)
+                await worker.settle(worker.submit(chunks.close))
+            finally:
+                worker.close()
 
     # -- unpacking --------------------------------------------------------------------------
 
@@ -346,7 +378,9 @@ class StreamingTarCompressor:
             if pending is not None:
                 await worker.result(pending)
             pending = None
-            return await worker.run(unpacker.finish)
+            result = await worker.run(unpacker.finish)
+            bridge.raise_callback_error()
+            return result
         except BaseException:
             bridge.cancel()
             await worker.settle(pending)

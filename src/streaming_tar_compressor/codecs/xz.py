@@ -86,6 +86,11 @@ def _dict_property(dict_size: int) -> int:
     return prop
 
 
+# What a stream may make liblzma allocate: `xz -9` needs 65 MiB to decode; a larger declared
+# dictionary is refused (as "Memory usage limit reached") instead of being allocated.
+DECODER_MEMORY_LIMIT = 256 * 2**20
+
+
 class XzEncoder:
     """Frames raw LZMA2 blocks as one xz stream and builds its index."""
 
@@ -144,7 +149,7 @@ class XzDecoder(MemberStreamDecoder):
         self._padding = 0
 
     def new_member(self) -> Member:
-        return lzma.LZMADecompressor(lzma.FORMAT_XZ)
+        return lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=DECODER_MEMORY_LIMIT)
 
     def skip_between(self, pending: bytearray, after_member: bool) -> bool:
         if not after_member:

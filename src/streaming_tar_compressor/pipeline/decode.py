@@ -1,12 +1,13 @@
 """Compressed bytes → tar member events: detection, decoding and tar parsing chained.
 
-Shared by unpack, list and deep verify. Events are handed to ``on_event`` as they happen, so
-memory holds one decoded piece at a time, whatever the archive expands to.
+Shared by unpack, list and deep verify. Events come out lazily, one decoded piece at a time,
+so memory holds one piece whatever the archive expands to or however many members it packs
+into a few bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 
 from ..codecs import codec_for
 from ..codecs.base import Buffer, StreamDecoder
@@ -18,34 +19,31 @@ DECODED_PIECE = 1 << 20  # bytes of decoded output handled at a time
 
 
 class TarStreamDecoder:
-    """Feeds compressed bytes in any cut; calls ``on_event`` for every tar event."""
+    """Takes compressed bytes in any cut; yields the tar events they complete."""
 
-    def __init__(
-        self, on_event: Callable[[TarEvent], object], stated: CompressionType | None = None
-    ) -> None:
-        self._on_event = on_event
+    def __init__(self, stated: CompressionType | None = None) -> None:
         self._stated = stated
         self._head = bytearray()
         self._decoder: StreamDecoder | None = None
         self._tar = TarReader()
         self.compression: CompressionType | None = None
 
-    def feed(self, data: Buffer) -> None:
+    def events(self, data: Buffer) -> Iterator[TarEvent]:
+        """Consume the iterator before the next call: data events are views into this piece."""
         if self._decoder is None:
             self._head += data
             if len(self._head) < HEAD_SIZE:
                 return
             data = self._start()
-        self._decoder_feed(data)
+        yield from self._decode(data)
 
-    def finish(self) -> None:
+    def finish(self) -> Iterator[TarEvent]:
         """End of input: raises TruncatedStreamError if the codec or tar stream is incomplete."""
         if self._decoder is None:
-            self._decoder_feed(self._start())
+            yield from self._decode(self._start())
         assert self._decoder is not None
         self._decoder.close()
-        for event in self._tar.finish():
-            self._on_event(event)
+        yield from self._tar.finish()
 
     def _start(self) -> bytes:
         head, self._head = bytes(self._head), bytearray()
@@ -53,9 +51,8 @@ class TarStreamDecoder:
         self._decoder = codec_for(self.compression).new_decoder()
         return head
 
-    def _decoder_feed(self, data: Buffer) -> None:
+    def _decode(self, data: Buffer) -> Iterator[TarEvent]:
         assert self._decoder is not None
         self._decoder.feed(data)
         while piece := self._decoder.read(DECODED_PIECE):
-            for event in self._tar.feed(piece):
-                self._on_event(event)
+            yield from self._tar.feed(piece)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..core.tar_reader import MemberStart, TarEvent
+from ..core.tar_reader import MemberStart
 from ..models import CompressionType, TarMember
 from ..storage.local import LocalChunkSource
 from .decode import TarStreamDecoder
@@ -14,18 +14,13 @@ def list_members(prefix: str, *, compression: CompressionType | None = None) -> 
     """Yields each member as soon as its header has been decoded."""
     source = LocalChunkSource(prefix)
     manifest = source.manifest
-    found: list[TarMember] = []
-
-    def collect(event: TarEvent) -> None:
-        if isinstance(event, MemberStart):
-            found.append(event.member)
-
     stated = compression or (manifest.compression if manifest is not None else None)
-    decoder = TarStreamDecoder(collect, stated)
+    decoder = TarStreamDecoder(stated)
     for chunk in source.chunks:
         for piece in source.read(chunk):
-            decoder.feed(piece)
-            yield from found
-            found.clear()
-    decoder.finish()
-    yield from found
+            for event in decoder.events(piece):
+                if isinstance(event, MemberStart):
+                    yield event.member
+    for event in decoder.finish():
+        if isinstance(event, MemberStart):
+            yield event.member

@@ -36,6 +36,8 @@ DEFAULT_CHUNK_SIZE = 50 * 2**20  # bytes
 READ_SIZE = 1 << 20  # bytes per read of a source file
 MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
 BLOCKS_IN_FLIGHT_PER_WORKER = 2
+# Blocks in flight take 2 x workers x block size of memory, so the worker count is capped.
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +69,8 @@ class PackSettings:
         if not 1 <= block_size <= MAX_BLOCK_SIZE:
             raise UsageError(f"block size must be 1 byte .. 64 MiB, not {block_size}")
         workers = workers if workers is not None else (os.cpu_count() or 1)
-        if workers < 1:
-            raise UsageError(f"workers must be at least 1, not {workers}")
+        if not 1 <= workers <= MAX_WORKERS:
+            raise UsageError(f"workers must be 1..{MAX_WORKERS}, not {workers}")
         return cls(kind, level, chunk_size, block_size, workers)
 
 

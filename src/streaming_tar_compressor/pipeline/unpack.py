@@ -86,7 +86,8 @@ class StreamUnpacker:
         self._writer = TreeWriter(
             output_dir, deferred=self._verifier is not None, same_owner=same_owner
         )
-        self._decoder = TarStreamDecoder(_Extractor(self._writer, self._progress), stated)
+        self._extract = _Extractor(self._writer, self._progress)
+        self._decoder = TarStreamDecoder(stated)
         self._reorder_window = reorder_window
         self._location = location
         self._reorderer: ChunkReorderer | None = None
@@ -109,7 +110,7 @@ class StreamUnpacker:
         """The next bytes of the stream, in order."""
         self._total += len(data)
         if self._verifier is None:
-            self._decoder.feed(data)
+            self._decode(data)
         else:
             self._verified_feed(self._verifier.feed(data))
         self._progress.advance(len(data))
@@ -119,7 +120,8 @@ class StreamUnpacker:
             self._reorderer.finish()
         if self._verifier is not None:
             self._verified_feed(self._verifier.finish())
-        self._decoder.finish()
+        for event in self._decoder.finish():
+            self._extract(event)
         self._writer.commit()
         self._writer.close()
         self._progress.finish()
@@ -141,7 +143,11 @@ class StreamUnpacker:
             if isinstance(event, ChunkVerified):
                 self._writer.commit()
             else:
-                self._decoder.feed(event)
+                self._decode(event)
+
+    def _decode(self, data: bytes | bytearray | memoryview) -> None:
+        for event in self._decoder.events(data):
+            self._extract(event)
 
     def _reorder(self) -> ChunkReorderer:
         if self._in_order:

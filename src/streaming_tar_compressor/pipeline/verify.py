@@ -6,6 +6,7 @@ Every problem is collected and reported together — a missing chunk does not hi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..core.tar_reader import MemberStart, TarEvent
@@ -51,13 +52,7 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
         if extra not in listed:
             report.problems.append(f"{extra}: extra chunk, not in the manifest")
 
-    def count_member(event: TarEvent) -> None:
-        if isinstance(event, MemberStart):
-            report.members_checked += 1
-
-    decoder: TarStreamDecoder | None = (
-        TarStreamDecoder(count_member, manifest.compression) if deep else None
-    )
+    decoder: TarStreamDecoder | None = TarStreamDecoder(manifest.compression) if deep else None
     stream_hash = hashlib.sha256()
     stream_whole = True
     progress.start(manifest.compressed_size)
@@ -73,7 +68,7 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
                     progress.advance(len(piece))
                     if decoder is not None:
                         try:
-                            decoder.feed(piece)
+                            report.members_checked += _count_members(decoder.events(piece))
                         except StcError as exc:
                             report.problems.append(f"contents: {exc}")
                             decoder = None
@@ -94,9 +89,13 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
             report.problems.append("whole stream: SHA-256 does not match the manifest")
         if decoder is not None:
             try:
-                decoder.finish()
+                report.members_checked += _count_members(decoder.finish())
             except StcError as exc:
                 report.problems.append(f"contents: {exc}")
     finally:
         progress.finish()
     return report
+
+
+def _count_members(events: Iterator[TarEvent]) -> int:
+    return sum(isinstance(event, MemberStart) for event in events)

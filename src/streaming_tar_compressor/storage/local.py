@@ -85,7 +85,11 @@ def _fsync_directory(directory: str) -> None:
 
 
 class LocalChunkSink:
-    """Writes chunks as they are cut; each one appears under its real name only when complete."""
+    """Writes chunks as they are cut; each one appears under its real name only when complete.
+
+    Replacing an archive (``force``) keeps the old one whole until the new one is: new chunks
+    wait under temporary names and take their real names together, just before the manifest.
+    """
 
     def __init__(self, prefix: str, *, force: bool = False) -> None:
         self.directory, self.name = split_prefix(prefix)
@@ -94,30 +98,28 @@ class LocalChunkSink:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create {self.directory}: {exc}") from exc
-        existing = part_files(self.directory, self.name)
-        if os.path.exists(manifest_path(prefix)):
-            existing.append(os.path.basename(manifest_path(prefix)))
-        if existing and not force:
+        self._old_parts = part_files(self.directory, self.name)
+        replacing = bool(self._old_parts) or os.path.exists(manifest_path(prefix))
+        if replacing and not force:
             raise OutputError(
-                f"{prefix} already has an archive ({existing[0]} …); "
-                "choose another prefix, or replace it (force=True; --force on the command line)"
+                f"{prefix} already has an archive; choose another prefix, "
+                "or replace it (force=True; --force on the command line)"
             )
-        for entry in existing:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(self.directory, entry))
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(sha256sum_path(prefix))
+        self._deferred = replacing
         self._handle: tuple[int, str] | None = None
-        self._written: list[str] = []
+        self._waiting: list[tuple[str, str]] = []  # (temp, final) while replacing
 
     def write(self, index: int, data: bytes | memoryview) -> None:
         name = f"{self.name}.part{index}"
         if self._handle is None:
             temp = os.path.join(self.directory, f".{name}.tmp")
             try:
-                self._handle = (os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), temp)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)  # a leftover of an interrupted run, or a planted link
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             except OSError as exc:
                 raise OutputError(f"cannot create chunk {name}: {exc}") from exc
+            self._handle = (fd, temp)
         fd = self._handle[0]
         view = memoryview(data)
         try:
@@ -127,7 +129,7 @@ class LocalChunkSink:
             raise OutputError(f"cannot write chunk {name}: {exc}") from exc
 
     def finish_chunk(self, info: ChunkInfo) -> ChunkInfo:
-        """fsync and rename the chunk into place; returns ``info`` with its path."""
+        """fsync the chunk and give it its name (when replacing: later); returns it with path."""
         if self._handle is None:
             self.write(info.index, b"")
         assert self._handle is not None
@@ -137,25 +139,51 @@ class LocalChunkSink:
         try:
             os.fsync(fd)
             os.close(fd)
-            os.replace(temp, final)
+            if self._deferred:
+                self._waiting.append((temp, final))
+            else:
+                os.replace(temp, final)
         except OSError as exc:
             raise OutputError(f"cannot finish chunk {info.name}: {exc}") from exc
-        self._written.append(final)
         return replace(info, path=final)
 
     def write_manifest(self, manifest: Manifest) -> None:
-        _fsync_directory(self.directory)
+        try:
+            if self._deferred:
+                self._swap_in(manifest)
+            _fsync_directory(self.directory)
+        except OSError as exc:
+            raise OutputError(f"cannot put the chunks of {self.prefix} in place: {exc}") from exc
         atomic_write(sha256sum_path(self.prefix), manifest.sha256sum_text().encode())
         atomic_write(manifest_path(self.prefix), manifest.to_json().encode())
 
     def abort(self) -> None:
-        """Remove the chunk in progress; finished chunks stay (they are whole and named)."""
+        """Remove what is not whole: the chunk in progress, and when replacing, the new chunks
+        still waiting (the old archive stays as it was)."""
+        waiting, self._waiting = self._waiting, []
+        temps = [temp for temp, _ in waiting]
         if self._handle is not None:
             fd, temp = self._handle
             self._handle = None
             os.close(fd)
+            temps.append(temp)
+        for temp in temps:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+
+    def _swap_in(self, manifest: Manifest) -> None:
+        """Old manifest out first, so no moment shows it beside chunks it does not describe."""
+        for old in (manifest_path(self.prefix), sha256sum_path(self.prefix)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(old)
+        for temp, final in self._waiting:
+            os.replace(temp, final)
+        self._waiting = []
+        new = {chunk.name for chunk in manifest.chunks}
+        for stale in self._old_parts:
+            if stale not in new:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.directory, stale))
 
 
 class LocalChunkSource:
