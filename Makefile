@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 INTEROP_PACKAGES := tar gzip pigz xz-utils zstd lz4 bzip2 coreutils
 DEMO_DIR := demo-out
 
-.PHONY: all venv test lint typecheck unit interop-tools demo bench-codecs clean
+.PHONY: all venv test lint typecheck unit interop-tools demo bench-codecs bench clean
 
 all: test
 
@@ -58,6 +58,21 @@ demo: $(STAMP)
 bench-codecs: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/codec_libraries.py
+
+# Times stc against the GNU pipelines (benchmarks/bench.py); `make bench BENCH_ARGS=--quick`.
+# Installs the codec CLIs it compares against when missing (Debian), as interop-tools does.
+bench: $(STAMP)
+	@missing=""; \
+	for pair in lbzip2:lbzip2 pigz:pigz zstd:zstd xz:xz-utils lz4:lz4; do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing benchmark tools:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
+	  || echo "could not install$$missing: bench.py skips their rows"; \
+	fi
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -23,6 +23,23 @@ class EncodedBlock:
     raw_crc32: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedBlock:
+    """One block decoded on its own; ``raw_crc32`` as in EncodedBlock (gzip needs it)."""
+
+    data: bytes
+    raw_crc32: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BlockExtent:
+    """Where a block sits, from the manifest: what the stream check needs per block."""
+
+    raw_size: int
+    compressed_size: int
+    raw_crc32: int = 0
+
+
 class BlockEncoder(Protocol):
     """Framing state of one compressed stream.
 
@@ -71,3 +88,14 @@ class Codec(Protocol):
     def new_decoder(self) -> StreamDecoder: ...
 
     def max_encoded_size(self, raw_size: int, block_size: int) -> int: ...
+
+    def decode_block(self, data: bytes, raw_size: int) -> DecodedBlock:
+        """Decode one block of OUR framing alone (pure, thread-safe): ``data`` is exactly the
+        block's bytes in the stream; a result of another size, or a bad check, raises
+        CorruptStreamError."""
+        ...
+
+    def check_stream(self, header: bytes, trailer: bytes, blocks: list[BlockExtent]) -> None:
+        """After parallel decoding: the header and trailer must agree with the blocks (gzip
+        CRC-32 and size, xz index, zstd seek table), else CorruptStreamError."""
+        ...

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..errors import UsageError
+from ..errors import CorruptStreamError, UsageError
 from ..models import CompressionType
 from ._stream import check_args
-from .base import Buffer, EncodedBlock
+from .base import BlockExtent, Buffer, Codec, DecodedBlock, EncodedBlock
 
 
 class NoneEncoder:
@@ -64,5 +64,14 @@ class NoneCodec:
     def max_encoded_size(self, raw_size: int, block_size: int) -> int:
         return raw_size
 
+    def decode_block(self, data: bytes, raw_size: int) -> DecodedBlock:
+        if len(data) != raw_size:
+            raise CorruptStreamError(f"block has {len(data)} bytes, expected {raw_size}")
+        return DecodedBlock(bytes(data))
 
-CODEC = NoneCodec()
+    def check_stream(self, header: bytes, trailer: bytes, blocks: list[BlockExtent]) -> None:
+        if header or trailer:
+            raise CorruptStreamError("uncompressed stream has bytes outside its blocks")
+
+
+CODEC: Codec = NoneCodec()

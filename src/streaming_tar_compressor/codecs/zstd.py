@@ -2,8 +2,10 @@
 
 Frames are self-contained, so the ``zstd`` CLI and GNU tar ``--zstd`` read the concatenation as
 one stream, and the seek table (a skippable frame they ignore) lets seekable readers jump to
-any block. Formats: RFC 8878 (zstd frames) and zstd's contrib/seekable_format/zstd_seekable
-_compression_format.md, cited below by section.
+any block. A block that will not shrink (see _adaptive) is written by libzstd at level 1, which
+stores it as raw blocks at about 5 GB/s and keeps the checksum (no installed library exposes
+XXH64 to write raw blocks with a checksum ourselves). Formats: RFC 8878 (zstd frames) and zstd's
+contrib/seekable_format/zstd_seekable_compression_format.md, cited below by section.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import zstandard
 
 from ..errors import CorruptStreamError
 from ..models import CompressionType
+from ._adaptive import incompressible, zstd_fast_frame, zstd_slice_sizes
 from ._stream import Member, MemberStreamDecoder, check_args
-from .base import EncodedBlock
+from .base import BlockExtent, Codec, DecodedBlock, EncodedBlock
 
 # RFC 8878 3.1.1: frame magic; 3.1.2: skippable frames have magics 0x184D2A50..0x184D2A5F.
 _FRAME_MAGIC = 0xFD2FB528
@@ -25,6 +28,8 @@ _SKIPPABLE_MASK, _SKIPPABLE_MAGIC = 0xFFFFFFF0, 0x184D2A50
 _SEEK_TABLE_MAGIC = 0x184D2A5E
 _SEEKABLE_MAGIC = 0x8F92EAB1
 _SEEK_DESCRIPTOR = 0
+_SEEK_FOOTER = struct.Struct("<IBI")
+_SKIPPABLE_HEADER = struct.Struct("<II")
 # RFC 8878 3.1.1.2: Block_Maximum_Size; each block decodes to at most this much.
 _BLOCK_MAX = 128 * 1024
 # zstd.h ZSTD_COMPRESSBOUND, plus frame header (at most 18 bytes) and checksum (4).
@@ -44,6 +49,10 @@ class ZstdEncoder:
         return b""
 
     def encode_block(self, block: bytes) -> EncodedBlock:
+        stored = incompressible(block, zstd_slice_sizes, zstd_fast_frame)
+        if stored is not None:
+            return EncodedBlock(stored, len(block))
+        # libzstd itself writes a block that does not shrink raw: no fallback needed here.
         # A fresh compressor per call: ZstdCompressor instances are not thread-safe.
         compressor = zstandard.ZstdCompressor(
             level=self._level, write_checksum=True, write_content_size=True
@@ -212,5 +221,66 @@ class ZstdCodec:
         bound = raw_size + (raw_size >> 8) + (_FRAME_OVERHEAD + _SEEK_ENTRY) * frames
         return bound + _SEEK_FIXED
 
+    def decode_block(self, data: bytes, raw_size: int) -> DecodedBlock:
+        try:
+            params = zstandard.get_frame_parameters(data)
+            # Our frames carry their content size (checked first: it sizes the output buffer)
+            # and a checksum, which libzstd verifies.
+            if params.content_size != raw_size or not params.has_checksum:
+                raise CorruptStreamError(
+                    f"zstd frame does not say {raw_size} bytes with a checksum"
+                )
+            out = zstandard.ZstdDecompressor().decompress(
+                data, max_output_size=raw_size, allow_extra_data=False
+            )
+        except zstandard.ZstdError as exc:
+            raise CorruptStreamError(f"zstd frame is corrupt: {exc}") from exc
+        if len(out) != raw_size:
+            raise CorruptStreamError(f"zstd frame does not decode to {raw_size} bytes")
+        return DecodedBlock(out)
 
-CODEC = ZstdCodec()
+    def check_stream(self, header: bytes, trailer: bytes, blocks: list[BlockExtent]) -> None:
+        if header:
+            raise CorruptStreamError("zstd stream has bytes before its first frame")
+        frames = [(block.compressed_size, block.raw_size) for block in blocks]
+        table = trailer
+        if not blocks:
+            # An empty stream is one empty frame (ZstdEncoder.trailer), then the seek table.
+            table = _skip_empty_frame(trailer)
+            frames.append((len(trailer) - len(table), 0))
+        if table:
+            _check_seek_table(table, frames)
+
+
+def _skip_empty_frame(data: bytes) -> bytes:
+    """What follows the empty frame that ``data`` must start with."""
+    try:
+        if zstandard.get_frame_parameters(data).content_size != 0:
+            raise CorruptStreamError("zstd stream without blocks does not end with an empty frame")
+        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        if decompressor.decompress(data) or not decompressor.eof:
+            raise CorruptStreamError("zstd empty frame is corrupt")
+    except zstandard.ZstdError as exc:
+        raise CorruptStreamError(f"zstd empty frame is corrupt: {exc}") from exc
+    return decompressor.unused_data
+
+
+def _check_seek_table(table: bytes, frames: list[tuple[int, int]]) -> None:
+    """The seekable format's skippable frame must list exactly ``frames`` (compressed size,
+    decompressed size), as ZstdEncoder.trailer writes it."""
+    if len(table) < _SKIPPABLE_HEADER.size + _SEEK_FOOTER.size:
+        raise CorruptStreamError("zstd seek table is truncated")
+    magic, size = _SKIPPABLE_HEADER.unpack_from(table)
+    count, descriptor, seekable_magic = _SEEK_FOOTER.unpack_from(table, len(table) - 9)
+    if magic != _SEEK_TABLE_MAGIC or seekable_magic != _SEEKABLE_MAGIC:
+        raise CorruptStreamError("zstd stream ends with something other than its seek table")
+    if descriptor != _SEEK_DESCRIPTOR or size != len(table) - _SKIPPABLE_HEADER.size:
+        raise CorruptStreamError("zstd seek table is corrupt")
+    if count != len(frames) or size != _SEEK_ENTRY * count + _SEEK_FOOTER.size:
+        raise CorruptStreamError(f"zstd seek table lists {count} frames, not {len(frames)}")
+    for number, frame in enumerate(frames):
+        if struct.unpack_from("<II", table, _SKIPPABLE_HEADER.size + _SEEK_ENTRY * number) != frame:
+            raise CorruptStreamError(f"zstd seek table entry {number} does not match the frame")
+
+
+CODEC: Codec = ZstdCodec()

@@ -33,6 +33,7 @@ class Manifest:
     uncompressed_size: int | None = None
     sha256: str | None = None
     blocks: tuple[tuple[int, int], ...] = ()
+    trailer_offset: int | None = None
     complete: bool = True
     restore_command: str = ""
     created: str = ""
@@ -61,6 +62,7 @@ class Manifest:
             "uncompressed_size": self.uncompressed_size,
             "sha256": self.sha256,
             "blocks": [list(pair) for pair in self.blocks],
+            "trailer_offset": self.trailer_offset,
             "complete": self.complete,
             "restore_command": self.restore_command,
             "created": self.created,
@@ -133,6 +135,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         "uncompressed_size",
         "sha256",
         "blocks",
+        "trailer_offset",
         "complete",
         "restore_command",
         "created",
@@ -148,6 +151,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         uncompressed_size=_optional_int(doc, "uncompressed_size", source),
         sha256=sha256,
         blocks=_parse_blocks(doc.get("blocks", []), source),
+        trailer_offset=_optional_int(doc, "trailer_offset", source),
         complete=_optional(doc, "complete", bool, source, default=True),
         restore_command=_optional(doc, "restore_command", str, source, default=""),
         created=_optional(doc, "created", str, source, default=""),

@@ -1,12 +1,15 @@
 """Pax tar headers and padding for a member stream; the caller streams the file data between.
 
-Headers come from ``tarfile.TarInfo.tobuf`` (the stdlib's pax encoder, long names and large
-numbers included); everything else — data, padding, the end — is ours, so file data is never
+The common header (ASCII names that fit, ordinary numbers) is packed here in one struct call,
+byte for byte what ``tarfile`` writes for it but several times faster, which matters for many
+small files; anything else goes to ``tarfile.TarInfo.tobuf`` (the stdlib's pax encoder, long
+names and large numbers included). Data, padding and the end are ours, so file data is never
 copied in 10 KiB pieces as ``TarFile.addfile`` does.
 """
 
 from __future__ import annotations
 
+import struct
 import tarfile
 
 from ..models import MemberKind, TarMember
@@ -26,6 +29,59 @@ _TYPEFLAGS = {
 }
 
 
+# POSIX ustar header: name mode uid gid size mtime chksum typeflag linkname magic version uname
+# gname devmajor devminor prefix, then 12 bytes of padding to 512.
+_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
+_CHECKSUM_FIELD = slice(148, 156)
+_OCTAL_LIMIT_8 = 8**7  # largest value + 1 that 7 octal digits (an 8-byte field) hold
+_OCTAL_LIMIT_12 = 8**11
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _fast_header(member: TarMember, size: int, mtime: int) -> bytes | None:
+    """The plain ustar header tarfile's pax encoder writes when it needs no pax record."""
+    name = member.name + "/" if member.kind is MemberKind.DIRECTORY else member.name
+    texts = (name, member.linkname, member.uname, member.gname)
+    if not all(text.isascii() for text in texts):
+        return None
+    if len(name) > 100 or len(member.linkname) > 100:
+        return None
+    if len(member.uname) > 32 or len(member.gname) > 32:
+        return None
+    if not (0 <= member.uid < _OCTAL_LIMIT_8 and 0 <= member.gid < _OCTAL_LIMIT_8):
+        return None
+    if not (size < _OCTAL_LIMIT_12 and 0 <= mtime < _OCTAL_LIMIT_12):
+        return None
+    if not (0 <= member.devmajor < _OCTAL_LIMIT_8 and 0 <= member.devminor < _OCTAL_LIMIT_8):
+        return None
+    device = member.kind in (MemberKind.CHAR_DEVICE, MemberKind.BLOCK_DEVICE)
+    block = bytearray(
+        _USTAR.pack(
+            name.encode(),
+            _octal(member.mode & 0o7777, 8),
+            _octal(member.uid, 8),
+            _octal(member.gid, 8),
+            _octal(size, 12),
+            _octal(mtime, 12),
+            b" " * 8,
+            _TYPEFLAGS[member.kind],
+            member.linkname.encode(),
+            tarfile.POSIX_MAGIC[:6],
+            tarfile.POSIX_MAGIC[6:],
+            member.uname.encode(),
+            member.gname.encode(),
+            _octal(member.devmajor, 8) if device else b"",
+            _octal(member.devminor, 8) if device else b"",
+            b"",
+        )
+    )
+    block[_CHECKSUM_FIELD] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
 def padding(size: int) -> bytes:
     """Zeros that round a member's data up to the 512-byte tar block."""
     return bytes(-size % BLOCK)
@@ -38,19 +94,24 @@ class TarWriter:
         self.offset = 0
 
     def header(self, member: TarMember) -> bytes:
+        size = member.size if member.kind is MemberKind.FILE else 0
+        # Whole seconds keep headers free of pax mtime records, as ustar readers expect.
+        fast = _fast_header(member, size, int(member.mtime))
+        encoded = fast if fast is not None else self._pax_header(member)
+        self.offset += len(encoded) + size + len(padding(size))
+        return encoded
+
+    def _pax_header(self, member: TarMember) -> bytes:
         info = tarfile.TarInfo(member.name)
         info.type = _TYPEFLAGS[member.kind]
         info.size = member.size if member.kind is MemberKind.FILE else 0
         info.mode = member.mode & 0o7777
-        # Whole seconds keep headers free of pax mtime records, as ustar readers expect.
         info.mtime = int(member.mtime)
         info.uid, info.gid = member.uid, member.gid
         info.uname, info.gname = member.uname, member.gname
         info.linkname = member.linkname
         info.devmajor, info.devminor = member.devmajor, member.devminor
-        encoded = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-        self.offset += len(encoded) + info.size + len(padding(info.size))
-        return encoded
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
     def finish(self) -> bytes:
         """Two zero blocks end the archive; zeros up to the next full record follow, as GNU tar."""

@@ -7,15 +7,25 @@ into a few bytes.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..codecs import codec_for
-from ..codecs.base import Buffer, StreamDecoder
+from ..codecs.base import BlockExtent, Buffer, DecodedBlock, StreamDecoder
+from ..core.block_splitter import (
+    BlockSplitter,
+    CompressedBlock,
+    SplitEvent,
+    StreamHeader,
+)
 from ..core.detect import HEAD_SIZE, resolve_compression
+from ..core.manifest import Manifest
 from ..core.tar_reader import TarEvent, TarReader
 from ..models import CompressionType
 
 DECODED_PIECE = 1 << 20  # bytes of decoded output handled at a time
+BLOCKS_IN_FLIGHT_PER_WORKER = 2
 
 
 class TarStreamDecoder:
@@ -45,6 +55,9 @@ class TarStreamDecoder:
         self._decoder.close()
         yield from self._tar.finish()
 
+    def close(self) -> None:
+        """Nothing to release: one thread, no pool."""
+
     def _start(self) -> bytes:
         head, self._head = bytes(self._head), bytearray()
         self.compression = resolve_compression(self._stated, head)
@@ -56,3 +69,94 @@ class TarStreamDecoder:
         self._decoder.feed(data)
         while piece := self._decoder.read(DECODED_PIECE):
             yield from self._tar.feed(piece)
+
+
+class ParallelBlockDecoder:
+    """Decodes OUR streams block by block in a thread pool, using the manifest's block index.
+
+    Same interface as TarStreamDecoder; blocks are decoded out of order by the workers but
+    parsed as tar strictly in order, and the codec's whole-stream check (gzip CRC-32, xz
+    index, zstd seek table) runs at the end. At most ``window`` blocks are in flight.
+    """
+
+    def __init__(self, manifest: Manifest, stated: CompressionType | None, workers: int) -> None:
+        assert manifest.trailer_offset is not None and manifest.uncompressed_size is not None
+        self._splitter = BlockSplitter(
+            manifest.blocks,
+            manifest.uncompressed_size,
+            manifest.trailer_offset,
+            sum(chunk.size for chunk in manifest.chunks),
+        )
+        self._stated = stated or manifest.compression
+        self._codec = codec_for(manifest.compression)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="stc-unpack")
+        self._window = workers * BLOCKS_IN_FLIGHT_PER_WORKER
+        self._pending: deque[Future[DecodedBlock]] = deque()
+        self._header = b""
+        self._detected = False
+        self._extents: list[BlockExtent] = []
+        self._tar = TarReader()
+        self.compression: CompressionType | None = None
+
+    @staticmethod
+    def usable(manifest: Manifest | None) -> bool:
+        """Only manifests that record where the trailer starts describe every block's end;
+        an uncompressed stream has nothing to decode in parallel."""
+        return (
+            manifest is not None
+            and manifest.compression is not CompressionType.NONE
+            and manifest.trailer_offset is not None
+            and manifest.uncompressed_size is not None
+        )
+
+    def events(self, data: Buffer) -> Iterator[TarEvent]:
+        for item in self._splitter.feed(data):
+            yield from self._take(item)
+        while self._pending and self._pending[0].done():
+            yield from self._parse(self._pending.popleft())
+
+    def finish(self) -> Iterator[TarEvent]:
+        for item in self._splitter.finish():
+            yield from self._take(item)
+        while self._pending:
+            yield from self._parse(self._pending.popleft())
+        self._close()
+        yield from self._tar.finish()
+
+    def close(self) -> None:
+        """Stop early (after an error elsewhere): drop the blocks in flight."""
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
+
+    def _take(self, item: SplitEvent) -> Iterator[TarEvent]:
+        if not self._detected and item.data:
+            # Our codecs' magic numbers are in their first few bytes: header or first block.
+            self.compression = resolve_compression(self._stated, item.data[:HEAD_SIZE])
+            self._detected = True
+        if isinstance(item, StreamHeader):
+            self._header = item.data
+        elif isinstance(item, CompressedBlock):
+            while len(self._pending) >= self._window:
+                yield from self._parse(self._pending.popleft())
+            self._pending.append(
+                self._pool.submit(self._codec.decode_block, item.data, item.raw_size)
+            )
+            self._extents.append(BlockExtent(item.raw_size, len(item.data)))
+        else:
+            while self._pending:
+                yield from self._parse(self._pending.popleft())
+            self._codec.check_stream(self._header, item.data, self._extents)
+
+    def _parse(self, future: Future[DecodedBlock]) -> Iterator[TarEvent]:
+        decoded = future.result()
+        index = len(self._extents) - len(self._pending) - 1
+        extent = self._extents[index]
+        self._extents[index] = BlockExtent(
+            extent.raw_size, extent.compressed_size, decoded.raw_crc32
+        )
+        yield from self._tar.feed(decoded.data)
+
+    def _close(self) -> None:
+        self._pool.shutdown(wait=True)

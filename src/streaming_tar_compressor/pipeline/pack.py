@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..codecs import codec_for
-from ..codecs.base import Codec
+from ..codecs.base import Codec, EncodedBlock
 from ..core.blocker import Blocker
 from ..core.chunker import ChunkEnd, Chunker, ChunkPiece
 from ..core.manifest import Manifest
@@ -31,11 +31,13 @@ from ..models import ChunkInfo, CompressionType, MemberKind
 from ..progress import NullProgress, Progress
 from ..storage.local import LocalChunkSink, archive_file_matcher, split_prefix
 from .parallel import ordered_map
+from .threads import in_background
 
 DEFAULT_CHUNK_SIZE = 50 * 2**20  # bytes
 READ_SIZE = 1 << 20  # bytes per read of a source file
 MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
 BLOCKS_IN_FLIGHT_PER_WORKER = 2
+EVENTS_AHEAD = 4  # chunk pieces (slices of encoded blocks) framed ahead of the writer
 # Blocks in flight take 2 x workers x block size of memory, so the worker count is capped.
 MAX_WORKERS = 64
 
@@ -75,10 +77,26 @@ class PackSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class _FileDone:
+    """A source whose bytes are all in the tar stream so far."""
+
+    path: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class PackResult:
     manifest: Manifest
     chunks: list[ChunkInfo]
     skipped: list[SkippedSource]
+
+
+@dataclass(frozen=True, slots=True)
+class PackProgress:
+    """``raw_bytes`` more of the tar stream are packed; ``files`` have been packed whole."""
+
+    raw_bytes: int
+    files: list[_FileDone]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +106,7 @@ class PackEnd:
     manifest: Manifest
 
 
-PackEvent = ChunkPiece | ChunkEnd | PackEnd
+PackEvent = ChunkPiece | ChunkEnd | PackProgress | PackEnd
 
 
 def restore_command(codec: Codec, prefix_name: str) -> str:
@@ -109,14 +127,13 @@ def pack_events(
     prefix_name: str,
     summary: SourceSummary,
     *,
-    progress: Progress,
     skipped: list[SkippedSource],
     exclude: Exclude = exclude_nothing,
 ) -> Generator[PackEvent, None, None]:
-    """The whole pack as events: chunk pieces, chunk ends, and the manifest last.
+    """The whole pack as events: chunk pieces, chunk ends, progress, and the manifest last.
 
-    Drivers decide where chunks go (files, memory); closing the generator early stops the
-    work, waiting only for the few blocks in flight.
+    Drivers decide where chunks go (files, memory) and report progress from their own thread;
+    closing the generator early stops the work, waiting only for the few blocks in flight.
     """
     codec = codec_for(settings.compression)
     encoder = codec.new_encoder(settings.level, settings.block_size)
@@ -133,27 +150,34 @@ def pack_events(
                 chunks.append(event.info)
             yield event
 
-    progress.start(summary.tar_size_bound)
+    yield from cut(encoder.header())
+    raw_offset = 0
+    window = settings.workers * BLOCKS_IN_FLIGHT_PER_WORKER
+
+    def encode(block: _TarBlock) -> tuple[EncodedBlock, list[_FileDone]]:
+        return encoder.encode_block(block.data), block.files
+
+    # The tar stream (walking, reading files) is made in its own thread, ahead of us.
+    tar_blocks = in_background(
+        _tar_blocks(iter_entries(sources, skipped, exclude), settings.block_size),
+        depth=BLOCKS_IN_FLIGHT_PER_WORKER,
+        name="stc-tar",
+    )
     try:
-        yield from cut(encoder.header())
-        raw_offset = 0
         with ThreadPoolExecutor(settings.workers, thread_name_prefix="stc-pack") as pool:
-            tar_blocks = _blocks(
-                iter_entries(sources, skipped, exclude), settings.block_size, progress
-            )
-            window = settings.workers * BLOCKS_IN_FLIGHT_PER_WORKER
-            for encoded in ordered_map(encoder.encode_block, tar_blocks, pool=pool, window=window):
+            for encoded, files in ordered_map(encode, tar_blocks, pool=pool, window=window):
                 blocks.append((raw_offset, chunker.total_size))
                 raw_offset += encoded.raw_size
                 yield from cut(encoder.add_block(encoded))
-                progress.advance(encoded.raw_size)
-        yield from cut(encoder.trailer())
-        for event in chunker.finish():
-            assert isinstance(event, ChunkEnd)
-            chunks.append(event.info)
-            yield event
+                yield PackProgress(encoded.raw_size, files)
     finally:
-        progress.finish()
+        tar_blocks.close()
+    trailer_offset = chunker.total_size
+    yield from cut(encoder.trailer())
+    for event in chunker.finish():
+        assert isinstance(event, ChunkEnd)
+        chunks.append(event.info)
+        yield event
     yield PackEnd(
         Manifest(
             compression=settings.compression,
@@ -165,6 +189,7 @@ def pack_events(
             uncompressed_size=raw_offset,
             sha256=chunker.stream_sha256,
             blocks=tuple(blocks),
+            trailer_offset=trailer_offset,
             complete=True,
             restore_command=restore_command(codec, prefix_name),
             created=_now(),
@@ -186,32 +211,40 @@ def pack(
     exclude = archive_file_matcher(output_prefix)
     summary = scan(sources, exclude)
     sink = LocalChunkSink(output_prefix, force=force)
+    progress = progress or NullProgress()
     skipped: list[SkippedSource] = []
     chunks: list[ChunkInfo] = []
-    events = pack_events(
-        sources,
-        settings,
-        prefix_name,
-        summary,
-        progress=progress or NullProgress(),
-        skipped=skipped,
-        exclude=exclude,
+    # Framing, cutting and hashing run in their own thread; this one writes the chunks.
+    events = in_background(
+        pack_events(sources, settings, prefix_name, summary, skipped=skipped, exclude=exclude),
+        depth=EVENTS_AHEAD,
+        name="stc-frame",
     )
+    progress.start(summary.tar_size_bound)
     try:
         for event in events:
             if isinstance(event, ChunkPiece):
                 sink.write(event.index, event.data)
             elif isinstance(event, ChunkEnd):
                 chunks.append(sink.finish_chunk(event.info))
+            elif isinstance(event, PackProgress):
+                report(progress, event)
             else:
                 sink.write_manifest(event.manifest)
                 return PackResult(event.manifest, chunks, skipped)
     except BaseException:
+        events.close()
         sink.abort()
         raise
     finally:
-        events.close()
+        progress.finish()
     raise AssertionError("pack_events ended without its manifest")
+
+
+def report(progress: Progress, event: PackProgress) -> None:
+    progress.advance(event.raw_bytes)
+    for done in event.files:
+        progress.file(done.path, done.size)
 
 
 class ChunkIterator:
@@ -248,11 +281,10 @@ class ChunkIterator:
         self, sources: list[str], settings: PackSettings, prefix_name: str, progress: Progress
     ) -> Generator[tuple[int, bytes], None, None]:
         summary = scan(sources)
-        events = pack_events(
-            sources, settings, prefix_name, summary, progress=progress, skipped=self.skipped
-        )
+        events = pack_events(sources, settings, prefix_name, summary, skipped=self.skipped)
         # BytesIO.getvalue() hands over its buffer without a copy when nothing else holds it.
         buffer = io.BytesIO()
+        progress.start(summary.tar_size_bound)
         try:
             for event in events:
                 if isinstance(event, ChunkPiece):
@@ -260,20 +292,40 @@ class ChunkIterator:
                 elif isinstance(event, ChunkEnd):
                     data, buffer = buffer.getvalue(), io.BytesIO()
                     yield event.info.index, data
+                elif isinstance(event, PackProgress):
+                    report(progress, event)
                 else:
                     self.manifest = event.manifest
         finally:
+            progress.finish()
             events.close()
 
 
-def _blocks(entries: Iterator[SourceEntry], block_size: int, progress: Progress) -> Iterator[bytes]:
+@dataclass(frozen=True, slots=True)
+class _TarBlock:
+    """A block of the tar stream and the sources that ended in it (or just before it)."""
+
+    data: bytes
+    files: list[_FileDone]
+
+
+def _tar_blocks(entries: Iterator[SourceEntry], block_size: int) -> Iterator[_TarBlock]:
     blocker = Blocker(block_size)
-    for piece in _tar_stream(entries, progress):
-        yield from blocker.feed(piece)
-    yield from blocker.finish()
+    finished: list[_FileDone] = []
+    for item in _tar_stream(entries):
+        if isinstance(item, _FileDone):
+            finished.append(item)
+            continue
+        for block in blocker.feed(item):
+            yield _TarBlock(block, finished)
+            finished = []
+    for block in blocker.finish():
+        yield _TarBlock(block, finished)
+        finished = []
+    assert not finished, "the end-of-archive bytes always follow the last file"
 
 
-def _tar_stream(entries: Iterator[SourceEntry], progress: Progress) -> Iterator[bytes]:
+def _tar_stream(entries: Iterator[SourceEntry]) -> Iterator[bytes | _FileDone]:
     """The pax tar stream of the entries; file data is read in READ_SIZE pieces, never whole."""
     writer = TarWriter()
     for entry in entries:
@@ -282,7 +334,7 @@ def _tar_stream(entries: Iterator[SourceEntry], progress: Progress) -> Iterator[
         if member.kind is MemberKind.FILE:
             yield from _file_data(entry.path, member.size)
             yield padding(member.size)
-        progress.file(entry.path, member.size)
+        yield _FileDone(entry.path, member.size)
     yield writer.finish()
 
 

@@ -9,23 +9,25 @@ bytes: chunk files (``unpack``), a pipe (``unpack_stream``) or the asyncio API.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..core.manifest import Manifest
 from ..core.reorder import ChunkReorderer
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent
-from ..core.verifier import ChunkVerified, StreamVerifier
+from ..core.verifier import ChunkVerified, StreamVerifier, VerifierEvent
 from ..errors import ChecksumMismatchError, UsageError
 from ..fs.writer import TreeWriter
 from ..models import CompressionType, MemberKind
 from ..progress import NullProgress, Progress
 from ..storage.local import LocalChunkSource
-from .decode import TarStreamDecoder
+from .decode import ParallelBlockDecoder, TarStreamDecoder
+from .threads import in_background
 
 # Chunks that may wait for a missing one when they arrive out of order: memory is at most this
 # many chunks, so the default stays small.
 DEFAULT_REORDER_WINDOW = 4
+READ_AHEAD_PIECES = 4  # 1 MiB pieces read and hashed ahead of decoding
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,8 @@ class StreamUnpacker:
 
     ``push`` takes pieces of the stream in order (any sizes) or whole chunks as
     ``(index, bytes)`` in any order within ``reorder_window``; call ``finish`` at the end, or
-    ``abort`` after a failure to remove what was not verified.
+    ``abort`` after a failure to remove what was not verified. Checking (``verify``) and
+    writing (``consume``) are separate steps so a driver may run them on two threads.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class StreamUnpacker:
         compression: CompressionType | None = None,
         verify_checksum: bool = True,
         reorder_window: int = DEFAULT_REORDER_WINDOW,
+        workers: int | None = None,
         progress: Progress | None = None,
         same_owner: bool = False,
         location: str = "",
@@ -83,11 +87,16 @@ class StreamUnpacker:
             else None
         )
         stated = compression or (manifest.compression if manifest is not None else None)
+        workers = workers or os.cpu_count() or 1
+        self._decoder: TarStreamDecoder | ParallelBlockDecoder
+        if manifest is not None and workers > 1 and ParallelBlockDecoder.usable(manifest):
+            self._decoder = ParallelBlockDecoder(manifest, stated, workers)
+        else:
+            self._decoder = TarStreamDecoder(stated)
         self._writer = TreeWriter(
             output_dir, deferred=self._verifier is not None, same_owner=same_owner
         )
         self._extract = _Extractor(self._writer, self._progress)
-        self._decoder = TarStreamDecoder(stated)
         self._reorder_window = reorder_window
         self._location = location
         self._reorderer: ChunkReorderer | None = None
@@ -97,6 +106,8 @@ class StreamUnpacker:
 
     def push(self, item: bytes | bytearray | memoryview | tuple[int, bytes]) -> None:
         if isinstance(item, tuple):
+            if self._in_order:
+                raise UsageError("give either pieces of bytes or (index, bytes) chunks, not both")
             index, data = item
             for chunk in self._reorder().push(index, bytes(data)):
                 self.feed(chunk)
@@ -108,18 +119,38 @@ class StreamUnpacker:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """The next bytes of the stream, in order."""
-        self._total += len(data)
-        if self._verifier is None:
-            self._decode(data)
-        else:
-            self._verified_feed(self._verifier.feed(data))
-        self._progress.advance(len(data))
+        for event in self.verify(data):
+            self.consume(event)
 
-    def finish(self) -> UnpackResult:
+    def verify(self, data: bytes | bytearray | memoryview) -> list[VerifierEvent]:
+        """Check the bytes (thread-safe against ``consume``: it touches only the verifier)."""
+        if self._verifier is None:
+            return [memoryview(data)]
+        return self._verifier.feed(data)
+
+    def verify_end(self) -> list[VerifierEvent]:
+        """Every chunk must have come; the whole stream must match its SHA-256."""
         if self._reorderer is not None:
             self._reorderer.finish()
-        if self._verifier is not None:
-            self._verified_feed(self._verifier.finish())
+        return self._verifier.finish() if self._verifier is not None else []
+
+    def consume(self, event: VerifierEvent) -> None:
+        """Decode and write checked bytes; a verified chunk makes its files visible."""
+        if isinstance(event, ChunkVerified):
+            self._writer.commit()
+            return
+        self._total += len(event)
+        for tar_event in self._decoder.events(event):
+            self._extract(tar_event)
+        self._progress.advance(len(event))
+
+    def finish(self) -> UnpackResult:
+        for event in self.verify_end():
+            self.consume(event)
+        return self.complete()
+
+    def complete(self) -> UnpackResult:
+        """After ``verify_end``'s events were consumed: drain the decoder, close the tree."""
         for event in self._decoder.finish():
             self._extract(event)
         self._writer.commit()
@@ -134,24 +165,12 @@ class StreamUnpacker:
 
     def abort(self) -> None:
         """Remove every file not yet verified or complete; keep what was."""
+        self._decoder.close()
         self._writer.abort()
         self._writer.close()
         self._progress.finish()
 
-    def _verified_feed(self, events: list[memoryview | ChunkVerified]) -> None:
-        for event in events:
-            if isinstance(event, ChunkVerified):
-                self._writer.commit()
-            else:
-                self._decode(event)
-
-    def _decode(self, data: bytes | bytearray | memoryview) -> None:
-        for event in self._decoder.events(data):
-            self._extract(event)
-
     def _reorder(self) -> ChunkReorderer:
-        if self._in_order:
-            raise UsageError("give either pieces of bytes or (index, bytes) chunks, not both")
         if self._reorderer is None:
             total = self._manifest.total_chunks if self._manifest is not None else None
             self._reorderer = ChunkReorderer(self._reorder_window, total, self._location)
@@ -178,16 +197,26 @@ def unpack(
         same_owner=same_owner,
         location=source.directory,
     )
-    try:
+    checked = source.manifest is not None and verify_checksum
+
+    def read_and_verify() -> Iterator[VerifierEvent]:
+        """Runs in its own thread: reading and hashing overlap decoding and writing."""
         for chunk in source.chunks:
             size = 0
             for piece in source.read(chunk):
                 size += len(piece)
-                unpacker.feed(piece)
-            if source.manifest is not None and verify_checksum and size != chunk.size:
+                yield from unpacker.verify(piece)
+            if checked and size != chunk.size:
                 raise ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", f"{size} bytes")
-        return unpacker.finish()
+        yield from unpacker.verify_end()
+
+    events = in_background(read_and_verify(), depth=READ_AHEAD_PIECES, name="stc-read")
+    try:
+        for event in events:
+            unpacker.consume(event)
+        return unpacker.complete()
     except BaseException:
+        events.close()
         unpacker.abort()
         raise
 

@@ -1,0 +1,74 @@
+"""TarWriter: headers byte-identical to tarfile's pax encoder, and the record padding."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streaming_tar_compressor.core.tar_writer import RECORD, TarWriter
+from streaming_tar_compressor.models import MemberKind, TarMember
+
+KINDS = [MemberKind.FILE, MemberKind.DIRECTORY, MemberKind.SYMLINK, MemberKind.HARDLINK]
+
+
+def reference(member: TarMember) -> bytes:
+    info = tarfile.TarInfo(member.name)
+    info.type = {
+        MemberKind.FILE: tarfile.REGTYPE,
+        MemberKind.DIRECTORY: tarfile.DIRTYPE,
+        MemberKind.SYMLINK: tarfile.SYMTYPE,
+        MemberKind.HARDLINK: tarfile.LNKTYPE,
+    }[member.kind]
+    info.size = member.size if member.kind is MemberKind.FILE else 0
+    info.mode, info.mtime = member.mode, int(member.mtime)
+    info.uid, info.gid, info.uname, info.gname = member.uid, member.gid, member.uname, member.gname
+    info.linkname = member.linkname
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+names = st.text(alphabet="abcé-_./ 09\N{GRINNING FACE}", min_size=1, max_size=130).filter(
+    lambda n: n.strip("/") == n and "//" not in n
+)
+
+
+@given(
+    name=names,
+    kind=st.sampled_from(KINDS),
+    size=st.one_of(st.integers(0, 10**6), st.integers(8**11 - 2, 8**11 + 2)),
+    mode=st.integers(0, 0o7777),
+    mtime=st.one_of(st.integers(0, 2**33), st.integers(-100, -1)),
+    uid=st.one_of(st.integers(0, 70_000), st.integers(8**7 - 1, 8**7 + 1)),
+    owner=st.text(alphabet="rootéx", max_size=40),
+    link=st.text(alphabet="ab/.é", max_size=120),
+)
+def test_headers_equal_tarfiles_pax_encoder(name, kind, size, mode, mtime, uid, owner, link):
+    linked = kind in (MemberKind.SYMLINK, MemberKind.HARDLINK)
+    member = TarMember(
+        name=name,
+        kind=kind,
+        size=size if kind is MemberKind.FILE else 0,
+        mode=mode,
+        mtime=mtime,
+        uid=uid,
+        gid=uid,
+        uname=owner,
+        gname=owner,
+        linkname=link if linked else "",
+    )
+    assert TarWriter().header(member) == reference(member)
+
+
+def test_offsets_and_record_padding_follow_gnu_tar():
+    writer = TarWriter()
+    stream = io.BytesIO()
+    member = TarMember(name="f", kind=MemberKind.FILE, size=700)
+    stream.write(writer.header(member) + bytes(700) + bytes(-700 % 512))
+    assert writer.offset == stream.tell() == 512 + 1024
+    stream.write(writer.finish())
+    assert writer.offset == stream.tell()
+    assert stream.tell() % RECORD == 0
+    with tarfile.open(fileobj=io.BytesIO(stream.getvalue())) as archive:
+        assert archive.getnames() == ["f"]
