@@ -1,0 +1,66 @@
+"""in_background: order kept, errors carried over, bounded, and no thread left behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from streaming_tar_compressor.pipeline.threads import in_background
+
+
+def names() -> set[str]:
+    return {t.name for t in threading.enumerate()}
+
+
+def test_items_come_in_order_and_the_thread_ends():
+    assert list(in_background(range(1000), depth=3, name="stc-test-order")) == list(range(1000))
+    assert "stc-test-order" not in names()
+
+
+def test_a_producer_error_reaches_the_consumer():
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("broken source")
+
+    items = in_background(failing(), depth=2, name="stc-test-error")
+    assert next(items) == 1
+    with pytest.raises(ValueError, match="broken source"):
+        next(items)
+    assert "stc-test-error" not in names()
+
+
+def test_the_producer_runs_at_most_depth_items_ahead():
+    produced: list[int] = []
+
+    def counting() -> Iterator[int]:
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    items = in_background(counting(), depth=2, name="stc-test-bound")
+    assert next(items) == 0
+    time.sleep(0.2)  # give the producer every chance to run ahead
+    assert len(produced) <= 1 + 2 + 1  # the one taken, the queue, the one it holds
+    items.close()
+
+
+def test_closing_early_stops_and_joins_the_producer_and_closes_its_source():
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    items = in_background(endless(), depth=2, name="stc-test-close")
+    assert next(items) == 0
+    items.close()
+    assert closed.is_set()
+    assert "stc-test-close" not in names()
