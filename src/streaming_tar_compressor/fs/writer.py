@@ -13,6 +13,7 @@ import contextlib
 import errno
 import itertools
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..core.safety import check_member, hardlink_parts, safe_mode
@@ -22,6 +23,7 @@ from ..models import MemberKind, TarMember
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _temp_counter = itertools.count()
+OPEN_DIRS_KEPT = 256  # folder descriptors kept open: a tree's working set, well below fd limits
 
 
 @dataclass(slots=True)
@@ -46,7 +48,7 @@ class TreeWriter:
         self.output_dir = output_dir
         self._deferred = deferred
         self._same_owner = same_owner and os.geteuid() == 0
-        self._cached: tuple[tuple[str, ...], int] | None = None
+        self._open_dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self._pending: list[_Pending] = []
         self._pending_files: dict[tuple[str, ...], _Pending] = {}
         self._directories: dict[tuple[str, ...], TarMember] = {}
@@ -109,7 +111,9 @@ class TreeWriter:
         """The bytes behind every pending member have verified: give them their real names."""
         pending, self._pending = self._pending, []
         self._pending_files.clear()
-        for item in pending:
+        # Folder by folder (a stable sort keeps a name's later member last): each folder is
+        # opened once. Order across names does not matter: hardlinks were made from temp names.
+        for item in sorted(pending, key=lambda item: item.parent):
             self._rename(item)
 
     def abort(self) -> None:
@@ -130,7 +134,8 @@ class TreeWriter:
             return
         self._closed = True
         try:
-            for parts in sorted(self._directories, key=len, reverse=True):
+            # Deepest first (a parent may lose its x bit), siblings together (one open each).
+            for parts in sorted(self._directories, key=lambda parts: (-len(parts), parts)):
                 member = self._directories[parts]
                 fd = os.open(".", _DIR_FLAGS, dir_fd=self._open_dir(parts, member, create=False))
                 try:
@@ -207,7 +212,7 @@ class TreeWriter:
             )
         waiting = self._pending_files.get(target)
         source_name = waiting.temp if waiting is not None else target[-1]
-        # _open_dir keeps one cached descriptor; own a copy so the second call cannot close it.
+        # _open_dir's descriptors belong to its cache; own a copy so no later call closes it.
         target_fd = os.dup(self._open_dir(target[:-1], member, create=False))
         try:
             parent_fd = self._open_dir(pending.parent, member, create=True)
@@ -222,33 +227,53 @@ class TreeWriter:
             os.close(target_fd)
 
     def _open_dir(self, parts: tuple[str, ...], member: TarMember, *, create: bool) -> int:
-        """A descriptor of ``parts`` below the root, reached without following any symlink."""
-        if self._cached is not None and self._cached[0] == parts:
-            return self._cached[1]
-        self._drop_cache()
-        fd = os.dup(self._root_fd)
+        """A descriptor of ``parts`` below the root, reached without following any symlink.
+
+        Descriptors of recently used folders stay open (a small LRU), and a walk starts from
+        the deepest open ancestor: extracting a tree then costs about one ``open`` per folder.
+        A cached descriptor stays safe: no member can replace a folder (that is refused), so
+        it always names a folder inside the output directory.
+        """
+        cached = self._open_dirs.get(parts)
+        if cached is not None:
+            self._open_dirs.move_to_end(parts)
+            return cached
+        start, fd = 0, self._root_fd
+        for depth in range(len(parts) - 1, 0, -1):
+            ancestor = self._open_dirs.get(parts[:depth])
+            if ancestor is not None:
+                start, fd = depth, ancestor
+                break
         try:
-            for part in parts:
+            for depth in range(start + 1, len(parts) + 1):
                 if create:
                     with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, 0o777, dir_fd=fd)
-                next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = next_fd
+                        os.mkdir(parts[depth - 1], 0o777, dir_fd=fd)
+                fd = os.open(parts[depth - 1], _DIR_FLAGS, dir_fd=fd)
+                self._keep(parts[:depth], fd)  # folders on the way are kept too: siblings
         except OSError as exc:
-            os.close(fd)
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UnsafeMemberError(
                     member.name, "its path goes through a symlink or a non-directory"
                 ) from exc
             raise OutputError(f"cannot create the folder of {member.name!r}: {exc}") from exc
-        self._cached = (parts, fd)
+        if not parts:
+            fd = os.dup(self._root_fd)
+            self._keep(parts, fd)
         return fd
 
+    def _keep(self, parts: tuple[str, ...], fd: int) -> None:
+        """Cache a folder's descriptor; the oldest goes when there are too many. The folders
+        of the walk in progress are the newest, so none of them is closed under it."""
+        self._open_dirs[parts] = fd
+        self._open_dirs.move_to_end(parts)
+        if len(self._open_dirs) > OPEN_DIRS_KEPT:
+            os.close(self._open_dirs.popitem(last=False)[1])
+
     def _drop_cache(self) -> None:
-        if self._cached is not None:
-            os.close(self._cached[1])
-            self._cached = None
+        for fd in self._open_dirs.values():
+            os.close(fd)
+        self._open_dirs.clear()
 
 
 def _times_ns(member: TarMember) -> tuple[int, int]:
