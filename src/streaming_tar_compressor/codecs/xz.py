@@ -259,7 +259,9 @@ class XzCodec:
     default_level = 6
     min_level = 0
     max_level = 9
-    default_block_size = 8 * 2**20
+    # 4 MiB, not 8: liblzma's preset-6 encoder takes ~11x its dictionary per worker; measured on
+    # a 150 MiB mixed tree, peak RSS 339 -> 180 MiB for 0.6 % more output.
+    default_block_size = 4 * 2**20
     tar_flag = "-J"
 
     def new_encoder(self, level: int, block_size: int) -> XzEncoder:
