@@ -28,12 +28,15 @@ OPEN_DIRS_KEPT = 256  # folder descriptors kept open: a tree's working set, well
 
 @dataclass(slots=True)
 class _Pending:
-    """A finished member still under its temporary name."""
+    """A finished member still under its temporary name: only what renaming it needs, since
+    a chunk of tiny files may leave a hundred thousand of these waiting for verification."""
 
     parent: tuple[str, ...]
     temp: str
     final: str
-    member: TarMember
+    name: str
+    regular: bool  # a regular file (or a hardlink to one): what later hardlinks may name
+    symlink_mtime_ns: int | None = None
 
 
 class TreeWriter:
@@ -50,9 +53,9 @@ class TreeWriter:
         self._same_owner = same_owner and os.geteuid() == 0
         self._open_dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self._pending: list[_Pending] = []
-        self._pending_files: dict[tuple[str, ...], _Pending] = {}
+        self._pending_files: dict[str, _Pending] = {}  # by "a/b/name"
         self._directories: dict[tuple[str, ...], TarMember] = {}
-        self._files: set[tuple[str, ...]] = set()  # regular files only: what hardlinks may name
+        self._files: set[str] = set()  # "a/b/name" of regular files: what hardlinks may name
         self._current: tuple[int, _Pending] | None = None
         self._closed = False
         self.members_written = 0
@@ -64,12 +67,19 @@ class TreeWriter:
         if member.kind is MemberKind.DIRECTORY:
             self._make_directory(member, parts)
             return
-        pending = _Pending(parts[:-1], _temp_name(), parts[-1], member)
+        pending = _Pending(
+            parts[:-1],
+            _temp_name(),
+            parts[-1],
+            member.name,
+            regular=member.kind in (MemberKind.FILE, MemberKind.HARDLINK),
+            symlink_mtime_ns=_times_ns(member)[0] if member.kind is MemberKind.SYMLINK else None,
+        )
         try:
             if member.kind is MemberKind.HARDLINK:
                 self._link(member, pending)
             else:
-                parent_fd = self._open_dir(pending.parent, member, create=True)
+                parent_fd = self._open_dir(pending.parent, member.name, create=True)
                 if member.kind is MemberKind.SYMLINK:
                     os.symlink(member.linkname, pending.temp, dir_fd=parent_fd)
                 else:
@@ -89,7 +99,7 @@ class TreeWriter:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as exc:
-            raise OutputError(f"cannot write {self._current[1].member.name!r}: {exc}") from exc
+            raise OutputError(f"cannot write {self._current[1].name!r}: {exc}") from exc
 
     def end(self, member: TarMember) -> None:
         if self._current is None:
@@ -137,7 +147,9 @@ class TreeWriter:
             # Deepest first (a parent may lose its x bit), siblings together (one open each).
             for parts in sorted(self._directories, key=lambda parts: (-len(parts), parts)):
                 member = self._directories[parts]
-                fd = os.open(".", _DIR_FLAGS, dir_fd=self._open_dir(parts, member, create=False))
+                fd = os.open(
+                    ".", _DIR_FLAGS, dir_fd=self._open_dir(parts, member.name, create=False)
+                )
                 try:
                     self._apply_metadata(fd, member)
                 finally:
@@ -162,8 +174,8 @@ class TreeWriter:
 
     def _finished(self, pending: _Pending) -> None:
         self.members_written += 1
-        path = (*pending.parent, pending.final)
-        if pending.member.kind in (MemberKind.FILE, MemberKind.HARDLINK):
+        path = "/".join((*pending.parent, pending.final))
+        if pending.regular:
             self._files.add(path)
         else:
             self._files.discard(path)
@@ -175,29 +187,32 @@ class TreeWriter:
 
     def _discard(self, item: _Pending) -> None:
         with contextlib.suppress(OSError, UnsafeMemberError, OutputError):
-            os.unlink(item.temp, dir_fd=self._open_dir(item.parent, item.member, create=False))
+            os.unlink(item.temp, dir_fd=self._open_dir(item.parent, item.name, create=False))
 
     def _rename(self, item: _Pending) -> None:
-        parent_fd = self._open_dir(item.parent, item.member, create=False)
+        parent_fd = self._open_dir(item.parent, item.name, create=False)
         try:
             os.rename(item.temp, item.final, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
         except IsADirectoryError:
             os.unlink(item.temp, dir_fd=parent_fd)
             raise UnsafeMemberError(
-                item.member.name, "it would replace a directory with a file or link"
+                item.name, "it would replace a directory with a file or link"
             ) from None
         except OSError as exc:
-            raise OutputError(f"cannot rename {item.member.name!r} into place: {exc}") from exc
-        if item.member.kind is MemberKind.SYMLINK:
+            raise OutputError(f"cannot rename {item.name!r} into place: {exc}") from exc
+        if item.symlink_mtime_ns is not None:
             try:
                 os.utime(
-                    item.final, ns=_times_ns(item.member), dir_fd=parent_fd, follow_symlinks=False
+                    item.final,
+                    ns=(item.symlink_mtime_ns, item.symlink_mtime_ns),
+                    dir_fd=parent_fd,
+                    follow_symlinks=False,
                 )
             except (OSError, OverflowError, ValueError) as exc:
-                raise OutputError(f"cannot set mtime of {item.member.name!r}: {exc}") from exc
+                raise OutputError(f"cannot set mtime of {item.name!r}: {exc}") from exc
 
     def _make_directory(self, member: TarMember, parts: tuple[str, ...]) -> None:
-        self._open_dir(parts, member, create=True)
+        self._open_dir(parts, member.name, create=True)
         self._directories[parts] = member
         self.members_written += 1
 
@@ -205,17 +220,17 @@ class TreeWriter:
         """A hardlink to a regular file extracted earlier — from its temporary name while that
         file still waits for verification, so nothing unverified is renamed early."""
         target = hardlink_parts(member)
-        if target not in self._files:
+        if "/".join(target) not in self._files:
             raise UnsafeMemberError(
                 member.name,
                 "a hardlink must point to a regular file extracted earlier from this archive",
             )
-        waiting = self._pending_files.get(target)
+        waiting = self._pending_files.get("/".join(target))
         source_name = waiting.temp if waiting is not None else target[-1]
         # _open_dir's descriptors belong to its cache; own a copy so no later call closes it.
-        target_fd = os.dup(self._open_dir(target[:-1], member, create=False))
+        target_fd = os.dup(self._open_dir(target[:-1], member.name, create=False))
         try:
-            parent_fd = self._open_dir(pending.parent, member, create=True)
+            parent_fd = self._open_dir(pending.parent, member.name, create=True)
             os.link(
                 source_name,
                 pending.temp,
@@ -226,7 +241,7 @@ class TreeWriter:
         finally:
             os.close(target_fd)
 
-    def _open_dir(self, parts: tuple[str, ...], member: TarMember, *, create: bool) -> int:
+    def _open_dir(self, parts: tuple[str, ...], name: str, *, create: bool) -> int:
         """A descriptor of ``parts`` below the root, reached without following any symlink.
 
         Descriptors of recently used folders stay open (a small LRU), and a walk starts from
@@ -254,9 +269,9 @@ class TreeWriter:
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UnsafeMemberError(
-                    member.name, "its path goes through a symlink or a non-directory"
+                    name, "its path goes through a symlink or a non-directory"
                 ) from exc
-            raise OutputError(f"cannot create the folder of {member.name!r}: {exc}") from exc
+            raise OutputError(f"cannot create the folder of {name!r}: {exc}") from exc
         if not parts:
             fd = os.dup(self._root_fd)
             self._keep(parts, fd)
