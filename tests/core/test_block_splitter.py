@@ -73,3 +73,11 @@ def test_a_short_stream_is_truncated_and_a_long_one_refused():
 def test_impossible_manifests_are_refused(blocks, raw, trailer_offset, total):
     with pytest.raises(ManifestError):
         BlockSplitter(blocks, raw, trailer_offset, total)
+
+
+def test_a_manifest_cannot_make_the_header_or_trailer_hold_the_archive():
+    total = 200 * 2**20
+    with pytest.raises(ManifestError, match="header or trailer"):
+        BlockSplitter([], 10 * 2**20, 0, total)  # everything would be "trailer"
+    with pytest.raises(ManifestError, match="header or trailer"):
+        BlockSplitter([(0, total - 10)], 100, total - 5, total)  # everything "header"

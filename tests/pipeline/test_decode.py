@@ -55,3 +55,20 @@ def test_a_damaged_gzip_trailer_is_caught_without_checksums(make_tree, tmp_path)
     part.write_bytes(bytes(data))
     with pytest.raises(stc.CorruptStreamError):
         stc.unpack(tmp_path / "b", tmp_path / "out", verify_checksum=False)
+
+
+def test_a_gzip_block_ending_inside_a_deflate_block_is_refused():
+    from streaming_tar_compressor.codecs import codec_for
+
+    stored_block_cut_short = b"\x00" + (8).to_bytes(2, "little") + (0xFFF7).to_bytes(2, "little")
+    data = stored_block_cut_short + b"ab" + b"\x00\x00\xff\xff"
+    with pytest.raises(stc.CorruptStreamError):
+        codec_for(stc.CompressionType.GZIP).decode_block(data, 6)
+
+
+def test_a_zstd_stream_without_its_seek_table_is_refused():
+    from streaming_tar_compressor.codecs import codec_for
+    from streaming_tar_compressor.codecs.base import BlockExtent
+
+    with pytest.raises(stc.CorruptStreamError):
+        codec_for(stc.CompressionType.ZSTD).check_stream(b"", b"", [BlockExtent(10, 20)])

@@ -64,3 +64,20 @@ def test_closing_early_stops_and_joins_the_producer_and_closes_its_source():
     items.close()
     assert closed.is_set()
     assert "stc-test-close" not in names()
+
+
+def test_closing_from_inside_the_producer_does_not_deadlock():
+    from streaming_tar_compressor.pipeline.threads import Background
+
+    holder: list[Background[int]] = []
+
+    def self_closing() -> Iterator[int]:
+        yield 1
+        holder[0].close()  # as a garbage collection run in this thread might do
+        yield 2
+
+    producer = Background(self_closing(), depth=1, name="stc-test-self")
+    holder.append(producer)
+    assert next(producer) == 1
+    producer.close()
+    assert "stc-test-self" not in names()

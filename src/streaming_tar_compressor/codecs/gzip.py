@@ -176,12 +176,14 @@ class GzipCodec:
             raise CorruptStreamError("gzip block does not end with a full flush")
         inflater = zlib_ng.decompressobj(_RAW_DEFLATE)
         try:
-            out = inflater.decompress(data, raw_size + 1)
+            # Our final empty block appended: only a block that ends on a deflate block
+            # boundary then reaches the end exactly, with nothing left over.
+            out = inflater.decompress(data + _FINAL_EMPTY_BLOCK, raw_size + 1)
         except _ZLIB_ERROR as exc:
             raise CorruptStreamError(f"gzip block is corrupt: {exc}") from exc
-        if inflater.eof:
-            raise CorruptStreamError("gzip block contains the final deflate block")
-        if len(out) != raw_size or inflater.unconsumed_tail:
+        if not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+            raise CorruptStreamError("gzip block does not end on a deflate block boundary")
+        if len(out) != raw_size:
             raise CorruptStreamError(f"gzip block does not decode to {raw_size} bytes")
         return DecodedBlock(out, zlib_ng.crc32(out))
 

@@ -248,8 +248,7 @@ class ZstdCodec:
             # An empty stream is one empty frame (ZstdEncoder.trailer), then the seek table.
             table = _skip_empty_frame(trailer)
             frames.append((len(trailer) - len(table), 0))
-        if table:
-            _check_seek_table(table, frames)
+        _check_seek_table(table, frames)
 
 
 def _skip_empty_frame(data: bytes) -> bytes:

@@ -14,6 +14,13 @@ from ..errors import ManifestError, TruncatedStreamError
 
 # A block holds at most 64 MiB of tar (the pack limit); compressed it may grow a little.
 MAX_BLOCK_BYTES = 64 * 2**20 + 2**20
+# Headers are a few bytes (gzip 10, xz 12); trailers hold a record per block at most (the xz
+# index: two VLIs; the zstd seek table: 8 bytes) plus a few dozen bytes of their own.
+MAX_HEADER_BYTES = 2**16
+
+
+def _max_trailer(blocks: int) -> int:
+    return 2**16 + 32 * blocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,5 +110,7 @@ def _spans(
         spans.append(_Span(start, end, raw_size))
     if not first <= trailer_offset <= total or (blocks and raws[0] != 0):
         raise ManifestError("the manifest's block offsets do not fit its sizes")
+    if first > MAX_HEADER_BYTES or total - trailer_offset > _max_trailer(len(blocks)):
+        raise ManifestError("the manifest's header or trailer is larger than any codec writes")
     spans.append(_Span(trailer_offset, total, -1))
     return spans

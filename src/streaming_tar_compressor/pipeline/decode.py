@@ -26,6 +26,10 @@ from ..models import CompressionType
 
 DECODED_PIECE = 1 << 20  # bytes of decoded output handled at a time
 BLOCKS_IN_FLIGHT_PER_WORKER = 2
+MAX_DECODE_WORKERS = 64
+# Decoded bytes in flight at most (a block may be 64 MiB): memory follows this setting, not
+# the number of cores or what a stream expands to.
+MAX_RAW_IN_FLIGHT = 128 * 2**20
 
 
 class TarStreamDecoder:
@@ -89,8 +93,10 @@ class ParallelBlockDecoder:
         )
         self._stated = stated or manifest.compression
         self._codec = codec_for(manifest.compression)
+        workers = min(workers, MAX_DECODE_WORKERS)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="stc-unpack")
         self._window = workers * BLOCKS_IN_FLIGHT_PER_WORKER
+        self._raw_in_flight = 0
         self._pending: deque[Future[DecodedBlock]] = deque()
         self._header = b""
         self._detected = False
@@ -138,8 +144,12 @@ class ParallelBlockDecoder:
         if isinstance(item, StreamHeader):
             self._header = item.data
         elif isinstance(item, CompressedBlock):
-            while len(self._pending) >= self._window:
+            while self._pending and (
+                len(self._pending) >= self._window
+                or self._raw_in_flight + item.raw_size > MAX_RAW_IN_FLIGHT
+            ):
                 yield from self._parse(self._pending.popleft())
+            self._raw_in_flight += item.raw_size
             self._pending.append(
                 self._pool.submit(self._codec.decode_block, item.data, item.raw_size)
             )
@@ -153,6 +163,7 @@ class ParallelBlockDecoder:
         decoded = future.result()
         index = len(self._extents) - len(self._pending) - 1
         extent = self._extents[index]
+        self._raw_in_flight -= extent.raw_size
         self._extents[index] = BlockExtent(
             extent.raw_size, extent.compressed_size, decoded.raw_crc32
         )

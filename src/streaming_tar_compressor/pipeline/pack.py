@@ -8,7 +8,7 @@ import os
 import shlex
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import __version__
 from ..codecs import codec_for
@@ -233,8 +233,10 @@ def pack(
                 sink.write_manifest(event.manifest)
                 return PackResult(event.manifest, chunks, skipped)
     except BaseException:
-        events.close()
-        sink.abort()
+        try:
+            events.close()
+        finally:
+            sink.abort()
         raise
     finally:
         progress.finish()
@@ -245,6 +247,15 @@ def report(progress: Progress, event: PackProgress) -> None:
     progress.advance(event.raw_bytes)
     for done in event.files:
         progress.file(done.path, done.size)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What an in-memory pack leaves behind; kept apart so the generator does not hold the
+    iterator (a cycle only the garbage collector would break, from any thread)."""
+
+    manifest: Manifest | None = None
+    skipped: list[SkippedSource] = field(default_factory=list)
 
 
 class ChunkIterator:
@@ -261,11 +272,18 @@ class ChunkIterator:
         progress: Progress | None = None,
         prefix_name: str = "chunks",
     ) -> None:
-        self.manifest: Manifest | None = None
-        self.skipped: list[SkippedSource] = []
-        self._chunks = self._generate(
-            list(sources), settings, prefix_name, progress or NullProgress()
+        self._outcome = _Outcome()
+        self._chunks = _memory_chunks(
+            list(sources), settings, prefix_name, progress or NullProgress(), self._outcome
         )
+
+    @property
+    def manifest(self) -> Manifest | None:
+        return self._outcome.manifest
+
+    @property
+    def skipped(self) -> list[SkippedSource]:
+        return self._outcome.skipped
 
     def __iter__(self) -> ChunkIterator:
         return self
@@ -277,28 +295,33 @@ class ChunkIterator:
         """Stop packing (waits for the blocks in flight)."""
         self._chunks.close()
 
-    def _generate(
-        self, sources: list[str], settings: PackSettings, prefix_name: str, progress: Progress
-    ) -> Generator[tuple[int, bytes], None, None]:
-        summary = scan(sources)
-        events = pack_events(sources, settings, prefix_name, summary, skipped=self.skipped)
-        # BytesIO.getvalue() hands over its buffer without a copy when nothing else holds it.
-        buffer = io.BytesIO()
-        progress.start(summary.tar_size_bound)
-        try:
-            for event in events:
-                if isinstance(event, ChunkPiece):
-                    buffer.write(event.data)
-                elif isinstance(event, ChunkEnd):
-                    data, buffer = buffer.getvalue(), io.BytesIO()
-                    yield event.info.index, data
-                elif isinstance(event, PackProgress):
-                    report(progress, event)
-                else:
-                    self.manifest = event.manifest
-        finally:
-            progress.finish()
-            events.close()
+
+def _memory_chunks(
+    sources: list[str],
+    settings: PackSettings,
+    prefix_name: str,
+    progress: Progress,
+    outcome: _Outcome,
+) -> Generator[tuple[int, bytes], None, None]:
+    summary = scan(sources)
+    events = pack_events(sources, settings, prefix_name, summary, skipped=outcome.skipped)
+    # BytesIO.getvalue() hands over its buffer without a copy when nothing else holds it.
+    buffer = io.BytesIO()
+    progress.start(summary.tar_size_bound)
+    try:
+        for event in events:
+            if isinstance(event, ChunkPiece):
+                buffer.write(event.data)
+            elif isinstance(event, ChunkEnd):
+                data, buffer = buffer.getvalue(), io.BytesIO()
+                yield event.info.index, data
+            elif isinstance(event, PackProgress):
+                report(progress, event)
+            else:
+                outcome.manifest = event.manifest
+    finally:
+        progress.finish()
+        events.close()
 
 
 @dataclass(frozen=True, slots=True)

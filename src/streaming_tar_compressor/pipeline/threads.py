@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Generator, Iterable, Iterator
 from typing import Generic, TypeVar
 
@@ -16,6 +17,7 @@ T = TypeVar("T")
 
 _DONE = object()
 _POLL = 0.05  # seconds between checks of the stop flag while a queue is full or empty
+CLOSE_WAIT = 5.0  # seconds close() waits for a producer before leaving it behind
 
 
 class _Failure:
@@ -52,13 +54,18 @@ class Background(Generic[T]):
         return item  # type: ignore[return-value]
 
     def close(self) -> None:
+        """Stop the producer and wait for it; a producer stuck in a read that never returns
+        (a stalled pipe) is left behind after CLOSE_WAIT seconds: it is a daemon thread."""
         self._stop.set()
-        while self._thread.is_alive():
+        if threading.current_thread() is self._thread:
+            return  # finalised from inside the producer itself: it stops at its next put
+        deadline = time.monotonic() + CLOSE_WAIT
+        while self._thread.is_alive() and time.monotonic() < deadline:
             try:
                 self._queue.get(timeout=_POLL)  # make room so a blocked put returns
             except queue.Empty:
                 continue
-        self._thread.join()
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self, items: Iterator[T]) -> None:
         try:

@@ -216,8 +216,10 @@ def unpack(
             unpacker.consume(event)
         return unpacker.complete()
     except BaseException:
-        events.close()
-        unpacker.abort()
+        try:
+            events.close()
+        finally:
+            unpacker.abort()
         raise
 
 
