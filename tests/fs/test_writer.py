@@ -197,3 +197,18 @@ def test_long_utf8_names_extract(tmp_path):
     writer.commit()
     writer.close()
     assert (tmp_path / "out" / name).read_bytes() == b"x"
+
+
+def test_a_commit_that_fails_partway_leaves_nothing_for_abort_to_miss(tmp_path):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True)
+    put(writer, TarMember(name="d", kind=MemberKind.DIRECTORY, mode=0o755))
+    put(writer, *file("a", b"1"))
+    put(writer, *file("d", b"2"))  # a file over a folder: its rename fails
+    put(writer, *file("z", b"3"))
+    with pytest.raises(UnsafeMemberError, match="replace a directory"):
+        writer.commit()
+    writer.abort()
+    writer.close()
+    assert visible(out) == ["a", "d"]
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]

@@ -123,8 +123,13 @@ class TreeWriter:
         self._pending_files.clear()
         # Folder by folder (a stable sort keeps a name's later member last): each folder is
         # opened once. Order across names does not matter: hardlinks were made from temp names.
-        for item in sorted(pending, key=lambda item: item.parent):
-            self._rename(item)
+        ordered = sorted(pending, key=lambda item: item.parent)
+        for position, item in enumerate(ordered):
+            try:
+                self._rename(item)
+            except BaseException:
+                self._pending = ordered[position:]  # still temporary: abort() removes them
+                raise
 
     def abort(self) -> None:
         """Remove every temporary file: nothing unverified may look complete."""
