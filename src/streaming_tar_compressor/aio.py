@@ -189,25 +189,21 @@ async def compress_with_chunks(
     force: bool = False,
 ) -> list[ChunkInfo]:
     """Packs sources into ``PREFIX.part0000``… plus manifest; returns the chunk records."""
-    bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, progress)
-    worker = _Worker(bridge)
-    try:
-        result = await worker.run(
-            lambda: sync.pack(
-                sources,
-                output_prefix,
-                compression=compression,
-                level=level,
-                chunk_size=chunk_size,
-                block_size=block_size,
-                workers=workers,
-                progress=bridge,
-                force=force,
-            )
-        )
-    finally:
-        worker.close()
-    bridge.raise_callback_error()
+    result = await _off_the_loop(
+        progress_callback,
+        progress,
+        lambda bridge: sync.pack(
+            sources,
+            output_prefix,
+            compression=compression,
+            level=level,
+            chunk_size=chunk_size,
+            block_size=block_size,
+            workers=workers,
+            progress=bridge,
+            force=force,
+        ),
+    )
     return result.chunks
 
 
@@ -221,18 +217,29 @@ async def decompress_from_chunks(
     progress: Progress | None = None,
 ) -> UnpackResult:
     """Restores ``PREFIX.part*`` into ``output_dir`` (created if missing), chunk by chunk."""
-    bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, progress)
+    return await _off_the_loop(
+        progress_callback,
+        progress,
+        lambda bridge: sync.unpack(
+            input_prefix,
+            output_dir,
+            compression=compression,
+            verify_checksum=verify_checksum,
+            progress=bridge,
+        ),
+    )
+
+
+async def _off_the_loop(
+    callback: ProgressCallback | None,
+    progress: Progress | None,
+    work: Callable[[LoopBridge], T],
+) -> T:
+    """Runs one whole sync call in the call's own worker thread, reporting through a bridge."""
+    bridge = LoopBridge(asyncio.get_running_loop(), callback, progress)
     worker = _Worker(bridge)
     try:
-        result = await worker.run(
-            lambda: sync.unpack(
-                input_prefix,
-                output_dir,
-                compression=compression,
-                verify_checksum=verify_checksum,
-                progress=bridge,
-            )
-        )
+        result = await worker.run(work, bridge)
     finally:
         worker.close()
     bridge.raise_callback_error()
