@@ -7,10 +7,12 @@ __version__ = "0.1.0"
 from .aio import StreamingTarCompressor, compress_with_chunks, decompress_from_chunks
 from .core.manifest import Manifest
 from .errors import (
+    ArchiveBusyError,
     ArchiveDamagedError,
     ChecksumMismatchError,
     CompressionMismatchError,
     CorruptStreamError,
+    LimitExceededError,
     ManifestError,
     MissingChunkError,
     OutputError,
@@ -37,12 +39,14 @@ from .sync import (
 )
 
 __all__ = [
+    "ArchiveBusyError",
     "ArchiveDamagedError",
     "ChecksumMismatchError",
     "ChunkInfo",
     "CompressionMismatchError",
     "CompressionType",
     "CorruptStreamError",
+    "LimitExceededError",
     "Manifest",
     "ManifestError",
     "MemberKind",

@@ -187,6 +187,7 @@ async def compress_with_chunks(
     workers: int | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    resume: bool = False,
 ) -> list[ChunkInfo]:
     """Packs sources into ``PREFIX.part0000``… plus manifest; returns the chunk records."""
     result = await _off_the_loop(
@@ -202,6 +203,7 @@ async def compress_with_chunks(
             workers=workers,
             progress=bridge,
             force=force,
+            resume=resume,
         ),
     )
     return result.chunks
@@ -215,8 +217,16 @@ async def decompress_from_chunks(
     progress_callback: ProgressCallback | None = None,
     *,
     progress: Progress | None = None,
+    max_output_bytes: int | None = None,
+    max_members: int | None = None,
+    resume: bool = False,
 ) -> UnpackResult:
-    """Restores ``PREFIX.part*`` into ``output_dir`` (created if missing), chunk by chunk."""
+    """Restores ``PREFIX.part*`` into ``output_dir`` (created if missing), chunk by chunk.
+
+    ``max_output_bytes`` and ``max_members`` (None: no cap) stop a decompression bomb with
+    LimitExceededError before the member that would pass them is written. ``resume`` skips
+    what an interrupted unpack into ``output_dir`` restored.
+    """
     return await _off_the_loop(
         progress_callback,
         progress,
@@ -226,6 +236,9 @@ async def decompress_from_chunks(
             compression=compression,
             verify_checksum=verify_checksum,
             progress=bridge,
+            max_output_bytes=max_output_bytes,
+            max_members=max_members,
+            resume=resume,
         ),
     )
 
@@ -347,9 +360,18 @@ class StreamingTarCompressor:
         manifest: ManifestLike | None = None,
         verify_checksum: bool = True,
         progress: Progress | None = None,
+        max_output_bytes: int | None = None,
+        max_members: int | None = None,
     ) -> UnpackResult:
         """Sync twin of ``decompress_from_chunks``."""
-        unpacker = self._unpacker(output_dir, manifest, verify_checksum, progress)
+        unpacker = self._unpacker(
+            output_dir,
+            manifest,
+            verify_checksum,
+            progress,
+            max_output_bytes=max_output_bytes,
+            max_members=max_members,
+        )
         try:
             for item in chunks:
                 unpacker.push(item)
@@ -366,16 +388,25 @@ class StreamingTarCompressor:
         manifest: ManifestLike | None = None,
         verify_checksum: bool = True,
         progress_callback: ProgressCallback | None = None,
+        max_output_bytes: int | None = None,
+        max_members: int | None = None,
     ) -> UnpackResult:
         """Unpacks bytes as they arrive: pieces of any size in order, or ``(index, bytes)``
         chunks in any order (put back in order within ``reorder_window`` chunks).
 
         Files appear as soon as their bytes have arrived (with a manifest: as soon as the
-        chunk that holds their end has verified).
+        chunk that holds their end has verified). The caps are ``decompress_from_chunks``'s.
         """
         bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, self.progress)
         worker = _Worker(bridge)
-        unpacker = self._unpacker(output_dir, manifest, verify_checksum, bridge)
+        unpacker = self._unpacker(
+            output_dir,
+            manifest,
+            verify_checksum,
+            bridge,
+            max_output_bytes=max_output_bytes,
+            max_members=max_members,
+        )
         pending: asyncio.Future[None] | None = None
         try:
             async for item in _as_async(chunks):
@@ -402,6 +433,9 @@ class StreamingTarCompressor:
         manifest: ManifestLike | None,
         verify_checksum: bool,
         progress: Progress | None,
+        *,
+        max_output_bytes: int | None,
+        max_members: int | None,
     ) -> StreamUnpacker:
         return StreamUnpacker(
             os.fspath(output_dir),
@@ -410,6 +444,8 @@ class StreamingTarCompressor:
             verify_checksum=verify_checksum,
             reorder_window=self.reorder_window,
             progress=progress or self.progress,
+            max_output_bytes=max_output_bytes,
+            max_members=max_members,
         )
 
 

@@ -14,7 +14,9 @@ Every error a user can act on has its own class and its own CLI exit code::
     │   └── TruncatedStreamError  (7)  the stream ends before its end
     ├── CompressionMismatchError  (9)  the stated codec contradicts the bytes
     ├── UnsafeMemberError         (8)  an archive member breaks a safety rule
+    ├── LimitExceededError        (12) extraction would pass max_output_bytes or max_members
     └── OutputError               (10) the output cannot be written
+        └── ArchiveBusyError      (10) another pack is writing to the same prefix
 
 This module imports nothing of ours so that every other module can import it.
 """
@@ -119,7 +121,21 @@ class UnsafeMemberError(StcError):
         super().__init__(f"refusing member {member!r}: {rule}")
 
 
+class LimitExceededError(StcError):
+    """Extraction would pass a cap the caller set; stopped before the member that crosses it."""
+
+    exit_code = 12
+
+    def __init__(self, member: str, limit: str, maximum: int) -> None:
+        self.member, self.limit, self.maximum = member, limit, maximum
+        super().__init__(f"stopped at member {member!r}: the archive exceeds {limit}={maximum}")
+
+
 class OutputError(StcError):
     """The output (chunks, manifest or extracted files) cannot be written."""
 
     exit_code = 10
+
+
+class ArchiveBusyError(OutputError):
+    """Another pack holds the prefix's lock: two writers would interleave their chunks."""

@@ -33,8 +33,13 @@ def pack(
     progress: Progress | None = None,
     progress_callback: FileCallback | None = None,
     force: bool = False,
+    resume: bool = False,
 ) -> PackResult:
-    """Packs files and directories into ``PREFIX.part0000``… plus manifest and ``.sha256``."""
+    """Packs files and directories into ``PREFIX.part0000``… plus manifest and ``.sha256``.
+
+    ``resume=True`` continues a pack that was interrupted (killed, disk full, …) from its last
+    complete chunk, with the same sources and options, to the bytes an uninterrupted run writes.
+    """
     settings = PackSettings.build(compression, level, chunk_size, block_size, workers)
     return pack_pipeline.pack(
         _paths(sources),
@@ -42,6 +47,7 @@ def pack(
         settings,
         progress=_progress(progress, progress_callback),
         force=force,
+        resume=resume,
     )
 
 
@@ -80,8 +86,16 @@ def unpack(
     progress: Progress | None = None,
     progress_callback: FileCallback | None = None,
     same_owner: bool = False,
+    max_output_bytes: int | None = None,
+    max_members: int | None = None,
+    resume: bool = False,
 ) -> UnpackResult:
-    """Restores ``PREFIX.part*`` into ``output_dir``, checking every chunk against the manifest."""
+    """Restores ``PREFIX.part*`` into ``output_dir``, checking every chunk against the manifest.
+
+    ``max_output_bytes`` and ``max_members`` (None: no cap) stop a decompression bomb with
+    LimitExceededError before the member that would pass them is written. ``resume`` skips
+    what an interrupted unpack into ``output_dir`` restored (a first run when there was none).
+    """
     return unpack_pipeline.unpack(
         os.fspath(input_prefix),
         os.fspath(output_dir),
@@ -89,6 +103,9 @@ def unpack(
         verify_checksum=verify_checksum,
         progress=_progress(progress, progress_callback),
         same_owner=same_owner,
+        max_output_bytes=max_output_bytes,
+        max_members=max_members,
+        resume=resume,
     )
 
 
@@ -100,6 +117,8 @@ def unpack_stream(
     progress: Progress | None = None,
     progress_callback: FileCallback | None = None,
     same_owner: bool = False,
+    max_output_bytes: int | None = None,
+    max_members: int | None = None,
 ) -> UnpackResult:
     """Restores one compressed tar stream given as byte pieces (no manifest, so no checksums)."""
     return unpack_pipeline.unpack_stream(
@@ -108,6 +127,8 @@ def unpack_stream(
         compression=None if compression is None else CompressionType.parse(compression),
         progress=_progress(progress, progress_callback),
         same_owner=same_owner,
+        max_output_bytes=max_output_bytes,
+        max_members=max_members,
     )
 
 

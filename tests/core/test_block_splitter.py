@@ -14,7 +14,7 @@ from streaming_tar_compressor.core.block_splitter import (
     StreamHeader,
     StreamTrailer,
 )
-from streaming_tar_compressor.errors import ManifestError, TruncatedStreamError
+from streaming_tar_compressor.errors import CorruptStreamError, ManifestError, TruncatedStreamError
 
 
 def layout(header: int, sizes: list[int], trailer: int) -> tuple[list[tuple[int, int]], int, int]:
@@ -56,7 +56,7 @@ def test_a_short_stream_is_truncated_and_a_long_one_refused():
     with pytest.raises(TruncatedStreamError):
         short.finish()
     long = BlockSplitter(blocks, raw, trailer_offset, trailer_offset + 8)
-    with pytest.raises(ManifestError, match="longer"):
+    with pytest.raises(CorruptStreamError, match="longer"):
         long.feed(bytes(trailer_offset + 9))
 
 

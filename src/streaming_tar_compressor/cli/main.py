@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shlex
 import stat
 import sys
 import time
@@ -52,6 +53,17 @@ def _size_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _count_argument(text: str) -> int:
+    """A whole number of at least 1, for argparse (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -82,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 other error, 2 usage, 3 source missing/unreadable, "
         "4 manifest invalid, 5 chunk missing, 6 checksum mismatch/damaged archive, "
         "7 corrupt or truncated stream, 8 unsafe member refused, 9 codec mismatch, "
-        "10 output not writable, 11 source changed while packing.",
+        "10 output not writable, 11 source changed while packing, "
+        "12 --max-output-bytes or --max-members exceeded.",
     )
     parser.add_argument("--version", action="version", version=f"stc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -129,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace an existing archive with the same prefix",
     )
+    pack.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted pack from its last complete chunk (same sources and "
+        "options); an archive already complete is left as it is",
+    )
 
     unpack = commands.add_parser(
         "unpack",
@@ -157,6 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     unpack.add_argument(
         "--same-owner", action="store_true", help="restore owners too (as root only, like GNU tar)"
+    )
+    unpack.add_argument(
+        "--max-output-bytes",
+        type=_size_argument,
+        metavar="SIZE",
+        help="stop (exit 12) before file data would pass SIZE, e.g. 10G (default: no cap)",
+    )
+    unpack.add_argument(
+        "--max-members",
+        type=_count_argument,
+        metavar="N",
+        help="stop (exit 12) before member N+1: files, folders and links (default: no cap)",
+    )
+    unpack.add_argument(
+        "--resume",
+        action="store_true",
+        help="after an interrupted unpack into DIR: skip the members it restored and decode "
+        "only from the block that holds the first missing one (chunks read are still verified; "
+        "whole-stream checks are skipped); with nothing to resume, a normal unpack",
     )
 
     verify = commands.add_parser(
@@ -254,6 +292,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=progress,
             force=args.force,
+            resume=args.resume,
         )
     seconds = time.monotonic() - started
     manifest = result.manifest
@@ -273,10 +312,15 @@ def _cmd_pack(args: argparse.Namespace) -> int:
                 "sha256": manifest.sha256,
                 "seconds": round(seconds, 3),
                 "skipped": [s.path for s in result.skipped],
+                "resumed_chunks": result.resumed_chunks,
             }
         )
         return 0
     raw, packed = manifest.uncompressed_size or 0, manifest.compressed_size or 0
+    if result.resumed_chunks == manifest.total_chunks:
+        _say(args, f"{args.output} was already complete: nothing to resume")
+    elif result.resumed_chunks:
+        _say(args, f"resumed after chunk {result.resumed_chunks - 1}: kept what was written")
     _say(
         args,
         f"packed {human_size(raw)} into {manifest.total_chunks} chunk(s), "
@@ -289,6 +333,8 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 def _cmd_unpack(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    if args.prefix == "-" and args.resume:
+        raise UsageError("--resume needs an archive prefix: a stream from stdin has no manifest")
     with _progress(args, "unpacking") as progress:
         if args.prefix == "-":
             stdin = sys.stdin.buffer
@@ -298,6 +344,8 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
                 compression=args.compression,
                 progress=progress,
                 same_owner=args.same_owner,
+                max_output_bytes=args.max_output_bytes,
+                max_members=args.max_members,
             )
         else:
             result = sync.unpack(
@@ -307,6 +355,9 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
                 verify_checksum=not args.no_verify,
                 progress=progress,
                 same_owner=args.same_owner,
+                max_output_bytes=args.max_output_bytes,
+                max_members=args.max_members,
+                resume=args.resume,
             )
     seconds = time.monotonic() - started
     if args.json:
@@ -318,6 +369,8 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
                 "compressed_bytes": result.compressed_bytes,
                 "verified": result.verified,
                 "compression": result.compression.value if result.compression else None,
+                "resumed": result.resumed,
+                "skipped_members": result.skipped_members,
                 "seconds": round(seconds, 3),
             }
         )
@@ -329,7 +382,13 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
         args,
         f"restored {result.members} member(s) into {args.directory} "
         f"from {human_size(result.compressed_bytes)} in {seconds:.1f}s"
-        + (", every chunk verified" if result.verified else ""),
+        + (", every chunk verified" if result.verified else "")
+        + (
+            f"; resumed after {result.skipped_members} member(s) already restored "
+            "(whole-stream checks skipped)"
+            if result.resumed
+            else ""
+        ),
     )
     return 0
 
@@ -393,6 +452,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"restore:      {manifest.restore_command or restore_command(codec, name)}",
         f"check:        sha256sum -c {name}.sha256   (run in the archive's folder)",
     ]
+    resume = manifest.extra.get("resume")
+    if not manifest.complete and isinstance(resume, dict):
+        sources = " ".join(shlex.quote(str(s)) for s in resume.get("sources", []))
+        lines[-2:] = [
+            f"resume:       cd {shlex.quote(str(resume.get('cwd')))} && stc pack {sources} "
+            f"-o {shlex.quote(normalize_prefix(args.prefix))} --resume (and the same options)"
+        ]
     for line in lines:
         print(line)
     return 0

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import ManifestError
 from ..models import CompressionType
 
 Buffer = bytes | bytearray | memoryview  # what decoders accept: no copy needed to call them
+# An encoder's framing state between blocks, as JSON values: a resumed pack continues from it.
+EncoderState = dict[str, int | str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +47,8 @@ class BlockEncoder(Protocol):
     """Framing state of one compressed stream.
 
     ``encode_block`` is pure and thread-safe: the pipeline calls it from worker threads, in any
-    order. ``add_block`` is called once per block, in stream order, from one thread; it returns
-    the bytes to write for that block and records what the trailer needs.
+    order. ``add_block`` is called once per block, in stream order, from one thread; it records
+    what the trailer needs and returns the bytes to write for that block: ``encoded.data``.
     """
 
     def header(self) -> bytes: ...
@@ -55,6 +58,37 @@ class BlockEncoder(Protocol):
     def add_block(self, encoded: EncodedBlock) -> bytes: ...
 
     def trailer(self) -> bytes: ...
+
+    def state(self) -> EncoderState:
+        """What ``add_block`` has recorded so far (trailer inputs), as JSON values."""
+        ...
+
+    def restore(self, state: EncoderState) -> None:
+        """Continue after the blocks ``state`` describes (a resumed pack); bad state raises
+        ManifestError, since it comes from a checkpoint on disk."""
+        ...
+
+
+def state_int(state: EncoderState, key: str, maximum: int | None = None) -> int:
+    value = state.get(key)
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < 0
+        or (maximum is not None and value > maximum)
+    ):
+        raise ManifestError(f"the checkpoint's encoder state has no valid {key!r}")
+    return value
+
+
+def state_bytes(state: EncoderState, key: str) -> bytes:
+    value = state.get(key)
+    try:
+        if not isinstance(value, str):
+            raise ValueError(key)
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ManifestError(f"the checkpoint's encoder state has no valid {key!r}") from None
 
 
 class StreamDecoder(Protocol):

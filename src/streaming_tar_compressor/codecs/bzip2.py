@@ -12,7 +12,7 @@ import bz2
 from ..errors import CorruptStreamError
 from ..models import CompressionType
 from ._stream import Member, MemberStreamDecoder, check_args
-from .base import BlockExtent, Codec, DecodedBlock, EncodedBlock
+from .base import BlockExtent, Codec, DecodedBlock, EncodedBlock, EncoderState, state_int
 
 _ERRORS = (OSError, ValueError, EOFError)  # what the bz2 module raises on bad streams
 
@@ -37,6 +37,12 @@ class Bzip2Encoder:
     def trailer(self) -> bytes:
         # An empty stream is one empty bzip2 stream: a zero-byte file is not valid bzip2.
         return b"" if self._count else self.encode_block(b"").data
+
+    def state(self) -> EncoderState:
+        return {"blocks": self._count}
+
+    def restore(self, state: EncoderState) -> None:
+        self._count = state_int(state, "blocks")
 
 
 class Bzip2Decoder(MemberStreamDecoder):

@@ -19,7 +19,7 @@ from ..errors import CorruptStreamError
 from ..models import CompressionType
 from ._adaptive import incompressible, zstd_fast_frame
 from ._stream import Member, MemberStreamDecoder, check_args
-from .base import BlockExtent, Codec, DecodedBlock, EncodedBlock
+from .base import BlockExtent, Codec, DecodedBlock, EncodedBlock, EncoderState, state_int
 
 # RFC 1952 2.3: ID1 ID2, CM=8 (deflate), FLG=0 (no FEXTRA/FNAME/...), MTIME=0 (4 bytes).
 _HEADER_START = b"\x1f\x8b\x08\x00\x00\x00\x00\x00"
@@ -73,6 +73,13 @@ class GzipEncoder:
 
     def trailer(self) -> bytes:
         return _FINAL_EMPTY_BLOCK + struct.pack("<II", self._crc, self._size)
+
+    def state(self) -> EncoderState:
+        return {"crc32": self._crc, "size": self._size}
+
+    def restore(self, state: EncoderState) -> None:
+        self._crc = state_int(state, "crc32", _ISIZE_MOD - 1)
+        self._size = state_int(state, "size", _ISIZE_MOD - 1)
 
 
 def _probe(slices: Sequence[memoryview]) -> list[int]:

@@ -17,7 +17,7 @@ from ..errors import CorruptStreamError
 from ..models import CompressionType
 from ._adaptive import incompressible
 from ._stream import Member, MemberStreamDecoder, check_args
-from .base import BlockExtent, Codec, DecodedBlock, EncodedBlock
+from .base import BlockExtent, Codec, DecodedBlock, EncodedBlock, EncoderState, state_int
 
 # lz4_Frame_format.md: header at most 19 bytes, EndMark and Content Checksum 4 bytes each, and a
 # 4-byte Block Size before each data block, stored raw when it does not compress (blocks of
@@ -54,6 +54,12 @@ class Lz4Encoder:
     def trailer(self) -> bytes:
         # An empty stream is one empty frame: a zero-byte file is not a valid lz4 stream.
         return b"" if self._count else self.encode_block(b"").data
+
+    def state(self) -> EncoderState:
+        return {"blocks": self._count}
+
+    def restore(self, state: EncoderState) -> None:
+        self._count = state_int(state, "blocks")
 
 
 def _probe(slices: Sequence[memoryview]) -> list[int]:

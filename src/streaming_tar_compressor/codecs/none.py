@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import CorruptStreamError, UsageError
 from ..models import CompressionType
 from ._stream import check_args
-from .base import BlockExtent, Buffer, Codec, DecodedBlock, EncodedBlock
+from .base import BlockExtent, Buffer, Codec, DecodedBlock, EncodedBlock, EncoderState
 
 
 class NoneEncoder:
@@ -22,6 +22,12 @@ class NoneEncoder:
 
     def trailer(self) -> bytes:
         return b""
+
+    def state(self) -> EncoderState:
+        return {}
+
+    def restore(self, state: EncoderState) -> None:
+        """Nothing to restore: the stream has no framing."""
 
 
 class NoneDecoder:

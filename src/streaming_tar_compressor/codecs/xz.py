@@ -13,11 +13,19 @@ import lzma
 import struct
 import zlib
 
-from ..errors import CorruptStreamError
+from ..errors import CorruptStreamError, ManifestError
 from ..models import CompressionType
 from ._adaptive import incompressible, zstd_fast_frame, zstd_slice_sizes
 from ._stream import Member, MemberStreamDecoder, check_args
-from .base import BlockExtent, Codec, DecodedBlock, EncodedBlock
+from .base import (
+    BlockExtent,
+    Codec,
+    DecodedBlock,
+    EncodedBlock,
+    EncoderState,
+    state_bytes,
+    state_int,
+)
 
 # 2.1.1.1 Header Magic Bytes; 2.1.2.3 Footer Magic Bytes.
 _HEADER_MAGIC = b"\xfd7zXZ\x00"
@@ -217,6 +225,21 @@ class XzEncoder:
         # 2.1.2 Stream Footer: CRC32, Backward Size (index size / 4 - 1), flags, magic.
         tail = struct.pack("<I", len(index) // 4 - 1) + _STREAM_FLAGS
         return index + _crc32(tail) + tail + _FOOTER_MAGIC
+
+    def state(self) -> EncoderState:
+        return {"blocks": self._count, "index_records": self._records.hex()}
+
+    def restore(self, state: EncoderState) -> None:
+        count, records = state_int(state, "blocks"), state_bytes(state, "index_records")
+        pos = 0
+        try:
+            for _ in range(2 * count):  # Unpadded Size and Uncompressed Size per block
+                pos = _read_vli_checked(records, pos, len(records))[1]
+        except CorruptStreamError:
+            pos = -1
+        if pos != len(records):
+            raise ManifestError("the checkpoint's xz index does not match its block count")
+        self._count, self._records = count, bytearray(records)
 
 
 class XzDecoder(MemberStreamDecoder):

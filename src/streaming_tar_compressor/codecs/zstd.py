@@ -14,11 +14,19 @@ import struct
 
 import zstandard
 
-from ..errors import CorruptStreamError
+from ..errors import CorruptStreamError, ManifestError
 from ..models import CompressionType
 from ._adaptive import incompressible, zstd_fast_frame, zstd_slice_sizes
 from ._stream import Member, MemberStreamDecoder, check_args
-from .base import BlockExtent, Codec, DecodedBlock, EncodedBlock
+from .base import (
+    BlockExtent,
+    Codec,
+    DecodedBlock,
+    EncodedBlock,
+    EncoderState,
+    state_bytes,
+    state_int,
+)
 
 # RFC 8878 3.1.1: frame magic; 3.1.2: skippable frames have magics 0x184D2A50..0x184D2A5F.
 _FRAME_MAGIC = 0xFD2FB528
@@ -72,6 +80,15 @@ class ZstdEncoder:
         footer = struct.pack("<IBI", self._count, _SEEK_DESCRIPTOR, _SEEKABLE_MAGIC)
         table = bytes(self._entries) + footer
         return empty + struct.pack("<II", _SEEK_TABLE_MAGIC, len(table)) + table
+
+    def state(self) -> EncoderState:
+        return {"blocks": self._count, "seek_entries": self._entries.hex()}
+
+    def restore(self, state: EncoderState) -> None:
+        count, entries = state_int(state, "blocks"), state_bytes(state, "seek_entries")
+        if len(entries) != count * _SEEK_ENTRY:
+            raise ManifestError("the checkpoint's seek table does not match its block count")
+        self._count, self._entries = count, bytearray(entries)
 
 
 class _Frame:

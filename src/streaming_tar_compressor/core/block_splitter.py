@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import ManifestError, TruncatedStreamError
+from ..errors import CorruptStreamError, ManifestError, TruncatedStreamError
 
 # A block holds at most 64 MiB of tar (the pack limit); compressed it may grow a little.
 MAX_BLOCK_BYTES = 64 * 2**20 + 2**20
@@ -78,7 +78,9 @@ class BlockSplitter:
             events.append(self._event(span, piece))
             self._next += 1
         if self._next == len(self._spans) and self._buffer:
-            raise ManifestError("the stream is longer than its manifest says")
+            # Trailing bytes, as in the codecs' own decoders: the stream is damaged, whereas a
+            # manifest that cannot describe any stream is a ManifestError.
+            raise CorruptStreamError("the stream is longer than its manifest says")
         return events
 
     def finish(self) -> list[SplitEvent]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from ..models import ChunkInfo
 
@@ -35,9 +36,18 @@ class Chunker:
     """Slices a byte stream into fixed-size chunks; only the last one may be shorter.
 
     Pieces are never copied: a chunk boundary inside a piece yields two memoryview slices.
+    ``resume_at`` = (chunks done, their total size, hashlib sha256 of them) continues a stream
+    whose first chunks are already written (a resumed pack).
     """
 
-    def __init__(self, chunk_size: int, prefix_name: str, width: int = 4) -> None:
+    def __init__(
+        self,
+        chunk_size: int,
+        prefix_name: str,
+        width: int = 4,
+        *,
+        resume_at: tuple[int, int, Any] | None = None,
+    ) -> None:
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
         self._chunk_size = chunk_size
@@ -49,6 +59,10 @@ class Chunker:
         self._stream_hash = hashlib.sha256()
         self._total = 0
         self._finished = False
+        if resume_at is not None:
+            self._index, self._total, self._stream_hash = resume_at
+            if self._total != self._index * chunk_size:
+                raise ValueError("resumed chunks must all be full-size")
 
     @property
     def stream_sha256(self) -> str:

@@ -80,6 +80,9 @@ class Manifest:
             document = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ManifestError(f"{source} is not valid JSON: {exc}") from exc
+        except RecursionError:
+            # json raises it for arrays or objects nested deeper than the interpreter's limit.
+            raise ManifestError(f"{source} is not a manifest: its JSON nests too deep") from None
         if not isinstance(document, dict):
             raise ManifestError(f"{source} is not a JSON object")
         return _parse(document, source)

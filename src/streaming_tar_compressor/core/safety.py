@@ -11,6 +11,10 @@ from ..models import MemberKind, TarMember
 
 # Special bits are dropped by default, as GNU tar does without --preserve-permissions as root.
 PERMISSION_BITS = 0o777
+# Linux PATH_MAX less its NUL. GNU tar and tarfile open a member by its whole name, so a longer
+# one fails there too (ENAMETOOLONG); here, where folders are opened one by one, it would cost
+# time and memory per folder level (a pax name may hold 1 MiB of "a/a/…").
+MAX_NAME_BYTES = 4095
 
 _REFUSED_KINDS = {
     MemberKind.CHAR_DEVICE: "device nodes are never created",
@@ -27,6 +31,7 @@ def member_parts(member: TarMember) -> tuple[str, ...]:
 def _relative_parts(path: str, member_name: str) -> tuple[str, ...]:
     if "\0" in path:
         raise UnsafeMemberError(member_name, "names may not contain NUL")
+    _check_length(path, member_name)
     if path.startswith("/"):
         raise UnsafeMemberError(member_name, "absolute names are refused")
     parts = tuple(p for p in path.split("/") if p not in ("", "."))
@@ -58,6 +63,7 @@ def check_symlink_target(member: TarMember, parts: tuple[str, ...]) -> None:
     target = member.linkname
     if not target or "\0" in target:
         raise UnsafeMemberError(member.name, "a symlink needs a target without NUL")
+    _check_length(target, member.name)
     if target.startswith("/"):
         raise UnsafeMemberError(member.name, "symlinks to absolute paths are refused")
     steps = [p for p in target.split("/") if p not in ("", ".")]
@@ -76,6 +82,19 @@ def hardlink_parts(member: TarMember) -> tuple[str, ...]:
     if not parts:
         raise UnsafeMemberError(member.name, "a hardlink needs a target member")
     return parts
+
+
+def _check_length(path: str, member_name: str) -> None:
+    """Counted in the bytes the name has on disk: names that are not UTF-8 keep their bytes
+    (the reader decodes them with surrogateescape, and ``os`` encodes them back)."""
+    try:
+        size = len(path.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        raise UnsafeMemberError(member_name, "names must be UTF-8 or raw bytes") from None
+    if size > MAX_NAME_BYTES:
+        raise UnsafeMemberError(
+            member_name, f"names and link targets longer than {MAX_NAME_BYTES} bytes are refused"
+        )
 
 
 def safe_mode(mode: int) -> int:

@@ -459,9 +459,10 @@ def _pax_records(data: bytes, offset: int) -> dict[str, bytes]:
         length_text = data[pos:space] if space >= 0 else b""
         if not length_text.isdigit():
             raise _bad_record(offset, pos, "its length is not a number")
-        stop = pos + int(length_text)
-        if stop > len(data):
+        length = _decimal(length_text, len(data) - pos)
+        if length is None:
             raise _bad_record(offset, pos, "it runs past the end of the header data")
+        stop = pos + length
         if stop <= space + 1 or data[stop - 1] != ord("\n"):
             raise _bad_record(offset, pos, "its length is wrong")
         equals = data.find(b"=", space + 1, stop - 1)
@@ -470,7 +471,7 @@ def _pax_records(data: bytes, offset: int) -> dict[str, bytes]:
         key, value = _text(data[space + 1 : equals]), data[equals + 1 : stop - 1]
         if value and not _pax_value_ok(key, value):
             raise CorruptStreamError(
-                f"pax header at offset {offset} has a bad {key} value {value!r}"
+                f"pax header at offset {offset} has a bad {key} value {value[:40]!r}"
             )
         records[key] = value
         pos = stop
@@ -491,8 +492,18 @@ def _honoured(records: dict[str, bytes]) -> dict[str, bytes]:
 
 def _pax_value_ok(key: str, value: bytes) -> bool:
     if key in _PAX_INTEGER_FIELDS:
-        return value.isdigit() and int(value) <= MAX_MEMBER_SIZE
+        return _decimal(value, MAX_MEMBER_SIZE) is not None
     return key != "mtime" or _PAX_TIME.fullmatch(value) is not None
+
+
+def _decimal(text: bytes, limit: int) -> int | None:
+    """``text`` as a decimal number of at most ``limit``, else None. Leading zeros go first:
+    int() refuses more than 4300 digits with a ValueError, and a damaged header may hold more."""
+    digits = text.lstrip(b"0")
+    if not text.isdigit() or len(digits) > len(str(limit)):
+        return None
+    value = int(digits or b"0")
+    return value if value <= limit else None
 
 
 def _bad_record(offset: int, pos: int, reason: str) -> CorruptStreamError:
@@ -507,7 +518,9 @@ def _apply_pax(fields: _Fields, records: dict[str, bytes]) -> None:
         if key in _PAX_TEXT_FIELDS:
             setattr(fields, _PAX_TEXT_FIELDS[key], value)
         elif key in _PAX_INTEGER_FIELDS:
-            setattr(fields, _PAX_INTEGER_FIELDS[key], int(value))
+            number = _decimal(value, MAX_MEMBER_SIZE)
+            assert number is not None  # _pax_records refused the value otherwise
+            setattr(fields, _PAX_INTEGER_FIELDS[key], number)
         elif key == "mtime":
             fields.mtime = float(value)
         elif key.startswith(_PAX_SPARSE_PREFIX):

@@ -28,10 +28,15 @@ def exclude_nothing(path: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class SourceEntry:
-    """A member to write and, for a regular file, the path to read its data from."""
+    """A member to write and, for a regular file, the path to read its data from.
+
+    ``stamp`` tells a file's data changed although its header did not (inode, mtime and ctime
+    in ns; empty for other kinds): what a resumed pack checks the sources with.
+    """
 
     member: TarMember
     path: str
+    stamp: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,10 @@ def iter_entries(
             if member is None:
                 skipped.append(SkippedSource(path, "not a file, directory or symlink"))
                 continue
-            yield SourceEntry(member, path)
+            stamp = b""
+            if member.kind is MemberKind.FILE:
+                stamp = b"%d %d %d" % (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            yield SourceEntry(member, path, stamp)
 
 
 def _walk(source: str, exclude: Exclude) -> Iterator[tuple[str, str, os.stat_result]]:

@@ -13,12 +13,14 @@ import contextlib
 import errno
 import itertools
 import os
+import stat
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..core.safety import check_member, hardlink_parts, safe_mode
-from ..errors import OutputError, UnsafeMemberError
+from ..errors import LimitExceededError, OutputError, UnsafeMemberError, UsageError
 from ..models import MemberKind, TarMember
+from .journal import is_journal_name
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -37,12 +39,31 @@ class _Pending:
     name: str
     regular: bool  # a regular file (or a hardlink to one): what later hardlinks may name
     symlink_mtime_ns: int | None = None
+    hardlink: bool = False
 
 
 class TreeWriter:
-    """Writes one archive's members; ``close`` applies directory modes and mtimes last."""
+    """Writes one archive's members; ``close`` applies directory modes and mtimes last.
 
-    def __init__(self, output_dir: str, *, deferred: bool, same_owner: bool = False) -> None:
+    ``max_output_bytes`` (file data) and ``max_members`` stop a bomb with LimitExceededError at
+    the member that would pass them, before any of its bytes are written; None is no cap.
+    ``resumed``: an interrupted run restored the members before this one's first, so a
+    hardlink may also name a regular file already on disk.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        *,
+        deferred: bool,
+        same_owner: bool = False,
+        max_output_bytes: int | None = None,
+        max_members: int | None = None,
+        resumed: bool = False,
+    ) -> None:
+        for limit, value in (("max_output_bytes", max_output_bytes), ("max_members", max_members)):
+            if value is not None and value < 0:
+                raise UsageError(f"{limit} must be at least 0, not {value}")
         try:
             os.makedirs(output_dir, exist_ok=True)
             self._root_fd = os.open(output_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -57,13 +78,19 @@ class TreeWriter:
         self._directories: dict[tuple[str, ...], TarMember] = {}
         self._files: set[str] = set()  # "a/b/name" of regular files: what hardlinks may name
         self._current: tuple[int, _Pending] | None = None
+        self._resumed = resumed
         self._closed = False
         self.members_written = 0
+        self._max_output_bytes, self._max_members = max_output_bytes, max_members
+        self._output_bytes = self._members = 0  # what started members declared so far
 
     # -- events -----------------------------------------------------------------------------
 
     def start(self, member: TarMember) -> None:
         parts = check_member(member)
+        if is_journal_name(parts):
+            raise UnsafeMemberError(member.name, "the name is reserved for stc's unpack journal")
+        self._count(member)
         if member.kind is MemberKind.DIRECTORY:
             self._make_directory(member, parts)
             return
@@ -74,6 +101,7 @@ class TreeWriter:
             member.name,
             regular=member.kind in (MemberKind.FILE, MemberKind.HARDLINK),
             symlink_mtime_ns=_times_ns(member)[0] if member.kind is MemberKind.SYMLINK else None,
+            hardlink=member.kind is MemberKind.HARDLINK,
         )
         try:
             if member.kind is MemberKind.HARDLINK:
@@ -81,6 +109,7 @@ class TreeWriter:
             else:
                 parent_fd = self._open_dir(pending.parent, member.name, create=True)
                 if member.kind is MemberKind.SYMLINK:
+                    self._refuse_replacing_a_file(member, pending, parent_fd)
                     os.symlink(member.linkname, pending.temp, dir_fd=parent_fd)
                 else:
                     fd = os.open(pending.temp, _NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
@@ -89,6 +118,13 @@ class TreeWriter:
         except OSError as exc:
             raise OutputError(f"cannot create {member.name!r}: {exc}") from exc
         self._finished(pending)
+
+    def restore_directory(self, member: TarMember) -> None:
+        """A directory an interrupted run restored: ``close`` still owes it its mode and mtime
+        (it is made again if it went missing meanwhile)."""
+        parts = check_member(member)
+        self._open_dir(parts, member.name, create=True)
+        self._directories[parts] = member
 
     def write(self, data: bytes | memoryview) -> None:
         if self._current is None:
@@ -167,6 +203,31 @@ class TreeWriter:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _count(self, member: TarMember) -> None:
+        """Declared sizes are what the reader delivers (or it fails): a cap is checked before
+        the member's file exists, so no file is ever cut short by one."""
+        self._members += 1
+        self._output_bytes += member.size  # 0 for everything but regular files
+        if self._max_members is not None and self._members > self._max_members:
+            raise LimitExceededError(member.name, "max_members", self._max_members)
+        if self._max_output_bytes is not None and self._output_bytes > self._max_output_bytes:
+            raise LimitExceededError(member.name, "max_output_bytes", self._max_output_bytes)
+
+    def _refuse_replacing_a_file(
+        self, member: TarMember, pending: _Pending, parent_fd: int
+    ) -> None:
+        """A symlink may replace a symlink, never a regular file (on disk, or one of this archive
+        still waiting under a temporary name): a file that silently becomes a link redirects
+        whatever later writes or links that name trusting it to be a file (another archive, a
+        script)."""
+        try:
+            st = os.stat(pending.final, dir_fd=parent_fd, follow_symlinks=False)
+            on_disk = stat.S_ISREG(st.st_mode)
+        except FileNotFoundError:
+            on_disk = False
+        if on_disk or "/".join((*pending.parent, pending.final)) in self._files:
+            raise UnsafeMemberError(member.name, "a symlink may not replace a regular file")
+
     def _apply_metadata(self, fd: int, member: TarMember) -> None:
         """Mode (special bits dropped), owner on request, and mtime, on an open descriptor."""
         try:
@@ -205,6 +266,12 @@ class TreeWriter:
             ) from None
         except OSError as exc:
             raise OutputError(f"cannot rename {item.name!r} into place: {exc}") from exc
+        if item.hardlink:
+            # rename() between two links to one file does nothing (POSIX), leaving the temp
+            # name: so it goes when the link was already there (a member given twice, or
+            # extracted again by a resumed unpack).
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item.temp, dir_fd=parent_fd)
         if item.symlink_mtime_ns is not None:
             try:
                 os.utime(
@@ -225,7 +292,7 @@ class TreeWriter:
         """A hardlink to a regular file extracted earlier — from its temporary name while that
         file still waits for verification, so nothing unverified is renamed early."""
         target = hardlink_parts(member)
-        if "/".join(target) not in self._files:
+        if "/".join(target) not in self._files and not self._restored_file(target, member):
             raise UnsafeMemberError(
                 member.name,
                 "a hardlink must point to a regular file extracted earlier from this archive",
@@ -245,6 +312,19 @@ class TreeWriter:
             )
         finally:
             os.close(target_fd)
+
+    def _restored_file(self, target: tuple[str, ...], member: TarMember) -> bool:
+        """On resume, a regular file on disk that this run has not seen (it was restored
+        before the resume point), reached without following any symlink."""
+        path = "/".join(target)
+        if not self._resumed or path in self._pending_files or is_journal_name(target):
+            return False
+        try:
+            parent_fd = self._open_dir(target[:-1], member.name, create=False)
+            st = os.stat(target[-1], dir_fd=parent_fd, follow_symlinks=False)
+        except (OSError, OutputError):
+            return False
+        return stat.S_ISREG(st.st_mode)
 
     def _open_dir(self, parts: tuple[str, ...], name: str, *, create: bool) -> int:
         """A descriptor of ``parts`` below the root, reached without following any symlink.

@@ -7,9 +7,11 @@ into a few bytes.
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from ..codecs import codec_for
 from ..codecs.base import BlockExtent, Buffer, DecodedBlock, StreamDecoder
@@ -22,6 +24,7 @@ from ..core.block_splitter import (
 from ..core.detect import HEAD_SIZE, resolve_compression
 from ..core.manifest import Manifest
 from ..core.tar_reader import TarEvent, TarReader
+from ..errors import CompressionMismatchError, ManifestError
 from ..models import CompressionType
 
 DECODED_PIECE = 1 << 20  # bytes of decoded output handled at a time
@@ -75,21 +78,68 @@ class TarStreamDecoder:
             yield from self._tar.feed(piece)
 
 
+@dataclass(frozen=True, slots=True)
+class StartPoint:
+    """Where decoding resumes: tar offset ``position`` lies ``skip`` bytes into block ``block``,
+    whose compressed bytes begin ``lead`` bytes into chunk ``chunk``."""
+
+    position: int
+    block: int
+    chunk: int
+    lead: int
+    skip: int
+
+
+def start_point(manifest: Manifest, position: int) -> StartPoint:
+    """The block that holds tar offset ``position``, and the chunk that holds that block's
+    start: every block decodes alone, so nothing before it needs reading."""
+    assert manifest.uncompressed_size is not None
+    raws = [raw for raw, _ in manifest.blocks]
+    block = bisect.bisect_right(raws, position) - 1
+    ends = [*raws[1:], manifest.uncompressed_size]
+    if block < 0 or not raws[block] <= position < ends[block]:
+        raise ManifestError(
+            f"the manifest's block index has no block holding tar offset {position}"
+        )
+    compressed = manifest.blocks[block][1]
+    start = 0
+    for chunk in manifest.chunks:
+        if compressed < start + chunk.size:
+            return StartPoint(
+                position, block, chunk.index, compressed - start, position - raws[block]
+            )
+        start += chunk.size
+    raise ManifestError(f"the manifest's block {block} starts past its last chunk")
+
+
 class ParallelBlockDecoder:
     """Decodes OUR streams block by block in a thread pool, using the manifest's block index.
 
     Same interface as TarStreamDecoder; blocks are decoded out of order by the workers but
     parsed as tar strictly in order, and the codec's whole-stream check (gzip CRC-32, xz
     index, zstd seek table) runs at the end. At most ``window`` blocks are in flight.
+
+    With ``start`` it is fed from the start of the chunk that holds the start block, and
+    yields events from the member at ``start.position`` on; the whole-stream check, which
+    needs every block, is skipped.
     """
 
-    def __init__(self, manifest: Manifest, stated: CompressionType | None, workers: int) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        stated: CompressionType | None,
+        workers: int,
+        start: StartPoint | None = None,
+    ) -> None:
         assert manifest.trailer_offset is not None and manifest.uncompressed_size is not None
+        first = start.block if start is not None else 0
+        raw0, compressed0 = manifest.blocks[first] if start is not None else (0, 0)
+        # Offsets rebased on the start block: the splitter sees a stream with an empty header.
         self._splitter = BlockSplitter(
-            manifest.blocks,
-            manifest.uncompressed_size,
-            manifest.trailer_offset,
-            sum(chunk.size for chunk in manifest.chunks),
+            [(raw - raw0, compressed - compressed0) for raw, compressed in manifest.blocks[first:]],
+            manifest.uncompressed_size - raw0,
+            manifest.trailer_offset - compressed0,
+            sum(chunk.size for chunk in manifest.chunks) - compressed0,
         )
         self._stated = stated or manifest.compression
         self._codec = codec_for(manifest.compression)
@@ -103,6 +153,15 @@ class ParallelBlockDecoder:
         self._extents: list[BlockExtent] = []
         self._tar = TarReader()
         self.compression: CompressionType | None = None
+        self._resumed = start is not None
+        self._lead = start.lead if start is not None else 0  # chunk bytes before the block
+        self._skip = start.skip if start is not None else 0  # tar bytes before the member
+        if start is not None:
+            # A block in mid-stream may carry no magic number (gzip, xz): trust the manifest,
+            # whose blocks decode_block checks as it decodes them.
+            if stated is not None and stated is not manifest.compression:
+                raise CompressionMismatchError(stated.value, manifest.compression.value)
+            self.compression, self._detected = manifest.compression, True
 
     @staticmethod
     def usable(manifest: Manifest | None) -> bool:
@@ -116,6 +175,9 @@ class ParallelBlockDecoder:
         )
 
     def events(self, data: Buffer) -> Iterator[TarEvent]:
+        if self._lead:
+            view = memoryview(data)
+            data, self._lead = view[self._lead :], max(0, self._lead - len(view))
         for item in self._splitter.feed(data):
             yield from self._take(item)
         while self._pending and self._pending[0].done():
@@ -157,7 +219,8 @@ class ParallelBlockDecoder:
         else:
             while self._pending:
                 yield from self._parse(self._pending.popleft())
-            self._codec.check_stream(self._header, item.data, self._extents)
+            if not self._resumed:
+                self._codec.check_stream(self._header, item.data, self._extents)
 
     def _parse(self, future: Future[DecodedBlock]) -> Iterator[TarEvent]:
         decoded = future.result()
@@ -167,7 +230,10 @@ class ParallelBlockDecoder:
         self._extents[index] = BlockExtent(
             extent.raw_size, extent.compressed_size, decoded.raw_crc32
         )
-        yield from self._tar.feed(decoded.data)
+        data: bytes | memoryview = decoded.data
+        if self._skip:
+            data, self._skip = memoryview(data)[self._skip :], 0
+        yield from self._tar.feed(data)
 
     def _close(self) -> None:
         self._pool.shutdown(wait=True)

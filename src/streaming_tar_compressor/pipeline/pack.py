@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import os
 import shlex
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import __version__
 from ..codecs import codec_for
@@ -17,7 +18,7 @@ from ..core.blocker import Blocker
 from ..core.chunker import ChunkEnd, Chunker, ChunkPiece
 from ..core.manifest import Manifest
 from ..core.tar_writer import TarWriter, padding
-from ..errors import SourceChangedError, SourceError, UsageError
+from ..errors import OutputError, SourceChangedError, SourceError, UsageError
 from ..fs.walk import (
     Exclude,
     SkippedSource,
@@ -29,7 +30,25 @@ from ..fs.walk import (
 )
 from ..models import ChunkInfo, CompressionType, MemberKind
 from ..progress import NullProgress, Progress
-from ..storage.local import LocalChunkSink, archive_file_matcher, split_prefix
+from ..storage.local import (
+    LocalChunkSink,
+    PrefixLock,
+    archive_file_matcher,
+    manifest_path,
+    read_manifest_if_present,
+    remove_stale_temps,
+    split_prefix,
+)
+from .checkpoint import (
+    NO_SOURCES,
+    Checkpoint,
+    PackIdentity,
+    ResumePoint,
+    Resumption,
+    SourceCheck,
+    checkpoint_manifest,
+    load_resumption,
+)
 from .parallel import ordered_map
 from .threads import in_background
 
@@ -40,6 +59,9 @@ BLOCKS_IN_FLIGHT_PER_WORKER = 2
 EVENTS_AHEAD = 4  # chunk pieces (slices of encoded blocks) framed ahead of the writer
 # Blocks in flight take 2 x workers x block size of memory, so the worker count is capped.
 MAX_WORKERS = 64
+# A checkpoint (manifest rewrite) waits until the stream has grown by this many times its
+# estimated size, so tiny chunks or blocks cannot make checkpointing quadratic.
+CHECKPOINT_RATIO = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +111,7 @@ class PackResult:
     manifest: Manifest
     chunks: list[ChunkInfo]
     skipped: list[SkippedSource]
+    resumed_chunks: int = 0  # chunks an interrupted run had written (all: it was complete)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +129,7 @@ class PackEnd:
     manifest: Manifest
 
 
-PackEvent = ChunkPiece | ChunkEnd | PackProgress | PackEnd
+PackEvent = ChunkPiece | ChunkEnd | Checkpoint | PackProgress | PackEnd
 
 
 def restore_command(codec: Codec, prefix_name: str) -> str:
@@ -129,50 +152,115 @@ def pack_events(
     *,
     skipped: list[SkippedSource],
     exclude: Exclude = exclude_nothing,
+    resume: Resumption | None = None,
+    created: str = "",
+    checkpoints: bool = True,
 ) -> Generator[PackEvent, None, None]:
-    """The whole pack as events: chunk pieces, chunk ends, progress, and the manifest last.
+    """The whole pack as events: chunk pieces, chunk ends each followed by a checkpoint,
+    progress, and the manifest last.
 
     Drivers decide where chunks go (files, memory) and report progress from their own thread;
     closing the generator early stops the work, waiting only for the few blocks in flight.
+    With ``resume``, the stream continues at its resume point: the bytes already in final
+    chunks are made again (from that point's block on) and dropped, not emitted. Without
+    ``checkpoints`` (nothing on disk to resume), none are made.
     """
     codec = codec_for(settings.compression)
     encoder = codec.new_encoder(settings.level, settings.block_size)
-    max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
-    chunker = Chunker(
-        settings.chunk_size, prefix_name, suffix_width(max_stream, settings.chunk_size)
-    )
-    chunks: list[ChunkInfo] = []
-    blocks: list[tuple[int, int]] = []
+    if resume is None:
+        max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
+        width = suffix_width(max_stream, settings.chunk_size)
+        start = ResumePoint(0, 0, 0, encoder.state(), NO_SOURCES)
+        chunker = Chunker(settings.chunk_size, prefix_name, width)
+    else:
+        width, start = resume.suffix_width, resume.point
+        max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
+        if suffix_width(max_stream, settings.chunk_size) > width:
+            raise SourceChangedError(
+                "(sources)",
+                "they grew so much since the interrupted pack that chunk names would need "
+                "more digits; pack again with --force",
+            )
+        encoder.restore(start.encoder_state)
+        chunker = Chunker(
+            settings.chunk_size,
+            prefix_name,
+            width,
+            resume_at=(len(resume.chunks), resume.stream_done, resume.stream_hash),
+        )
+    chunks: list[ChunkInfo] = list(resume.chunks) if resume else []
+    blocks: list[tuple[int, int]] = list(resume.blocks) if resume else []
+    # Compressed bytes before ``to_drop`` are already in final chunks (resume only).
+    position, to_drop = start.stream_offset, (resume.stream_done if resume else 0)
+    point: ResumePoint | None = start  # None: no checkpoint in the bytes being cut
+    checkpointed = to_drop
 
-    def cut(data: bytes) -> Iterator[ChunkPiece | ChunkEnd]:
-        for event in chunker.feed(data):
+    def far_enough(end: int) -> bool:
+        """The stream grew by CHECKPOINT_RATIO times a checkpoint's size since the last."""
+        gap = CHECKPOINT_RATIO * (64 * (len(blocks) + len(chunks)) + 1024)
+        return checkpoints and end - checkpointed >= gap
+
+    # The bytes made again and dropped must be those on disk, or the chunks would not join.
+    dropped = hashlib.sha256()
+
+    def cut(data: bytes) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
+        nonlocal position, checkpointed
+        view = memoryview(data)
+        if position < to_drop:
+            drop = view[: to_drop - position]
+            dropped.update(drop)
+            if position + len(drop) == to_drop and resume is not None:
+                _check_remade(dropped.hexdigest(), resume)
+            view = view[len(drop) :]
+        position += len(data)
+        for event in chunker.feed(view):
+            yield event
             if isinstance(event, ChunkEnd):
                 chunks.append(event.info)
-            yield event
+                if point is not None and far_enough(chunker.total_size):
+                    checkpointed = chunker.total_size
+                    yield Checkpoint(tuple(chunks), tuple(blocks[: point.block]), point, width)
 
-    yield from cut(encoder.header())
-    raw_offset = 0
+    def checkpoint_due(size: int) -> bool:
+        """A chunk may end with a checkpoint in the next ``size`` bytes: save the state."""
+        end = position + size
+        return end // settings.chunk_size > position // settings.chunk_size and far_enough(end)
+
+    if start.block == 0:
+        yield from cut(encoder.header())
+    raw_offset = start.raw_offset
     window = settings.workers * BLOCKS_IN_FLIGHT_PER_WORKER
 
-    def encode(block: _TarBlock) -> tuple[EncodedBlock, list[_FileDone]]:
-        return encoder.encode_block(block.data), block.files
+    def encode(block: _TarBlock) -> tuple[EncodedBlock, _TarBlock]:
+        return encoder.encode_block(block.data), block
 
+    tar = _TarState(start, expect=start.sources if resume else None)
     # The tar stream (walking, reading files) is made in its own thread, ahead of us.
     tar_blocks = in_background(
-        _tar_blocks(iter_entries(sources, skipped, exclude), settings.block_size),
+        _tar_blocks(iter_entries(sources, skipped, exclude), settings.block_size, tar),
         depth=BLOCKS_IN_FLIGHT_PER_WORKER,
         name="stc-tar",
     )
     try:
         with ThreadPoolExecutor(settings.workers, thread_name_prefix="stc-pack") as pool:
-            for encoded, files in ordered_map(encode, tar_blocks, pool=pool, window=window):
-                blocks.append((raw_offset, chunker.total_size))
+            for encoded, block in ordered_map(encode, tar_blocks, pool=pool, window=window):
+                # add_block returns encoded.data: its length tells whether a chunk ends in it.
+                point = None
+                if checkpoint_due(len(encoded.data)):
+                    # Block 0's bytes include the codec header, which a resume makes again.
+                    offset = position if blocks else 0
+                    point = ResumePoint(
+                        len(blocks), raw_offset, offset, encoder.state(), block.sources
+                    )
+                blocks.append((raw_offset, position))
                 raw_offset += encoded.raw_size
                 yield from cut(encoder.add_block(encoded))
-                yield PackProgress(encoded.raw_size, files)
+                yield PackProgress(encoded.raw_size, block.files)
     finally:
         tar_blocks.close()
-    trailer_offset = chunker.total_size
+    assert tar.end is not None, "the tar stream ended without its source check"
+    point = ResumePoint(len(blocks), raw_offset, position, encoder.state(), tar.end)
+    trailer_offset = position
     yield from cut(encoder.trailer())
     for event in chunker.finish():
         assert isinstance(event, ChunkEnd)
@@ -192,7 +280,7 @@ def pack_events(
             trailer_offset=trailer_offset,
             complete=True,
             restore_command=restore_command(codec, prefix_name),
-            created=_now(),
+            created=created or _now(),
             tool=f"streaming-tar-compressor {__version__}",
         )
     )
@@ -205,33 +293,117 @@ def pack(
     *,
     progress: Progress | None = None,
     force: bool = False,
+    resume: bool = False,
 ) -> PackResult:
-    """Packs into chunk files beside the manifest; a missing source fails before any write."""
-    _, prefix_name = split_prefix(output_prefix)
+    """Packs into chunk files beside the manifest; a missing source fails before any write.
+
+    After each chunk the manifest is a checkpoint (``complete: false``); with ``resume`` a pack
+    interrupted at any moment continues from its last one, to the same bytes.
+    """
+    if force and resume:
+        raise UsageError("force replaces an archive and resume continues one: choose one")
+    directory = split_prefix(output_prefix)[0]
     exclude = archive_file_matcher(output_prefix)
     summary = scan(sources, exclude)
-    sink = LocalChunkSink(output_prefix, force=force)
+    identity = PackIdentity.of(sources)
+    with PrefixLock(output_prefix):
+        existing = read_manifest_if_present(output_prefix)
+        resumption: Resumption | None = None
+        if resume and existing is not None:
+            stated = (
+                settings.compression.value,
+                settings.level,
+                settings.block_size,
+                settings.chunk_size,
+            )
+            if existing.complete:
+                return _already_complete(existing, stated, output_prefix)
+            resumption = load_resumption(
+                existing, identity, stated, directory, manifest_path(output_prefix)
+            )
+        elif existing is not None and not existing.complete and not force:
+            raise OutputError(
+                f"{output_prefix} holds an interrupted pack: continue it with --resume "
+                "(resume=True), or replace it with --force"
+            )
+        sink = LocalChunkSink(output_prefix, force=force, resume=resume)
+        return _pack_to(sink, sources, settings, summary, identity, exclude, progress, resumption)
+
+
+def _already_complete(
+    manifest: Manifest, stated: tuple[str, int, int, int], prefix: str
+) -> PackResult:
+    """``--resume`` on a finished archive: nothing to do, if it is the same job's archive."""
+    made = (manifest.compression.value, manifest.level, manifest.block_size, manifest.chunk_size)
+    if made != stated:
+        raise UsageError(
+            f"{prefix} already holds a complete archive made with other options; "
+            "replace it with --force"
+        )
+    directory, name = split_prefix(prefix)
+    remove_stale_temps(directory, name)
+    chunks = [replace(c, path=os.path.join(directory, c.name)) for c in manifest.chunks]
+    return PackResult(manifest, chunks, [], resumed_chunks=len(chunks))
+
+
+def _pack_to(
+    sink: LocalChunkSink,
+    sources: Sequence[str],
+    settings: PackSettings,
+    summary: SourceSummary,
+    identity: PackIdentity,
+    exclude: Exclude,
+    progress: Progress | None,
+    resumption: Resumption | None,
+) -> PackResult:
     progress = progress or NullProgress()
     skipped: list[SkippedSource] = []
-    chunks: list[ChunkInfo] = []
+    chunks = [
+        replace(c, path=os.path.join(sink.directory, c.name))
+        for c in (resumption.chunks if resumption else ())
+    ]
+    # Only what a checkpoint needs besides its chunks and resume point.
+    base = Manifest(
+        compression=settings.compression,
+        level=settings.level,
+        block_size=settings.block_size,
+        chunk_size=settings.chunk_size,
+        chunks=(),
+        created=resumption.created if resumption else _now(),
+        tool=f"streaming-tar-compressor {__version__}",
+    )
     # Framing, cutting and hashing run in their own thread; this one writes the chunks.
     events = in_background(
-        pack_events(sources, settings, prefix_name, summary, skipped=skipped, exclude=exclude),
+        pack_events(
+            sources,
+            settings,
+            sink.name,
+            summary,
+            skipped=skipped,
+            exclude=exclude,
+            resume=resumption,
+            created=base.created,
+        ),
         depth=EVENTS_AHEAD,
         name="stc-frame",
     )
     progress.start(summary.tar_size_bound)
+    if resumption is not None:
+        progress.advance(resumption.point.raw_offset)
     try:
         for event in events:
             if isinstance(event, ChunkPiece):
                 sink.write(event.index, event.data)
             elif isinstance(event, ChunkEnd):
                 chunks.append(sink.finish_chunk(event.info))
+            elif isinstance(event, Checkpoint):
+                sink.write_checkpoint(checkpoint_manifest(base, event, identity))
             elif isinstance(event, PackProgress):
                 report(progress, event)
             else:
                 sink.write_manifest(event.manifest)
-                return PackResult(event.manifest, chunks, skipped)
+                resumed = len(resumption.chunks) if resumption else 0
+                return PackResult(event.manifest, chunks, skipped, resumed_chunks=resumed)
     except BaseException:
         try:
             events.close()
@@ -304,7 +476,9 @@ def _memory_chunks(
     outcome: _Outcome,
 ) -> Generator[tuple[int, bytes], None, None]:
     summary = scan(sources)
-    events = pack_events(sources, settings, prefix_name, summary, skipped=outcome.skipped)
+    events = pack_events(
+        sources, settings, prefix_name, summary, skipped=outcome.skipped, checkpoints=False
+    )
     # BytesIO.getvalue() hands over its buffer without a copy when nothing else holds it.
     buffer = io.BytesIO()
     progress.start(summary.tar_size_bound)
@@ -317,7 +491,7 @@ def _memory_chunks(
                 yield event.info.index, data
             elif isinstance(event, PackProgress):
                 report(progress, event)
-            else:
+            elif isinstance(event, PackEnd):
                 outcome.manifest = event.manifest
     finally:
         progress.finish()
@@ -326,48 +500,149 @@ def _memory_chunks(
 
 @dataclass(frozen=True, slots=True)
 class _TarBlock:
-    """A block of the tar stream and the sources that ended in it (or just before it)."""
+    """A block of the tar stream, the sources that ended in it (or just before it), and the
+    check of the members that start before its end (a checkpoint's source check)."""
 
     data: bytes
     files: list[_FileDone]
+    sources: SourceCheck
 
 
-def _tar_blocks(entries: Iterator[SourceEntry], block_size: int) -> Iterator[_TarBlock]:
+@dataclass(frozen=True, slots=True)
+class _MemberMark:
+    """A member's header starts at ``offset``; ``fingerprint`` is its header and stamp."""
+
+    offset: int
+    fingerprint: bytes
+
+
+@dataclass(slots=True)
+class _TarState:
+    """Shared with the tar thread: where the stream starts and, once it ended, ``end`` (the
+    check of every member). With ``expect``, the members before the start must match it."""
+
+    start: ResumePoint
+    expect: SourceCheck | None = None
+    end: SourceCheck | None = None
+
+
+class _SourceDigest:
+    """Folds member marks, in stream order, into the check of the members seen so far."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._members = 0
+
+    def add(self, mark: _MemberMark) -> None:
+        self._hash.update(b"%d\0" % len(mark.fingerprint))
+        self._hash.update(mark.fingerprint)
+        self._members += 1
+
+    def current(self) -> SourceCheck:
+        return SourceCheck(self._members, self._hash.hexdigest())
+
+
+def _tar_blocks(
+    entries: Iterator[SourceEntry], block_size: int, state: _TarState
+) -> Iterator[_TarBlock]:
+    start = state.start.raw_offset
     blocker = Blocker(block_size)
+    digest = _SourceDigest()
+    first = True
     finished: list[_FileDone] = []
-    for item in _tar_stream(entries):
-        if isinstance(item, _FileDone):
-            finished.append(item)
-            continue
-        for block in blocker.feed(item):
-            yield _TarBlock(block, finished)
-            finished = []
-    for block in blocker.finish():
-        yield _TarBlock(block, finished)
+
+    def block(data: bytes) -> _TarBlock:
+        nonlocal first, finished
+        # Marks come before their header bytes, so every member whose header starts before
+        # this block's end is in the digest now: all that the block's bytes depend on.
+        sources = digest.current()
+        if first:
+            _check_sources(state.expect, sources)
+            first = False
+        made = _TarBlock(data, finished, sources)
         finished = []
+        return made
+
+    for item in _tar_stream(entries, start):
+        if isinstance(item, _MemberMark):
+            digest.add(item)
+        elif isinstance(item, _FileDone):
+            finished.append(item)
+        else:
+            for data in blocker.feed(item):
+                yield block(data)
+    for data in blocker.finish():
+        yield block(data)
+    state.end = digest.current()
+    if first:  # nothing after the start: the trailer is next
+        _check_sources(state.expect, state.end)
     assert not finished, "the end-of-archive bytes always follow the last file"
 
 
-def _tar_stream(entries: Iterator[SourceEntry]) -> Iterator[bytes | _FileDone]:
-    """The pax tar stream of the entries; file data is read in READ_SIZE pieces, never whole."""
+def _check_remade(digest: str, resume: Resumption) -> None:
+    if digest != resume.overlap_sha256:
+        raise SourceChangedError(
+            "(sources)",
+            f"block {resume.point.block}, made again, differs from the bytes the interrupted "
+            "pack wrote (a source in it changed, or a codec library was upgraded); pack again "
+            "with --force",
+        )
+
+
+def _check_sources(expected: SourceCheck | None, found: SourceCheck) -> None:
+    if expected is not None and found != expected:
+        what = (
+            f"{found.members} members now, {expected.members} then"
+            if found.members != expected.members
+            else "a name, size, mode, owner, time or inode differs"
+        )
+        raise SourceChangedError(
+            "(sources)",
+            f"they changed since the interrupted pack: up to its resume point {what}, so the "
+            "archive cannot continue; pack again with --force",
+        )
+
+
+def _tar_stream(
+    entries: Iterator[SourceEntry], start: int = 0
+) -> Iterator[bytes | _FileDone | _MemberMark]:
+    """The pax tar stream of the entries from offset ``start`` on (bytes before it are left
+    out and their files not opened); file data is read in READ_SIZE pieces, never whole."""
     writer = TarWriter()
+
+    def after_start(data: bytes, offset: int) -> bytes:
+        return data[max(0, start - offset) :]
+
     for entry in entries:
         member = entry.member
-        yield writer.header(member)
+        offset = writer.offset
+        header = writer.header(member)
+        yield _MemberMark(offset, header + entry.stamp)
+        if writer.offset <= start:
+            continue  # wholly before the resume point
+        if part := after_start(header, offset):
+            yield part
         if member.kind is MemberKind.FILE:
-            yield from _file_data(entry.path, member.size)
-            yield padding(member.size)
+            data_offset = offset + len(header)
+            skip = min(member.size, max(0, start - data_offset))
+            yield from _file_data(entry.path, member.size, skip)
+            if part := after_start(padding(member.size), data_offset + member.size):
+                yield part
         yield _FileDone(entry.path, member.size)
-    yield writer.finish()
+    offset = writer.offset
+    yield after_start(writer.finish(), offset)
 
 
-def _file_data(path: str, size: int) -> Iterator[bytes]:
+def _file_data(path: str, size: int, skip: int = 0) -> Iterator[bytes]:
+    """The file's bytes after the first ``skip``; a file that shrank is an error."""
     try:
         handle = open(path, "rb", buffering=0)  # noqa: SIM115
+        if skip:
+            handle.seek(skip)
     except OSError as exc:
         raise SourceError(path, exc.strerror or str(exc)) from exc
     with handle:
-        remaining = size
+        remaining = size - skip
         while remaining:
             try:
                 data = handle.read(min(remaining, READ_SIZE))

@@ -4,6 +4,10 @@ With a manifest, files finished from a chunk stay under temporary names until th
 SHA-256 has matched; a mismatch removes them, so no unverified byte ever sits in a file that
 looks complete. ``StreamUnpacker`` is the whole chain as one push object, whatever brings the
 bytes: chunk files (``unpack``), a pipe (``unpack_stream``) or the asyncio API.
+
+``unpack`` also journals, after each verified chunk, where the first member not yet in place
+starts (fs/journal.py), so ``resume`` can skip what an interrupted run restored and start
+decoding at the block that holds the first missing member, reading nothing before it.
 """
 
 from __future__ import annotations
@@ -16,45 +20,100 @@ from ..core.manifest import Manifest
 from ..core.reorder import ChunkReorderer
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent
 from ..core.verifier import ChunkVerified, StreamVerifier, VerifierEvent
-from ..errors import ChecksumMismatchError, UsageError
+from ..errors import (
+    ChecksumMismatchError,
+    CompressionMismatchError,
+    CorruptStreamError,
+    StcError,
+    UnsafeMemberError,
+    UsageError,
+)
+from ..fs.journal import ResumeState, UnpackJournal
 from ..fs.writer import TreeWriter
-from ..models import CompressionType, MemberKind
+from ..models import CompressionType, MemberKind, TarMember
 from ..progress import NullProgress, Progress
 from ..storage.local import LocalChunkSource
-from .decode import ParallelBlockDecoder, TarStreamDecoder
+from .decode import ParallelBlockDecoder, StartPoint, TarStreamDecoder, start_point
 from .threads import in_background
 
 # Chunks that may wait for a missing one when they arrive out of order: memory is at most this
 # many chunks, so the default stays small.
 DEFAULT_REORDER_WINDOW = 4
 READ_AHEAD_PIECES = 4  # 1 MiB pieces read and hashed ahead of decoding
+# What damaged bytes make decoding raise, possibly before their chunk's SHA-256 is known.
+_DATA_ERRORS = (CorruptStreamError, UnsafeMemberError, CompressionMismatchError)
 
 
 @dataclass(frozen=True, slots=True)
 class UnpackResult:
+    """``members`` this run restored. ``resumed``: it skipped the ``skipped_members`` an
+    interrupted run had restored and began decoding in mid-stream, so the whole-stream checks
+    (stream SHA-256, gzip CRC-32, xz index, zstd seek table) were skipped; every chunk it read
+    still matched its SHA-256."""
+
     members: int
     compressed_bytes: int
     verified: bool
     compression: CompressionType | None
+    resumed: bool = False
+    skipped_members: int = 0
 
 
 class _Extractor:
-    """Routes tar events to the writer and reports each finished member."""
+    """Routes tar events to the writer and reports each finished member; with a journal, says
+    after each commit where the first member not yet in place starts."""
 
-    def __init__(self, writer: TreeWriter, progress: Progress) -> None:
+    def __init__(
+        self,
+        writer: TreeWriter,
+        progress: Progress,
+        journal: UnpackJournal | None = None,
+        resume: ResumeState | None = None,
+    ) -> None:
         self._writer = writer
         self._progress = progress
+        self._journal = journal
+        # Member offsets count from where decoding began; the journal's from the stream start.
+        self._base = resume.position if resume is not None else 0
+        self._skipped = resume.members if resume is not None else 0
+        self._open: TarMember | None = None  # started, not yet ended
+        self._directories: list[TarMember] = []  # ended since the last record
+        self._due = False  # a commit with no member open: record when the next one starts
 
     def __call__(self, event: TarEvent) -> None:
         if isinstance(event, MemberData):
             self._writer.write(event.data)
         elif isinstance(event, MemberStart):
+            if self._due:
+                self._record(event.member)
+            self._open = event.member
             self._writer.start(event.member)
         elif isinstance(event, MemberEnd):
             self._writer.end(event.member)
+            self._open = None
             member = event.member
+            if member.kind is MemberKind.DIRECTORY and self._journal is not None:
+                self._directories.append(member)
             size = member.size if member.kind is MemberKind.FILE else 0
             self._progress.file(os.path.join(self._writer.output_dir, member.name), size)
+
+    def committed(self) -> None:
+        """Every ended member now has its real name: journal that the open member (or, when
+        none is open, the next to start) is the first one not in place."""
+        if self._journal is None:
+            return
+        if self._open is not None:
+            self._record(self._open)
+        else:
+            self._due = True
+
+    def _record(self, first: TarMember) -> None:
+        assert self._journal is not None
+        self._due = False
+        # Between members, every member the writer counted has ended and is in place.
+        members = self._skipped + self._writer.members_written
+        self._journal.record(self._base + first.offset, members, self._directories)
+        self._directories = []
 
 
 class StreamUnpacker:
@@ -78,31 +137,58 @@ class StreamUnpacker:
         progress: Progress | None = None,
         same_owner: bool = False,
         location: str = "",
+        max_output_bytes: int | None = None,
+        max_members: int | None = None,
+        journal: UnpackJournal | None = None,
+        resume: ResumeState | None = None,
     ) -> None:
         self._progress = progress or NullProgress()
         self._manifest = manifest
+        self._journal = journal
+        self._resume = resume
+        chunks = manifest.chunks if manifest is not None else ()
+        self._start: StartPoint | None = None
+        if resume is not None:
+            if manifest is None or not verify_checksum:
+                raise UsageError("resuming needs the manifest and its chunk checks")
+            self._start = start_point(manifest, resume.position)
+            chunks = chunks[self._start.chunk :]
+        self.first_chunk = self._start.chunk if self._start is not None else 0
         self._verifier = (
-            StreamVerifier(manifest.chunks, manifest.sha256, location)
+            StreamVerifier(chunks, None if self._start else manifest.sha256, location)
             if verify_checksum and manifest is not None
             else None
         )
         stated = compression or (manifest.compression if manifest is not None else None)
         workers = workers or os.cpu_count() or 1
         self._decoder: TarStreamDecoder | ParallelBlockDecoder
-        if manifest is not None and workers > 1 and ParallelBlockDecoder.usable(manifest):
+        if manifest is not None and self._start is not None:
+            self._decoder = ParallelBlockDecoder(manifest, stated, workers, self._start)
+        elif manifest is not None and workers > 1 and ParallelBlockDecoder.usable(manifest):
             self._decoder = ParallelBlockDecoder(manifest, stated, workers)
         else:
             self._decoder = TarStreamDecoder(stated)
         self._writer = TreeWriter(
-            output_dir, deferred=self._verifier is not None, same_owner=same_owner
+            output_dir,
+            deferred=self._verifier is not None,
+            same_owner=same_owner,
+            max_output_bytes=max_output_bytes,
+            max_members=max_members,
+            resumed=resume is not None,
         )
-        self._extract = _Extractor(self._writer, self._progress)
+        if journal is not None:
+            journal.begin()
+        for directory in resume.directories if resume is not None else ():
+            self._writer.restore_directory(directory)
+        self._extract = _Extractor(self._writer, self._progress, journal, resume)
         self._reorder_window = reorder_window
         self._location = location
         self._reorderer: ChunkReorderer | None = None
         self._in_order = False
         self._total = 0
-        self._progress.start(manifest.compressed_size if manifest is not None else None)
+        # Chunks before this index are proven good (by this run, or before its resume point).
+        self.verified_chunks = self.first_chunk
+        self._progress.start(sum(c.size for c in chunks) if manifest is not None else None)
 
     def push(self, item: bytes | bytearray | memoryview | tuple[int, bytes]) -> None:
         if isinstance(item, tuple):
@@ -138,6 +224,8 @@ class StreamUnpacker:
         """Decode and write checked bytes; a verified chunk makes its files visible."""
         if isinstance(event, ChunkVerified):
             self._writer.commit()
+            self.verified_chunks += 1
+            self._extract.committed()
             return
         self._total += len(event)
         for tar_event in self._decoder.events(event):
@@ -155,16 +243,23 @@ class StreamUnpacker:
             self._extract(event)
         self._writer.commit()
         self._writer.close()
+        if self._journal is not None:
+            self._journal.remove()
         self._progress.finish()
         return UnpackResult(
             self._writer.members_written,
             self._total,
             self._verifier is not None,
             self._decoder.compression,
+            resumed=self._resume is not None,
+            skipped_members=self._resume.members if self._resume is not None else 0,
         )
 
     def abort(self) -> None:
-        """Remove every file not yet verified or complete; keep what was."""
+        """Remove every file not yet verified or complete; keep what was, and the journal
+        that says so."""
+        if self._journal is not None:
+            self._journal.close()
         self._decoder.close()
         self._writer.abort()
         self._writer.close()
@@ -185,26 +280,52 @@ def unpack(
     verify_checksum: bool = True,
     progress: Progress | None = None,
     same_owner: bool = False,
+    max_output_bytes: int | None = None,
+    max_members: int | None = None,
+    resume: bool = False,
 ) -> UnpackResult:
-    """Restores ``PREFIX.part*``: with its manifest, every chunk verified as it is read."""
+    """Restores ``PREFIX.part*``: with its manifest, every chunk verified as it is read.
+
+    A checked unpack journals its progress in ``output_dir``; after an interruption,
+    ``resume`` skips the members already in place (without it, everything is restored again).
+    """
     source = LocalChunkSource(input_prefix)
-    unpacker = StreamUnpacker(
-        output_dir,
-        manifest=source.manifest,
-        compression=compression,
-        verify_checksum=verify_checksum,
-        progress=progress,
-        same_owner=same_owner,
-        location=source.directory,
-    )
+    journal: UnpackJournal | None = None
+    if verify_checksum and source.manifest is not None and _has_block_index(source.manifest):
+        journal = UnpackJournal(output_dir, source.manifest)
+    elif resume:
+        raise UsageError(_not_resumable(input_prefix, source.manifest, verify_checksum))
+    try:
+        unpacker = StreamUnpacker(
+            output_dir,
+            manifest=source.manifest,
+            compression=compression,
+            verify_checksum=verify_checksum,
+            progress=progress,
+            same_owner=same_owner,
+            location=source.directory,
+            max_output_bytes=max_output_bytes,
+            max_members=max_members,
+            journal=journal,
+            resume=journal.open(resume=resume) if journal is not None else None,
+        )
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        raise
     checked = source.manifest is not None and verify_checksum
 
     def read_and_verify() -> Iterator[VerifierEvent]:
         """Runs in its own thread: reading and hashing overlap decoding and writing."""
-        for chunk in source.chunks:
+        for chunk in source.chunks[unpacker.first_chunk :]:
             size = 0
             for piece in source.read(chunk):
                 size += len(piece)
+                if checked and size > chunk.size:
+                    # Raised here, or its extra bytes would count as the next chunk's.
+                    raise ChecksumMismatchError(
+                        chunk.name, f"{chunk.size} bytes", f"more than {chunk.size} bytes"
+                    )
                 yield from unpacker.verify(piece)
             if checked and size != chunk.size:
                 raise ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", f"{size} bytes")
@@ -215,12 +336,44 @@ def unpack(
         for event in events:
             unpacker.consume(event)
         return unpacker.complete()
-    except BaseException:
+    except BaseException as exc:
         try:
             events.close()
         finally:
             unpacker.abort()
+        if checked and isinstance(exc, _DATA_ERRORS):
+            _blame_unverified_chunk(source, unpacker.verified_chunks, exc)
         raise
+
+
+def _has_block_index(manifest: Manifest) -> bool:
+    """Only the manifest's block index tells where a block starts: what a resume needs."""
+    return (
+        bool(manifest.blocks)
+        and manifest.trailer_offset is not None
+        and manifest.uncompressed_size is not None
+    )
+
+
+def _not_resumable(prefix: str, manifest: Manifest | None, verify_checksum: bool) -> str:
+    if not verify_checksum:
+        return "--resume needs the chunk checks (it trusts only verified chunks): drop --no-verify"
+    if manifest is None:
+        return f"--resume needs {prefix}.manifest.json, whose block index says where to restart"
+    return (
+        f"--resume needs a manifest with a block index, and {prefix}'s has none "
+        "(packed by another tool?): unpack without --resume"
+    )
+
+
+def _blame_unverified_chunk(source: LocalChunkSource, index: int, error: StcError) -> None:
+    """A chunk is decoded piece by piece before its last byte is hashed, so a damaged chunk can
+    first show as a corrupt stream or an unsafe member: when that chunk (the first one not yet
+    verified) is damaged, raise the ChecksumMismatchError that names it instead."""
+    if index < len(source.chunks):
+        damage = source.damage(source.chunks[index])
+        if damage is not None:
+            raise damage from error
 
 
 def unpack_stream(
@@ -230,10 +383,17 @@ def unpack_stream(
     compression: CompressionType | None = None,
     progress: Progress | None = None,
     same_owner: bool = False,
+    max_output_bytes: int | None = None,
+    max_members: int | None = None,
 ) -> UnpackResult:
     """Unpacks one compressed stream (stdin, a pipe, ``cat`` of parts) that has no manifest."""
     unpacker = StreamUnpacker(
-        output_dir, compression=compression, progress=progress, same_owner=same_owner
+        output_dir,
+        compression=compression,
+        progress=progress,
+        same_owner=same_owner,
+        max_output_bytes=max_output_bytes,
+        max_members=max_members,
     )
     try:
         for piece in pieces:

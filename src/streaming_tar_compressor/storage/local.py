@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from ..core.manifest import Manifest, is_bare_file_name
-from ..errors import ManifestError, MissingChunkError, OutputError, UsageError
+from ..errors import (
+    ArchiveBusyError,
+    ChecksumMismatchError,
+    ManifestError,
+    MissingChunkError,
+    OutputError,
+    UsageError,
+)
 from ..models import ChunkInfo
 
 READ_SIZE = 1 << 20  # bytes per read: large enough that syscalls cost nothing
@@ -46,7 +55,9 @@ def archive_file_matcher(prefix: str) -> Callable[[str], bool]:
     """True for the archive's own files (chunks, manifest, their temp names), so packing a
     folder that holds the output never packs the archive into itself."""
     directory, name = split_prefix(prefix)
-    pattern = re.compile(rf"\.?{re.escape(name)}\.(part\d+|manifest\.json|sha256)(\.\d+)?(\.tmp)?")
+    pattern = re.compile(
+        rf"\.?{re.escape(name)}\.(part\d+|manifest\.json|sha256|lock)(\.\d+)?(\.tmp)?"
+    )
 
     def matches(path: str) -> bool:
         if not pattern.fullmatch(os.path.basename(path)):
@@ -61,19 +72,37 @@ def archive_file_matcher(prefix: str) -> Callable[[str], bool]:
 
 def atomic_write(path: str, data: bytes) -> None:
     """Temp file, fsync, rename, fsync the folder: a reader sees the old file or the new one."""
-    directory = os.path.dirname(path) or "."
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    _rename_into_place(_write_temp(path, data), path)
+
+
+def _write_temp(path: str, data: bytes) -> str:
+    """``data`` synced to disk under a temp name beside ``path``; a failure leaves no temp."""
+    temp = os.path.join(
+        os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp"
+    )
     try:
         with open(temp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
-        _fsync_directory(directory)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
+        _remove(temp)
         raise OutputError(f"cannot write {path}: {exc}") from exc
+    return temp
+
+
+def _rename_into_place(temp: str, path: str) -> None:
+    try:
+        os.replace(temp, path)
+        _fsync_directory(os.path.dirname(path) or ".")
+    except OSError as exc:
+        _remove(temp)
+        raise OutputError(f"cannot write {path}: {exc}") from exc
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _fsync_directory(directory: str) -> None:
@@ -84,6 +113,75 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+_LOCK_FLAGS = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # flock needs no write
+
+
+def lock_path(prefix: str) -> str:
+    directory, name = split_prefix(prefix)
+    return os.path.join(directory, f".{name}.lock")
+
+
+class PrefixLock:
+    """An exclusive ``flock`` on ``.NAME.lock`` beside the chunks while a pack writes them, so
+    a second pack to the same prefix fails at once instead of interleaving chunks. The kernel
+    drops the lock when its process dies (kill -9 too): a leftover file never blocks anyone.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.path = lock_path(prefix)
+        self._fd: int | None = None
+
+    def __enter__(self) -> PrefixLock:
+        directory = os.path.dirname(self.path)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            while self._fd is None:
+                fd = os.open(self.path, _LOCK_FLAGS, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise ArchiveBusyError(
+                        f"another pack is writing to {self.prefix} (it holds {self.path}); "
+                        "wait for it to end or choose another prefix"
+                    ) from None
+                # The holder before us may have removed the file between our open and flock.
+                if _same_file(fd, self.path):
+                    self._fd = fd
+                else:
+                    os.close(fd)
+        except OSError as exc:
+            raise OutputError(f"cannot lock {self.path}: {exc}") from exc
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        return os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_temps(directory: str, name: str) -> None:
+    """Temp chunks and manifests a killed pack left; the caller holds the prefix's lock."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.(part\d+|manifest\.json|sha256)(\.\d+)?\.tmp")
+    try:
+        for entry in os.listdir(directory):
+            if pattern.fullmatch(entry):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory, entry))
+    except OSError as exc:
+        raise OutputError(f"cannot clean up {directory}: {exc}") from exc
+
+
 class LocalChunkSink:
     """Writes chunks as they are cut; each one appears under its real name only when complete.
 
@@ -91,15 +189,17 @@ class LocalChunkSink:
     wait under temporary names and take their real names together, just before the manifest.
     """
 
-    def __init__(self, prefix: str, *, force: bool = False) -> None:
+    def __init__(self, prefix: str, *, force: bool = False, resume: bool = False) -> None:
         self.directory, self.name = split_prefix(prefix)
         self.prefix = prefix
         try:
             os.makedirs(self.directory, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create {self.directory}: {exc}") from exc
+        self._remove_stale_temps()
         self._old_parts = part_files(self.directory, self.name)
-        replacing = bool(self._old_parts) or os.path.exists(manifest_path(prefix))
+        # Resuming continues the interrupted archive in place: its chunks are ours to rewrite.
+        replacing = not resume and (bool(self._old_parts) or os.path.exists(manifest_path(prefix)))
         if replacing and not force:
             raise OutputError(
                 f"{prefix} already has an archive; choose another prefix, "
@@ -118,15 +218,15 @@ class LocalChunkSink:
                     os.unlink(temp)  # a leftover of an interrupted run, or a planted link
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             except OSError as exc:
-                raise OutputError(f"cannot create chunk {name}: {exc}") from exc
+                raise OutputError(f"cannot create chunk {index} ({temp}): {exc}") from exc
             self._handle = (fd, temp)
-        fd = self._handle[0]
+        fd, temp = self._handle
         view = memoryview(data)
         try:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as exc:
-            raise OutputError(f"cannot write chunk {name}: {exc}") from exc
+            raise OutputError(f"cannot write chunk {index} ({temp}): {exc}") from exc
 
     def finish_chunk(self, info: ChunkInfo) -> ChunkInfo:
         """fsync the chunk and give it its name (when replacing: later); returns it with path."""
@@ -137,25 +237,51 @@ class LocalChunkSink:
         self._handle = None
         final = os.path.join(self.directory, info.name)
         try:
-            os.fsync(fd)
-            os.close(fd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             if self._deferred:
                 self._waiting.append((temp, final))
             else:
                 os.replace(temp, final)
         except OSError as exc:
+            _remove(temp)  # the handle is gone, so abort() would not find it
             raise OutputError(f"cannot finish chunk {info.name}: {exc}") from exc
         return replace(info, path=final)
 
+    def write_checkpoint(self, manifest: Manifest) -> None:
+        """After each chunk: where a resumed pack continues. Skipped while replacing an archive,
+        whose manifest must stay until the new archive is whole."""
+        if not self._deferred:
+            atomic_write(manifest_path(self.prefix), manifest.to_json().encode())
+
     def write_manifest(self, manifest: Manifest) -> None:
+        """The .sha256 file and the manifest are written (what a full disk fails) before the
+        chunks take their names, so a replaced archive is still whole then; they go in last."""
+        staged: list[tuple[str, str]] = []  # (temp, path)
         try:
-            if self._deferred:
-                self._swap_in(manifest)
-            _fsync_directory(self.directory)
-        except OSError as exc:
-            raise OutputError(f"cannot put the chunks of {self.prefix} in place: {exc}") from exc
-        atomic_write(sha256sum_path(self.prefix), manifest.sha256sum_text().encode())
-        atomic_write(manifest_path(self.prefix), manifest.to_json().encode())
+            for path, data in (
+                (sha256sum_path(self.prefix), manifest.sha256sum_text().encode()),
+                (manifest_path(self.prefix), manifest.to_json().encode()),
+            ):
+                staged.append((_write_temp(path, data), path))
+            try:
+                if self._deferred:
+                    self._swap_in(manifest)
+                else:
+                    self._remove_unlisted(manifest)
+                _fsync_directory(self.directory)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot put the chunks of {self.prefix} in place: {exc}"
+                ) from exc
+        except OutputError:
+            for temp, _ in staged:
+                _remove(temp)
+            raise
+        for temp, path in staged:
+            _rename_into_place(temp, path)
 
     def abort(self) -> None:
         """Remove what is not whole: the chunk in progress, and when replacing, the new chunks
@@ -170,6 +296,19 @@ class LocalChunkSink:
         for temp in temps:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+
+    def _remove_stale_temps(self) -> None:
+        """Temp chunks and manifests a killed pack left; the caller holds the prefix's lock."""
+        remove_stale_temps(self.directory, self.name)
+
+    def _remove_unlisted(self, manifest: Manifest) -> None:
+        """Chunks of an interrupted run past the resumed archive's end (its sources shrank, or
+        chunks were renamed after the last checkpoint) must not join ``cat PREFIX.part*``."""
+        listed = {chunk.name for chunk in manifest.chunks}
+        for stale in part_files(self.directory, self.name):
+            if stale not in listed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.directory, stale))
 
     def _swap_in(self, manifest: Manifest) -> None:
         """Old manifest out first, so no moment shows it beside chunks it does not describe."""
@@ -193,6 +332,11 @@ class LocalChunkSource:
         self.directory, self.name = split_prefix(prefix)
         self.prefix = prefix
         self.manifest = read_manifest_if_present(prefix)
+        if self.manifest is not None and not self.manifest.complete:
+            raise ManifestError(
+                f"{prefix} is an interrupted pack ({self.manifest.total_chunks} chunk(s) so "
+                "far): finish it first with stc pack … --resume (resume=True)"
+            )
         if self.manifest is not None:
             self.chunks: list[ChunkInfo] = list(self.manifest.chunks)
         else:
@@ -204,9 +348,7 @@ class LocalChunkSource:
                     f"exists in {self.directory})",
                     "check the prefix",
                 )
-            self.chunks = [
-                ChunkInfo(index=i, name=n, size=-1, checksum="") for i, n in enumerate(names)
-            ]
+            self.chunks = _numbered_chunks(self.name, names, self.directory)
 
     def path(self, chunk: ChunkInfo) -> str:
         return os.path.join(self.directory, chunk.name)
@@ -222,6 +364,37 @@ class LocalChunkSource:
         with handle:
             while piece := handle.read(READ_SIZE):
                 yield piece
+
+    def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None:
+        """What is wrong with the chunk's file against the manifest (size or SHA-256), if
+        anything: lets a decoding error that struck before its chunk was verified name it."""
+        digest, size = hashlib.sha256(), 0
+        for piece in self.read(chunk):
+            digest.update(piece)
+            size += len(piece)
+        if size != chunk.size:
+            return ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", f"{size} bytes")
+        if digest.hexdigest() != chunk.checksum:
+            return ChecksumMismatchError(
+                chunk.name, f"sha256 {chunk.checksum}", f"sha256 {digest.hexdigest()}"
+            )
+        return None
+
+
+def _numbered_chunks(name: str, names: list[str], directory: str) -> list[ChunkInfo]:
+    """Without a manifest the numbers are all there is: they must run 0, 1, 2, … (``names`` is
+    in number order), or the stream would silently skip or repeat a chunk."""
+    numbers = [int(entry[len(name) + len(".part") :]) for entry in names]
+    for index, number in enumerate(numbers):
+        if number == index:
+            continue
+        if index and number == numbers[index - 1]:
+            raise UsageError(
+                f"{names[index - 1]} and {names[index]} in {directory} both are chunk {number}; "
+                "keep one"
+            )
+        raise MissingChunkError(index, directory)
+    return [ChunkInfo(index=i, name=n, size=-1, checksum="") for i, n in enumerate(names)]
 
 
 def read_manifest_if_present(prefix: str) -> Manifest | None:
