@@ -118,7 +118,8 @@ class UnsafeMemberError(StcError):
 
     def __init__(self, member: str, rule: str) -> None:
         self.member, self.rule = member, rule
-        super().__init__(f"refusing member {member!r}: {rule}")
+        shown = member if len(member) <= 300 else f"{member[:150]}…{member[-100:]}"
+        super().__init__(f"refusing member {shown!r}: {rule}")
 
 
 class LimitExceededError(StcError):

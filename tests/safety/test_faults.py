@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import streaming_tar_compressor as stc
 from streaming_tar_compressor import sync
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.errors import OutputError, SourceError
@@ -526,3 +527,21 @@ def test_cli_unpack_read_only_output(archive, tmp_path, read_only, capsys):
     code, err = run_cli(capsys, "unpack", str(archive), "-C", str(out))
     assert code == 10
     assert_one_line(err, "cannot create the folder of", "Permission denied")
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_in_place_of_a_chunk_or_manifest_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data" * 1000)
+    stc.pack([src], tmp_path / "a" / "b", compression="gzip")
+    part = tmp_path / "a" / "b.part0000"
+    part.unlink()
+    os.mkfifo(part)
+    with pytest.raises(stc.MissingChunkError, match="not a regular file"):
+        stc.unpack(tmp_path / "a" / "b", tmp_path / "out")
+    manifest = tmp_path / "a" / "b.manifest.json"
+    manifest.unlink()
+    os.mkfifo(manifest)
+    with pytest.raises(stc.ManifestError, match="not a regular file"):
+        stc.unpack(tmp_path / "a" / "b", tmp_path / "out")

@@ -937,7 +937,13 @@ def test_hostile_archive_is_refused_or_harmless(tmp_path: Path, case: Case, entr
         assert outcome.error is not None and issubclass(outcome.error, case.error), outcome
         assert re.search(case.rule, outcome.message), outcome.message
         if case.refused:
-            named = [name for name in case.refused if f"member {name!r}:" in outcome.message]
+            # Names over 300 characters are shown by their start and end only.
+            named = [
+                name
+                for name in case.refused
+                if f"member {name!r}:" in outcome.message
+                or (len(name) > 300 and f"member {name[:150]!r}"[:-1] in outcome.message)
+            ]
             assert named, outcome.message
     if case.check is not None:
         case.check(world.out)

@@ -24,7 +24,9 @@ from .journal import is_journal_name
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_temp_counter = itertools.count()
+# Starts at a random number: a later process with the same pid (containers) never meets a
+# leftover of an earlier one that no journal recorded.
+_temp_counter = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
 OPEN_DIRS_KEPT = 256  # folder descriptors kept open: a tree's working set, well below fd limits
 
 

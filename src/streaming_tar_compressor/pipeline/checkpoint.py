@@ -26,6 +26,7 @@ from ..errors import (
     UsageError,
 )
 from ..models import ChunkInfo
+from ..storage.local import open_regular_file
 
 READ_SIZE = 1 << 20
 _EMPTY_DIGEST = hashlib.sha256().hexdigest()
@@ -203,7 +204,7 @@ def _rehash(chunks: Sequence[ChunkInfo], directory: str, overlap_start: int) -> 
         digest = hashlib.sha256()
         size = 0
         try:
-            with open(os.path.join(directory, chunk.name), "rb", buffering=0) as handle:
+            with open_regular_file(os.path.join(directory, chunk.name)) as handle:
                 while piece := handle.read(READ_SIZE):
                     digest.update(piece)
                     stream.update(piece)

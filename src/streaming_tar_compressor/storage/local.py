@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
+import io
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -22,6 +25,8 @@ from ..errors import (
 from ..models import ChunkInfo
 
 READ_SIZE = 1 << 20  # bytes per read: large enough that syscalls cost nothing
+# A manifest lists ~40 bytes per block and ~150 per chunk: 256 MiB is millions of each.
+MAX_MANIFEST_SIZE = 256 * 2**20
 
 
 def split_prefix(prefix: str) -> tuple[str, str]:
@@ -356,7 +361,7 @@ class LocalChunkSource:
     def read(self, chunk: ChunkInfo) -> Iterator[bytes]:
         """The chunk's bytes in pieces of READ_SIZE; a missing file is a MissingChunkError."""
         try:
-            handle = open(self.path(chunk), "rb", buffering=0)  # noqa: SIM115
+            handle = open_regular_file(self.path(chunk))
         except FileNotFoundError:
             raise MissingChunkError(chunk.index, self.directory) from None
         except OSError as exc:
@@ -400,10 +405,26 @@ def _numbered_chunks(name: str, names: list[str], directory: str) -> list[ChunkI
 def read_manifest_if_present(prefix: str) -> Manifest | None:
     path = manifest_path(prefix)
     try:
-        with open(path, "rb") as handle:
-            text = handle.read()
+        with open_regular_file(path) as handle:
+            text = handle.read(MAX_MANIFEST_SIZE + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ManifestError(f"cannot read {path}: {exc}") from exc
+    if len(text) > MAX_MANIFEST_SIZE:
+        raise ManifestError(f"{path} is larger than {MAX_MANIFEST_SIZE >> 20} MiB: not ours")
     return Manifest.from_json(text, source=path)
+
+
+def open_regular_file(path: str) -> io.FileIO:
+    """Open for reading, refusing anything but a regular file: a FIFO planted in place of a
+    chunk or manifest would otherwise block ``open`` forever, a device read forever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(fd, True)
+        return io.FileIO(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
