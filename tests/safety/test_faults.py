@@ -26,7 +26,7 @@ from streaming_tar_compressor import sync
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.errors import OutputError, SourceError
 from streaming_tar_compressor.pipeline import pack as pack_pipeline
-from tests.helpers import IN_CI
+from tests.helpers import IN_CI, snapshot
 
 CHUNK = 64 * 1024
 BLOCK = 32 * 1024  # small blocks, so chunks are written while later sources are still read
@@ -545,3 +545,30 @@ def test_a_fifo_in_place_of_a_chunk_or_manifest_is_an_error_not_a_hang(tmp_path:
     os.mkfifo(manifest)
     with pytest.raises(stc.ManifestError, match="not a regular file"):
         stc.unpack(tmp_path / "a" / "b", tmp_path / "out")
+
+
+# -- what a fault leaves can be resumed -------------------------------------------------------
+
+
+def test_a_pack_stopped_by_a_full_disk_resumes_to_the_same_chunks(
+    tree, reference, tmp_path, faults, monkeypatch
+):
+    prefix = tmp_path / "out" / "b"
+    faults.disk_full_after(3 * CHUNK + 1000)
+    with pytest.raises(OutputError, match="No space left"):
+        pack(tree, prefix)
+    monkeypatch.undo()  # the disk has room again
+    result = pack(tree, prefix, resume=True)
+    assert result.resumed_chunks >= 2
+    assert chunks_of(prefix) == reference
+
+
+def test_an_unpack_stopped_by_a_full_disk_resumes(tree, archive, tmp_path, faults, monkeypatch):
+    out = tmp_path / "out"
+    faults.disk_full_after(150_000)
+    with pytest.raises(OutputError, match="No space left"):
+        sync.unpack(archive, out)
+    monkeypatch.undo()
+    result = sync.unpack(archive, out, resume=True)
+    assert result.resumed
+    assert snapshot(out / tree.relative_to("/")) == snapshot(tree)

@@ -262,7 +262,7 @@ def kill_when(command: list[str], directory: Path, parts: int, delay: float) -> 
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("codec", ["gzip", "zstd", "xz", "none"])
+@pytest.mark.parametrize("codec", CODECS)
 def test_sigkill_at_random_points_then_resume_is_byte_identical(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str
 ) -> None:
