@@ -35,12 +35,14 @@ FILES = [(f"f{i:02d}", bytes([65 + i]) * 10_000) for i in range(8)]
 EIGHT_FILES = tar(*(entry(name, data) for name, data in FILES))
 BOMB_FILES, BOMB_FILE_SIZE = 64, 16 * 2**20  # 1 GiB of zeros
 PEAK_RSS_LIMIT = 200 * 2**20  # bytes
-# Runs the CLI and reports its own peak RSS on the last line of stderr.
+# Runs the CLI and reports its own peak RSS on the last line of stderr: VmHWM, which starts
+# afresh at exec (getrusage's ru_maxrss would carry over the forking pytest process's peak).
 MEASURED_CLI = (
-    "import resource, sys\n"
+    "import re, sys\n"
     "from streaming_tar_compressor.cli.main import main\n"
     "code = main(sys.argv[1:])\n"
-    "print('peak-rss-kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "status = open('/proc/self/status').read()\n"
+    "print('peak-rss-kib', re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1), file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
