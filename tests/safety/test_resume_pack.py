@@ -12,6 +12,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,6 +81,22 @@ def interrupt_after(monkeypatch: pytest.MonkeyPatch, chunks: int, *, renamed: bo
     monkeypatch.setattr(LocalChunkSink, "abort", lambda self: None)
 
 
+def pack_until(
+    monkeypatch: pytest.MonkeyPatch,
+    sources: list[Path] | list[str],
+    prefix: Path,
+    stop_at: int,
+    *,
+    renamed: bool = False,
+    **options: Any,
+) -> None:
+    """A pack that dies at chunk ``stop_at`` (see interrupt_after)."""
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, stop_at, renamed=renamed)
+        with pytest.raises(Interrupted):
+            stc.pack(sources, prefix, **options)
+
+
 def reference(tmp_path: Path, src: Path, codec: str, **options: int) -> dict[str, object]:
     stc.pack([src], tmp_path / "ref" / "a", compression=codec, **options)  # type: ignore[arg-type]
     return archive_files(tmp_path / "ref")
@@ -94,10 +111,7 @@ def test_resume_gives_the_bytes_of_an_uninterrupted_run(
     expected = reference(tmp_path, src, codec, **SMALL)
     total = sum(".part" in name for name in expected)
     stop_at = {"first": 0, "second": 1, "middle": total // 2, "last": total - 1}[where]
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, stop_at)
-        with pytest.raises(Interrupted):
-            stc.pack([src], tmp_path / "out" / "a", compression=codec, **SMALL)
+    pack_until(monkeypatch, [src], tmp_path / "out" / "a", stop_at, compression=codec, **SMALL)
     checkpoint = tmp_path / "out" / "a.manifest.json"
     kept = 0  # dying on the first chunk leaves no checkpoint: the resume starts over
     if stop_at:
@@ -118,10 +132,7 @@ def test_a_resumed_archive_unpacks_and_a_second_resume_is_a_no_op(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = make_source(tmp_path)
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, 3)
-        with pytest.raises(Interrupted):
-            stc.pack([src], tmp_path / "out" / "a", compression="zstd", **SMALL)
+    pack_until(monkeypatch, [src], tmp_path / "out" / "a", 3, compression="zstd", **SMALL)
     stc.pack([src], tmp_path / "out" / "a", compression="zstd", resume=True, **SMALL)
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()}
     again = stc.pack([src], tmp_path / "out" / "a", compression="zstd", resume=True, **SMALL)
@@ -134,10 +145,7 @@ def test_a_resumed_archive_unpacks_and_a_second_resume_is_a_no_op(
 
 def interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, src: Path, at: int = 6) -> Path:
     prefix = tmp_path / "out" / "a"
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, at)
-        with pytest.raises(Interrupted):
-            stc.pack([src], prefix, compression="gzip", **SMALL)
+    pack_until(monkeypatch, [src], prefix, at, compression="gzip", **SMALL)
     return prefix
 
 
@@ -295,10 +303,7 @@ def test_relative_sources_resume_only_from_the_same_folder(
     make_source(tmp_path)
     monkeypatch.chdir(tmp_path)
     prefix = tmp_path / "out" / "a"
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, 4)
-        with pytest.raises(Interrupted):
-            stc.pack(["src"], prefix, compression="gzip", **SMALL)
+    pack_until(monkeypatch, ["src"], prefix, 4, compression="gzip", **SMALL)
     (tmp_path / "elsewhere" / "src").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "elsewhere")
     with pytest.raises(UsageError, match="resume it from there"):
@@ -331,10 +336,9 @@ def test_resume_where_chunks_are_smaller_than_blocks(
     total = sum(".part" in name for name in expected)
     for stop_at in sorted({1, 5, 9, total // 2, total - 2}):
         out = tmp_path / f"out{stop_at}"
-        with monkeypatch.context() as patch:
-            interrupt_after(patch, stop_at, renamed=renamed)
-            with pytest.raises(Interrupted):
-                stc.pack([src], out / "a", compression=codec, **TINY)
+        pack_until(
+            monkeypatch, [src], out / "a", stop_at, renamed=renamed, compression=codec, **TINY
+        )
         stc.pack([src], out / "a", compression=codec, resume=True, **TINY)
         assert archive_files(out) == expected, f"interrupted at chunk {stop_at} of {total}"
 
@@ -345,10 +349,7 @@ def test_a_change_inside_the_resumed_block_is_refused(
     """The resumed block is made again: a file in it, after its start, must be unchanged too."""
     src = noise_source(tmp_path)
     prefix = tmp_path / "out" / "a"
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, 12)
-        with pytest.raises(Interrupted):
-            stc.pack([src], prefix, compression="none", **TINY)
+    pack_until(monkeypatch, [src], prefix, 12, compression="none", **TINY)
     resume = json.loads(Path(f"{prefix}.manifest.json").read_text())["resume"]
     start, end = resume["raw_offset"], resume["raw_offset"] + TINY["block_size"]
     whole = stc.pack([src], tmp_path / "ref" / "a", compression="none", **TINY)
@@ -372,10 +373,7 @@ def test_chunks_past_the_resumed_end_are_removed(
 ) -> None:
     src = make_source(tmp_path)
     prefix = tmp_path / "out" / "a"
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, 2)
-        with pytest.raises(Interrupted):
-            stc.pack([src], prefix, compression="none", **SMALL)
+    pack_until(monkeypatch, [src], prefix, 2, compression="none", **SMALL)
     planted = prefix.parent / "a.part0099"  # as left by chunks renamed after the checkpoint
     planted.write_bytes(b"old chunk")
     (src / "z_last").write_bytes(b"")
