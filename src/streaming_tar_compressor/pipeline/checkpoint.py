@@ -76,7 +76,8 @@ class PackIdentity:
 
     @classmethod
     def of(cls, sources: Sequence[str]) -> PackIdentity:
-        return cls(tuple(sources), os.getcwd())
+        """Sources as normalised paths: ``./src/`` and ``src`` make the same members."""
+        return cls(tuple(os.path.normpath(source) for source in sources), os.getcwd())
 
 
 @dataclass(slots=True)
