@@ -97,6 +97,11 @@ class Resumption:
         return sum(chunk.size for chunk in self.chunks)
 
 
+def made_with(manifest: Manifest) -> tuple[str, int | None, int | None, int]:
+    """The options that decide an archive's bytes: codec, level, block and chunk size."""
+    return (manifest.compression.value, manifest.level, manifest.block_size, manifest.chunk_size)
+
+
 def checkpoint_manifest(base: Manifest, checkpoint: Checkpoint, identity: PackIdentity) -> Manifest:
     """The manifest written after a chunk: ``complete: false`` plus where to continue."""
     point = checkpoint.point
@@ -130,7 +135,7 @@ def checkpoint_manifest(base: Manifest, checkpoint: Checkpoint, identity: PackId
 def load_resumption(
     manifest: Manifest,
     identity: PackIdentity,
-    settings: tuple[str, int, int, int],
+    settings: tuple[str, int | None, int | None, int],
     directory: str,
     source: str,
 ) -> Resumption:
@@ -138,14 +143,8 @@ def load_resumption(
     resume = manifest.extra.get("resume")
     if not isinstance(resume, dict):
         raise ManifestError(f"{source} is incomplete but holds no resume checkpoint")
-    stated = (
-        manifest.compression.value,
-        manifest.level,
-        manifest.block_size,
-        manifest.chunk_size,
-    )
     names = ("compression", "level", "block size", "chunk size")
-    for name, before, now in zip(names, stated, settings, strict=True):
+    for name, before, now in zip(names, made_with(manifest), settings, strict=True):
         if before != now:
             raise UsageError(
                 f"the interrupted pack used {name} {before}, not {now}: resume it with the "

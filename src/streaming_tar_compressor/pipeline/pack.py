@@ -48,6 +48,7 @@ from .checkpoint import (
     SourceCheck,
     checkpoint_manifest,
     load_resumption,
+    made_with,
 )
 from .parallel import ordered_map
 from .threads import in_background
@@ -234,7 +235,7 @@ def pack_events(
     def encode(block: _TarBlock) -> tuple[EncodedBlock, _TarBlock]:
         return encoder.encode_block(block.data), block
 
-    tar = _TarState(start, expect=start.sources if resume else None)
+    tar = _TarState(start.raw_offset, expect=start.sources if resume else None)
     # The tar stream (walking, reading files) is made in its own thread, ahead of us.
     tar_blocks = in_background(
         _tar_blocks(iter_entries(sources, skipped, exclude), settings.block_size, tar),
@@ -331,11 +332,10 @@ def pack(
 
 
 def _already_complete(
-    manifest: Manifest, stated: tuple[str, int, int, int], prefix: str
+    manifest: Manifest, stated: tuple[str, int | None, int | None, int], prefix: str
 ) -> PackResult:
     """``--resume`` on a finished archive: nothing to do, if it is the same job's archive."""
-    made = (manifest.compression.value, manifest.level, manifest.block_size, manifest.chunk_size)
-    if made != stated:
+    if made_with(manifest) != stated:
         raise UsageError(
             f"{prefix} already holds a complete archive made with other options; "
             "replace it with --force"
@@ -521,7 +521,7 @@ class _TarState:
     """Shared with the tar thread: where the stream starts and, once it ended, ``end`` (the
     check of every member). With ``expect``, the members before the start must match it."""
 
-    start: ResumePoint
+    start: int
     expect: SourceCheck | None = None
     end: SourceCheck | None = None
 
@@ -545,7 +545,7 @@ class _SourceDigest:
 def _tar_blocks(
     entries: Iterator[SourceEntry], block_size: int, state: _TarState
 ) -> Iterator[_TarBlock]:
-    start = state.start.raw_offset
+    start = state.start
     blocker = Blocker(block_size)
     digest = _SourceDigest()
     first = True
