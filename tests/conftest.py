@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import build_tree
+
+TEST_UMASK = 0o022
+
+
+@pytest.fixture(autouse=True)
+def known_umask() -> Iterator[None]:
+    """Unpacked modes are the stored ones less the umask: every test runs under 022, whatever
+    the shell that started pytest set."""
+    previous = os.umask(TEST_UMASK)
+    yield
+    os.umask(previous)
 
 
 @pytest.fixture

@@ -157,13 +157,19 @@ def test_http_upload_then_download_through_the_chunk_server(sample, tmp_path, ch
 
 
 def test_chunk_server_script_prints_its_url_and_stops_on_ctrl_c():
-    server = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "chunk_server.py")],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # A child inherits an ignored SIGINT, and a test run started in the background (`make test
+    # &`, CI scripts) ignores it: start the server as a terminal's foreground job would be.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        server = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "chunk_server.py")],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         assert server.stdout is not None
         url = re.search(r"http://127\.0\.0\.1:\d+", server.stdout.readline())

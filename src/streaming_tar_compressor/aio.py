@@ -35,6 +35,7 @@ from .models import ChunkInfo, CompressionType
 from .pipeline.pack import DEFAULT_CHUNK_SIZE
 from .pipeline.unpack import DEFAULT_REORDER_WINDOW, StreamUnpacker, UnpackResult
 from .progress import NullProgress, Progress
+from .storage.local import MANIFEST_SUFFIX
 from .sync import StrPath
 
 T = TypeVar("T")
@@ -219,13 +220,15 @@ async def decompress_from_chunks(
     progress: Progress | None = None,
     max_output_bytes: int | None = None,
     max_members: int | None = None,
+    same_permissions: bool = False,
     resume: bool = False,
 ) -> UnpackResult:
     """Restores ``PREFIX.part*`` into ``output_dir`` (created if missing), chunk by chunk.
 
     ``max_output_bytes`` and ``max_members`` (None: no cap) stop a decompression bomb with
     LimitExceededError before the member that would pass them is written. ``resume`` skips
-    what an interrupted unpack into ``output_dir`` restored.
+    what an interrupted unpack into ``output_dir`` restored. Permission bits are the stored
+    ones less the umask, unless ``same_permissions`` (``tar -p``).
     """
     return await _off_the_loop(
         progress_callback,
@@ -238,6 +241,7 @@ async def decompress_from_chunks(
             progress=bridge,
             max_output_bytes=max_output_bytes,
             max_members=max_members,
+            same_permissions=same_permissions,
             resume=resume,
         ),
     )
@@ -362,6 +366,7 @@ class StreamingTarCompressor:
         progress: Progress | None = None,
         max_output_bytes: int | None = None,
         max_members: int | None = None,
+        same_permissions: bool = False,
     ) -> UnpackResult:
         """Sync twin of ``decompress_from_chunks``."""
         unpacker = self._unpacker(
@@ -371,6 +376,7 @@ class StreamingTarCompressor:
             progress,
             max_output_bytes=max_output_bytes,
             max_members=max_members,
+            same_permissions=same_permissions,
         )
         try:
             for item in chunks:
@@ -390,6 +396,7 @@ class StreamingTarCompressor:
         progress_callback: ProgressCallback | None = None,
         max_output_bytes: int | None = None,
         max_members: int | None = None,
+        same_permissions: bool = False,
     ) -> UnpackResult:
         """Unpacks bytes as they arrive: pieces of any size in order, or ``(index, bytes)``
         chunks in any order (put back in order within ``reorder_window`` chunks).
@@ -406,6 +413,7 @@ class StreamingTarCompressor:
             bridge,
             max_output_bytes=max_output_bytes,
             max_members=max_members,
+            same_permissions=same_permissions,
         )
         pending: asyncio.Future[None] | None = None
         try:
@@ -436,6 +444,7 @@ class StreamingTarCompressor:
         *,
         max_output_bytes: int | None,
         max_members: int | None,
+        same_permissions: bool,
     ) -> StreamUnpacker:
         return StreamUnpacker(
             os.fspath(output_dir),
@@ -446,6 +455,7 @@ class StreamingTarCompressor:
             progress=progress or self.progress,
             max_output_bytes=max_output_bytes,
             max_members=max_members,
+            same_permissions=same_permissions,
         )
 
 
@@ -458,6 +468,8 @@ def load_manifest(manifest: ManifestLike) -> Manifest:
     path = os.fspath(manifest)
     if not path.endswith(".json"):
         return sync.read_manifest(path)
+    if path.endswith(MANIFEST_SUFFIX):
+        return sync.read_manifest(path[: -len(MANIFEST_SUFFIX)])
     try:
         with open(path, "rb") as handle:
             return Manifest.from_json(handle.read(), source=path)

@@ -40,6 +40,12 @@ class ChunkInfo:
     checksum: str
     path: str = ""
 
+    @property
+    def label(self) -> str:
+        """How errors name the chunk: its file name, or its index when a seed manifest given
+        without its prefix leaves it unnamed."""
+        return self.name or f"chunk {self.index}"
+
 
 class MemberKind(str, enum.Enum):
     """What a tar member is; the reader maps typeflags onto these."""

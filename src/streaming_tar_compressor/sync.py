@@ -86,6 +86,7 @@ def unpack(
     progress: Progress | None = None,
     progress_callback: FileCallback | None = None,
     same_owner: bool = False,
+    same_permissions: bool = False,
     max_output_bytes: int | None = None,
     max_members: int | None = None,
     resume: bool = False,
@@ -103,6 +104,7 @@ def unpack(
         verify_checksum=verify_checksum,
         progress=_progress(progress, progress_callback),
         same_owner=same_owner,
+        same_permissions=same_permissions,
         max_output_bytes=max_output_bytes,
         max_members=max_members,
         resume=resume,
@@ -117,6 +119,7 @@ def unpack_stream(
     progress: Progress | None = None,
     progress_callback: FileCallback | None = None,
     same_owner: bool = False,
+    same_permissions: bool = False,
     max_output_bytes: int | None = None,
     max_members: int | None = None,
 ) -> UnpackResult:
@@ -127,6 +130,7 @@ def unpack_stream(
         compression=None if compression is None else CompressionType.parse(compression),
         progress=_progress(progress, progress_callback),
         same_owner=same_owner,
+        same_permissions=same_permissions,
         max_output_bytes=max_output_bytes,
         max_members=max_members,
     )

@@ -25,6 +25,7 @@ import streaming_tar_compressor as stc
 from streaming_tar_compressor import sync
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.errors import OutputError, SourceError
+from streaming_tar_compressor.fs.journal import UnpackJournal
 from streaming_tar_compressor.pipeline import pack as pack_pipeline
 from tests.helpers import IN_CI, snapshot
 
@@ -503,6 +504,9 @@ def test_cli_pack_disk_full(tree, tmp_path, faults, capsys):
     code, err = run_cli(capsys, "pack", str(tree), "-o", str(tmp_path / "b"), "--chunk-size", "64K")
     assert code == 10
     assert_one_line(err, "chunk 1", "b.part1.tmp", "No space left on device")
+    options = "-c gzip -l 6 --chunk-size 64K --block-size 4M"
+    resume = f"stc pack {tree} -o {tmp_path / 'b'} {options} --resume"
+    assert err.rstrip().endswith(f"; to go on from there: {resume}")
 
 
 def test_cli_pack_unreadable_source(tree, tmp_path, unreadable, capsys):
@@ -518,6 +522,9 @@ def test_cli_unpack_disk_full(archive, tmp_path, faults, capsys):
     code, err = run_cli(capsys, "unpack", str(archive), "-C", str(tmp_path / "restored"))
     assert code == 10
     assert_one_line(err, "b.bin", "No space left on device")
+    assert err.rstrip().endswith(
+        f"; to go on from there: stc unpack {archive} -C {tmp_path / 'restored'} --resume"
+    )
 
 
 def test_cli_unpack_read_only_output(archive, tmp_path, read_only, capsys):
@@ -564,11 +571,27 @@ def test_a_pack_stopped_by_a_full_disk_resumes_to_the_same_chunks(
 
 
 def test_an_unpack_stopped_by_a_full_disk_resumes(tree, archive, tmp_path, faults, monkeypatch):
+    """The disk fills once the journal says a member is in place, whenever the decoding threads
+    got that far: a fixed byte budget would stop the run before or after the first record,
+    depending on how far decoding had run ahead of the chunk checks."""
     out = tmp_path / "out"
-    faults.disk_full_after(150_000)
+    in_place: list[int] = []
+    journal_record = UnpackJournal.record
+
+    def record(journal: UnpackJournal, position: int, members: int, *rest: Any) -> None:
+        journal_record(journal, position, members, *rest)
+        if members:
+            in_place.append(members)
+
+    monkeypatch.setattr(UnpackJournal, "record", record)
+    # Two decoding workers hold at most four 32 KiB blocks: file writes lag the chunk checks by
+    # at most that, so some of the 350 KB are still to be written after the first record.
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    faults.fail("write", errno.ENOSPC, lambda *_: bool(in_place))
     with pytest.raises(OutputError, match="No space left"):
         sync.unpack(archive, out)
     monkeypatch.undo()
     result = sync.unpack(archive, out, resume=True)
     assert result.resumed
+    assert 0 < in_place[0] <= result.skipped_members
     assert snapshot(out / tree.relative_to("/")) == snapshot(tree)

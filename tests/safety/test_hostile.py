@@ -440,6 +440,11 @@ def mtime(name: str, seconds: int) -> Callable[[Path], None]:
     return check
 
 
+def not_stamped_by_archive(out: Path) -> None:
+    """The folder's mtime is when something was last made in it, not the archive's."""
+    assert out.stat().st_mtime > MTIME + 10**7  # MTIME is in 2023
+
+
 def both(first: Callable[[Path], None], second: Callable[[Path], None], out: Path) -> None:
     first(out)
     second(out)
@@ -752,7 +757,29 @@ CASES = [
             entry("sgid/f", b"x", mode=0o2644),
         ),
         error=None,
-        check=modes({"suid": 0o755, "sticky": 0o777, "sgid": 0o775, "sgid/f": 0o644}),
+        check=modes({"suid": 0o755, "sticky": 0o755, "sgid": 0o755, "sgid/f": 0o644}),
+    ),
+    Case(
+        "world-writable-modes-pass-through-the-umask",
+        fixed(
+            directory("open", mode=0o777),
+            entry("open/f", b"x", mode=0o666),
+            directory("private", mode=0o700),
+            entry("private/key", b"k", mode=0o600),
+        ),
+        error=None,
+        check=modes({"open": 0o755, "open/f": 0o644, "private": 0o700, "private/key": 0o600}),
+    ),
+    Case(
+        "dot-member-leaves-the-output-directory-alone",
+        fixed(
+            directory(".", mode=0o777),
+            directory("./", mode=0o777),
+            entry("./f", b"x", mode=0o644),
+        ),
+        error=None,
+        prepare=lambda out, _outside: out.chmod(0o700),
+        check=lambda out: both(modes({".": 0o700, "f": 0o644}), not_stamped_by_archive, out),
     ),
     # -- one member replacing another --
     Case(

@@ -12,20 +12,28 @@ import io
 import json
 import os
 import re
-import shlex
 import stat
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import __version__, sync
 from ..codecs import codec_for
-from ..errors import StcError, UsageError
+from ..core.detect import HEAD_SIZE, detect_compression
+from ..core.manifest import Manifest
+from ..errors import (
+    ArchiveBusyError,
+    ArchiveDamagedError,
+    SourceChangedError,
+    StcError,
+    UsageError,
+)
 from ..models import CompressionType, MemberKind, TarMember
 from ..pipeline.pack import DEFAULT_CHUNK_SIZE, restore_command
 from ..progress import NullProgress, Progress
-from ..storage.local import READ_SIZE
+from ..storage.local import MANIFEST_SUFFIX, READ_SIZE, open_regular_file, sha256sum_path
+from .resume_hints import checkpoint_of, pack_resume_command, unpack_resume_command
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B?)", re.IGNORECASE)
@@ -75,19 +83,34 @@ def human_size(size: int) -> str:
 
 def normalize_prefix(text: str) -> str:
     """Accept the prefix, its manifest or one of its parts: ``backup.part0003`` → ``backup``."""
-    for suffix in (".manifest.json", ".sha256"):
+    for suffix in (MANIFEST_SUFFIX, ".sha256"):
         if text.endswith(suffix):
             return text[: -len(suffix)]
     return _PART_SUFFIX.sub("", text)
 
 
+class ArgumentsError(UsageError):
+    """A command line argparse refused; carries the usage text it prints beside the error."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises ArgumentsError instead of exiting, so ``--json`` can report a usage error too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ArgumentsError(f"{message} (see '{self.prog} --help')", self.format_usage())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     codecs = [kind.value for kind in CompressionType]
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stc",
         description="Pack files and directories into a compressed tar stream split into "
         "numbered, SHA-256-checked chunks while compressing, and restore them.",
@@ -178,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--same-owner", action="store_true", help="restore owners too (as root only, like GNU tar)"
     )
     unpack.add_argument(
+        "-p",
+        "--same-permissions",
+        "--preserve-permissions",
+        action="store_true",
+        help="restore permission bits as stored, not less the umask (setuid, setgid and sticky "
+        "are dropped all the same)",
+    )
+    unpack.add_argument(
         "--max-output-bytes",
         type=_size_argument,
         metavar="SIZE",
@@ -232,31 +263,72 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
     if isinstance(sys.stdout, io.TextIOWrapper):
         # Member names that are not UTF-8 print as their original bytes, as tar prints them.
         sys.stdout.reconfigure(errors="surrogateescape")
     try:
-        return int(_COMMANDS[args.command](args))
-    except StcError as exc:
-        if args.json:
-            _print_json(
-                {
-                    "ok": False,
-                    "error": str(exc),
-                    "type": type(exc).__name__,
-                    "exit_code": exc.exit_code,
-                }
-            )
+        args = build_parser().parse_args(arguments)
+    except ArgumentsError as exc:
+        if "--json" in arguments[: arguments.index("--") if "--" in arguments else None]:
+            _print_json(_error_document(exc))
+        print(exc.usage, end="", file=sys.stderr)
         print(f"stc: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    try:
+        return int(_COMMANDS[args.command](args))
+    except StcError as exc:
+        hint = _resume_hint(args, exc)
+        if args.json:
+            _print_json({**_error_document(exc), **({"resume_command": hint} if hint else {})})
+        print(f"stc: error: {exc}{_then(hint)}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
-        print("stc: interrupted", file=sys.stderr)
+        hint = _resume_hint(args, None)
+        if args.json:
+            document = {"ok": False, "error": "interrupted", "type": "KeyboardInterrupt"}
+            _print_json(
+                {**document, "exit_code": 130, **({"resume_command": hint} if hint else {})}
+            )
+        print(f"stc: interrupted{_then(hint)}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
+
+
+def _then(resume_command: str | None) -> str:
+    """The resume command as the end of the one error line."""
+    return f"; to go on from there: {resume_command}" if resume_command else ""
+
+
+def _error_document(error: StcError) -> dict[str, Any]:
+    # The class a script can look up: the CLI's own subclasses report their public parent.
+    public = next(c for c in type(error).__mro__ if c.__module__ == StcError.__module__)
+    return {
+        "ok": False,
+        "error": str(error),
+        "type": public.__name__,
+        "exit_code": error.exit_code,
+    }
+
+
+# Failures that the same command with --resume cannot get past, or that are not ours to resume
+# (another pack holds the prefix).
+_NOT_RESUMABLE = (UsageError, SourceChangedError, ArchiveBusyError)
+
+
+def _resume_hint(args: argparse.Namespace, error: StcError | None) -> str | None:
+    """The command that continues a pack or unpack this failure (None: Ctrl-C) stopped."""
+    if isinstance(error, _NOT_RESUMABLE):
+        return None
+    if args.command == "pack":
+        checkpoint = checkpoint_of(args.output)
+        return pack_resume_command(args.output, checkpoint) if checkpoint else None
+    if args.command == "unpack" and args.prefix != "-":
+        return unpack_resume_command(args, normalize_prefix(args.prefix))
+    return None
 
 
 @contextlib.contextmanager
@@ -303,7 +375,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
             {
                 "ok": True,
                 "prefix": args.output,
-                "compression": manifest.compression.value,
+                "compression": args.compression,
                 "level": manifest.level,
                 "chunks": [c.path for c in result.chunks],
                 "total_chunks": manifest.total_chunks,
@@ -324,7 +396,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     _say(
         args,
         f"packed {human_size(raw)} into {manifest.total_chunks} chunk(s), "
-        f"{human_size(packed)} ({manifest.compression.value}) in {seconds:.1f}s: "
+        f"{human_size(packed)} ({args.compression}) in {seconds:.1f}s: "
         f"{result.chunks[0].path} … {result.chunks[-1].path}",
     )
     _say(args, f"restore without stc: {manifest.restore_command}")
@@ -344,6 +416,7 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
                 compression=args.compression,
                 progress=progress,
                 same_owner=args.same_owner,
+                same_permissions=args.same_permissions,
                 max_output_bytes=args.max_output_bytes,
                 max_members=args.max_members,
             )
@@ -355,6 +428,7 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
                 verify_checksum=not args.no_verify,
                 progress=progress,
                 same_owner=args.same_owner,
+                same_permissions=args.same_permissions,
                 max_output_bytes=args.max_output_bytes,
                 max_members=args.max_members,
                 resume=args.resume,
@@ -397,16 +471,21 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     with _progress(args, "verifying") as progress:
         report = sync.verify(normalize_prefix(args.prefix), deep=args.deep, progress=progress)
     if args.json:
-        _print_json(
-            {
-                "ok": report.ok,
-                "chunks_checked": report.chunks_checked,
-                "bytes_checked": report.bytes_checked,
-                "deep": report.deep,
-                "members_checked": report.members_checked,
-                "problems": report.problems,
-            }
-        )
+        document: dict[str, Any] = {
+            "ok": report.ok,
+            "chunks_checked": report.chunks_checked,
+            "bytes_checked": report.bytes_checked,
+            "deep": report.deep,
+            "members_checked": report.members_checked,
+            "problems": report.problems,
+        }
+        if not report.ok:
+            # The error goes into the report: stdout holds one JSON document, always.
+            error = ArchiveDamagedError(report.problems)
+            _print_json({**document, **_error_document(error)})
+            print(f"stc: error: {error}", file=sys.stderr)
+            return error.exit_code
+        _print_json(document)
     elif report.ok:
         deep = f", {report.members_checked} members decoded" if report.deep else ""
         _say(
@@ -432,36 +511,71 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    manifest = sync.read_manifest(normalize_prefix(args.prefix))
+    prefix = normalize_prefix(args.prefix)
+    manifest = sync.read_manifest(prefix)
+    resume = None if manifest.complete else pack_resume_command(prefix, manifest)
     if args.json:
-        _print_json({"ok": True, **json.loads(manifest.to_json())})
+        extra = {"resume_command": resume} if resume else {}
+        _print_json({"ok": True, **json.loads(manifest.to_json()), **extra})
         return 0
-    codec = codec_for(manifest.compression)
-    name = os.path.basename(normalize_prefix(args.prefix))
-    raw, packed = manifest.uncompressed_size, manifest.compressed_size
-    ratio = f" (ratio {raw / packed:.2f})" if raw and packed else ""
-    lines = [
-        f"archive:      {normalize_prefix(args.prefix)}",
-        f"compression:  {manifest.compression.value} level {manifest.level}",
-        f"chunks:       {manifest.total_chunks} of {human_size(manifest.chunk_size)}",
-        f"block size:   {human_size(manifest.block_size or 0)} ({len(manifest.blocks)} blocks)",
-        f"size:         {human_size(packed or 0)} packed, {human_size(raw or 0)} tar{ratio}",
-        f"sha256:       {manifest.sha256}",
-        f"created:      {manifest.created} by {manifest.tool}",
-        f"complete:     {'yes' if manifest.complete else 'no (interrupted pack)'}",
-        f"restore:      {manifest.restore_command or restore_command(codec, name)}",
-        f"check:        sha256sum -c {name}.sha256   (run in the archive's folder)",
-    ]
-    resume = manifest.extra.get("resume")
-    if not manifest.complete and isinstance(resume, dict):
-        sources = " ".join(shlex.quote(str(s)) for s in resume.get("sources", []))
-        lines[-2:] = [
-            f"resume:       cd {shlex.quote(str(resume.get('cwd')))} && stc pack {sources} "
-            f"-o {shlex.quote(normalize_prefix(args.prefix))} --resume (and the same options)"
-        ]
-    for line in lines:
-        print(line)
+    for label, value in _info_lines(prefix, manifest, resume):
+        print(f"{label + ':':<13} {value}")
     return 0
+
+
+def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tuple[str, str]]:
+    """What the manifest knows, and nothing it does not: an interrupted pack has no stream
+    hash or restore command yet, a seed manifest no codec or block index."""
+    name = os.path.basename(prefix)
+    packed = sum(chunk.size for chunk in manifest.chunks)
+    raw = manifest.uncompressed_size
+    so_far = "" if manifest.complete else " so far"
+    codec = manifest.compression or _detected_codec(prefix, manifest)
+    if manifest.compression is not None:
+        level = f" level {manifest.level}" if manifest.level is not None else ""
+        compression = f"{manifest.compression.value}{level}"
+    else:
+        found = codec.value if codec is not None else "unknown"
+        compression = f"{found} (detected from the bytes; the manifest does not say)"
+    chunk_size = f" of {human_size(manifest.chunk_size)}" if manifest.chunk_size else ""
+    size = f"{human_size(packed)} packed{so_far}"
+    if raw and manifest.complete:
+        size += f", {human_size(raw)} tar (ratio {raw / packed:.2f})" if packed else ""
+    lines = [
+        ("archive", prefix),
+        ("compression", compression),
+        ("chunks", f"{manifest.total_chunks}{so_far}{chunk_size}"),
+    ]
+    if manifest.block_size:
+        blocks = f"{human_size(manifest.block_size)} ({len(manifest.blocks)} blocks{so_far})"
+        lines.append(("block size", blocks))
+    lines.append(("size", size))
+    if manifest.sha256:
+        lines.append(("sha256", manifest.sha256))
+    if manifest.created:
+        lines.append(("created", f"{manifest.created} by {manifest.tool or 'an unknown tool'}"))
+    if not manifest.complete:
+        lines.append(("complete", "no (interrupted pack)"))
+        lines.append(("resume", resume or "the checkpoint does not say how (pack again)"))
+        return lines
+    lines.append(("complete", "yes"))
+    if codec is not None:
+        lines.append(
+            ("restore", manifest.restore_command or restore_command(codec_for(codec), name))
+        )
+    if os.path.exists(sha256sum_path(prefix)):
+        lines.append(("check", f"sha256sum -c {name}.sha256   (run in the archive's folder)"))
+    return lines
+
+
+def _detected_codec(prefix: str, manifest: Manifest) -> CompressionType | None:
+    """A seed manifest names no codec: read it off the first chunk's first bytes."""
+    if not manifest.chunks:
+        return None
+    path = os.path.join(os.path.dirname(prefix), manifest.chunks[0].name)
+    with contextlib.suppress(OSError, StcError), open_regular_file(path) as handle:
+        return detect_compression(handle.read(HEAD_SIZE))
+    return None
 
 
 def format_member(member: TarMember) -> str:

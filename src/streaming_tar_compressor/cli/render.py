@@ -20,7 +20,7 @@ from rich.progress import (
 class ProgressBar:
     """Bytes done of total, rate, ETA and the current file, redrawn on a terminal."""
 
-    def __init__(self, verb: str) -> None:
+    def __init__(self, verb: str, console: Console | None = None) -> None:
         self._verb = verb
         self._bar = Progress(
             TextColumn("[bold]{task.fields[verb]}"),
@@ -29,7 +29,7 @@ class ProgressBar:
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[current]}", style="dim"),
-            console=Console(stderr=True),
+            console=console or Console(stderr=True),
             transient=False,
         )
         self._task: TaskID | None = None
@@ -44,7 +44,19 @@ class ProgressBar:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        # The total is an upper bound (the walk's sizes, before tar padding is known): a run
+        # that succeeded fills the bar; one that failed or was interrupted stays where it was.
+        if kind is None and self._task is not None:
+            self._bar.update(self._task, total=self.completed)
         self._bar.stop()
+
+    @property
+    def completed(self) -> float:
+        return self._bar.tasks[0].completed if self._task is not None else 0
+
+    @property
+    def total(self) -> float | None:
+        return self._bar.tasks[0].total if self._task is not None else None
 
     def start(self, total_bytes: int | None) -> None:
         self._task = self._bar.add_task("", total=total_bytes, verb=self._verb, current="")
@@ -58,9 +70,7 @@ class ProgressBar:
             self._bar.update(self._task, current=_shorten(path))
 
     def finish(self) -> None:
-        if self._task is not None:
-            task = self._bar.tasks[self._task]
-            self._bar.update(self._task, total=task.completed)
+        """The pipeline stopped, done or not: only ``__exit__`` knows which, and fills the bar."""
 
 
 def _shorten(path: str, width: int = 40) -> str:

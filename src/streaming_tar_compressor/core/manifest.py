@@ -3,13 +3,18 @@
 Readers ignore keys they do not know (additions stay compatible within major version 1) and
 reject everything they cannot trust: another major version, missing keys, wrong types, chunk
 names with path parts, counts that do not add up.
+
+The seed's manifests (no ``format`` key) carry only ``version``, ``total_chunks`` and
+``chunks[{index, size, checksum}]``: the codec is then detected from the bytes, chunk names are
+given by the reader that knows the prefix (``with_chunk_names``), and what is missing is simply
+not checked. A key that is present is checked all the same.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ManifestError
@@ -24,8 +29,8 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 class Manifest:
     """Everything needed to check, list and restore an archive; ``chunks`` is authoritative."""
 
-    compression: CompressionType
-    chunk_size: int
+    compression: CompressionType | None  # None: not recorded (a seed manifest), detect it
+    chunk_size: int | None  # None: not recorded (a seed manifest)
     chunks: tuple[ChunkInfo, ...]
     level: int | None = None
     block_size: int | None = None
@@ -39,17 +44,29 @@ class Manifest:
     created: str = ""
     tool: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    seed: bool = False  # read from a manifest without ``format``: the seed's minimal keys
 
     @property
     def total_chunks(self) -> int:
         return len(self.chunks)
 
+    def with_chunk_names(self, prefix_name: str, width: int = 4) -> Manifest:
+        """Chunks the manifest leaves unnamed (the seed's) named ``PREFIX.part0000``…"""
+        if all(chunk.name for chunk in self.chunks):
+            return self
+        named = tuple(
+            replace(chunk, name=chunk.name or f"{prefix_name}.part{chunk.index:0{width}d}")
+            for chunk in self.chunks
+        )
+        return replace(self, chunks=named)
+
     def to_json(self) -> str:
+        """Every key this manifest has; one read from a seed manifest stays a seed manifest."""
         document: dict[str, Any] = {
             **self.extra,
             "version": MANIFEST_VERSION,
             "format": FORMAT_NAME,
-            "compression": self.compression.value,
+            "compression": self.compression.value if self.compression is not None else None,
             "level": self.level,
             "block_size": self.block_size,
             "chunk_size": self.chunk_size,
@@ -68,6 +85,14 @@ class Manifest:
             "created": self.created,
             "tool": self.tool,
         }
+        if self.seed:
+            del document["format"]
+            for key in ("compression", "chunk_size"):
+                if document[key] is None:
+                    del document[key]
+            for chunk in document["chunks"]:
+                if not chunk["name"]:
+                    del chunk["name"]
         return json.dumps(document, indent=1) + "\n"
 
     def sha256sum_text(self) -> str:
@@ -95,29 +120,39 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         raise ManifestError(
             f"{source} has version {version!r}; this tool reads version 1.x — upgrade it"
         )
-    if doc.get("format", FORMAT_NAME) != FORMAT_NAME:
+    seed = "format" not in doc
+    if not seed and doc["format"] != FORMAT_NAME:
         raise ManifestError(f"{source} is not a {FORMAT_NAME} manifest")
-    try:
-        compression = CompressionType(_require(doc, "compression", str, source))
-    except ValueError:
-        raise ManifestError(
-            f"{source} names an unknown compression {doc['compression']!r}"
-        ) from None
-    chunk_size = _require_int(doc, "chunk_size", source, minimum=1)
+    compression: CompressionType | None = None
+    if not seed or "compression" in doc:
+        try:
+            compression = CompressionType(_require(doc, "compression", str, source))
+        except ValueError:
+            raise ManifestError(
+                f"{source} names an unknown compression {doc['compression']!r}"
+            ) from None
+    chunk_size = (
+        _require_int(doc, "chunk_size", source, minimum=1)
+        if not seed or "chunk_size" in doc
+        else None
+    )
     total = _require_int(doc, "total_chunks", source, minimum=0)
     raw_chunks = _require(doc, "chunks", list, source)
     if len(raw_chunks) != total:
         raise ManifestError(
             f"{source} says total_chunks={total} but lists {len(raw_chunks)} chunks"
         )
-    chunks = tuple(_parse_chunk(item, i, source) for i, item in enumerate(raw_chunks))
-    for chunk in chunks[:-1]:
+    chunks = tuple(_parse_chunk(item, i, source, seed) for i, item in enumerate(raw_chunks))
+    for chunk in chunks[:-1] if chunk_size is not None else ():
         if chunk.size != chunk_size:
             raise ManifestError(
                 f"{source}: chunk {chunk.index} has size {chunk.size}, "
                 f"but every chunk but the last must have chunk_size={chunk_size}"
             )
-    if len(chunks) != len({c.name for c in chunks}):
+    named = [c.name for c in chunks if c.name]
+    if named and len(named) != len(chunks):
+        raise ManifestError(f"{source} names some chunks but not all")
+    if len(named) != len(set(named)):
         raise ManifestError(f"{source} lists the same chunk name twice")
     compressed_size = _optional_int(doc, "compressed_size", source)
     if compressed_size is not None and compressed_size != sum(c.size for c in chunks):
@@ -160,19 +195,23 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         created=_optional(doc, "created", str, source, default=""),
         tool=_optional(doc, "tool", str, source, default=""),
         extra={k: v for k, v in doc.items() if k not in known},
+        seed=seed,
     )
 
 
-def _parse_chunk(item: Any, position: int, source: str) -> ChunkInfo:
+def _parse_chunk(item: Any, position: int, source: str, seed: bool) -> ChunkInfo:
+    """A chunk entry; in a seed manifest ``name`` may be missing (the reader names it)."""
     where = f"{source} chunk #{position}"
     if not isinstance(item, dict):
         raise ManifestError(f"{where} is not an object")
     index = _require_int(item, "index", where, minimum=0)
     if index != position:
         raise ManifestError(f"{where} has index {index}; chunks must be listed 0, 1, 2, …")
-    name = _require(item, "name", str, where)
-    if not is_bare_file_name(name):
-        raise ManifestError(f"{where} has name {name!r}, which is not a bare file name")
+    name = ""
+    if "name" in item or not seed:
+        name = _require(item, "name", str, where)
+        if not is_bare_file_name(name):
+            raise ManifestError(f"{where} has name {name!r}, which is not a bare file name")
     checksum = _require(item, "checksum", str, where)
     if not _SHA256_HEX.fullmatch(checksum):
         raise ManifestError(f"{where} has a checksum that is not a SHA-256 hex digest")

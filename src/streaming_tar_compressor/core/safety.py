@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..errors import UnsafeMemberError
 from ..models import MemberKind, TarMember
 
-# Special bits are dropped by default, as GNU tar does without --preserve-permissions as root.
+# Special bits are always dropped; the umask is applied unless same_permissions (tar -p) is asked.
 PERMISSION_BITS = 0o777
 # Linux PATH_MAX less its NUL. GNU tar and tarfile open a member by its whole name, so a longer
 # one fails there too (ENAMETOOLONG); here, where folders are opened one by one, it would cost
@@ -97,5 +97,7 @@ def _check_length(path: str, member_name: str) -> None:
         )
 
 
-def safe_mode(mode: int) -> int:
-    return mode & PERMISSION_BITS
+def safe_mode(mode: int, umask: int = 0) -> int:
+    """The permission bits to restore: special bits dropped, then the ``umask`` applied (0 to
+    keep the stored bits, as ``tar -p`` does)."""
+    return mode & PERMISSION_BITS & ~umask

@@ -87,7 +87,7 @@ class StreamVerifier:
             actual = self._hash.hexdigest()
             if actual != chunk.checksum:
                 raise ChecksumMismatchError(
-                    chunk.name, f"sha256 {chunk.checksum}", f"sha256 {actual}"
+                    chunk.label, f"sha256 {chunk.checksum}", f"sha256 {actual}"
                 )
             closed.append(ChunkVerified(chunk))
             self._index += 1

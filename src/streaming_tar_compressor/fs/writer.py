@@ -47,6 +47,9 @@ class _Pending:
 class TreeWriter:
     """Writes one archive's members; ``close`` applies directory modes and mtimes last.
 
+    Permission bits are the stored ones less the umask (``same_permissions``: as stored),
+    never with setuid, setgid or sticky. The output directory itself is the user's: a ``.``
+    member never changes its mode, owner or times.
     ``max_output_bytes`` (file data) and ``max_members`` stop a bomb with LimitExceededError at
     the member that would pass them, before any of its bytes are written; None is no cap.
     ``resumed``: an interrupted run restored the members before this one's first, so a
@@ -59,6 +62,7 @@ class TreeWriter:
         *,
         deferred: bool,
         same_owner: bool = False,
+        same_permissions: bool = False,
         max_output_bytes: int | None = None,
         max_members: int | None = None,
         resumed: bool = False,
@@ -74,6 +78,9 @@ class TreeWriter:
         self.output_dir = output_dir
         self._deferred = deferred
         self._same_owner = same_owner and os.geteuid() == 0
+        # Stored modes pass through the umask, as tar restores them for a user (and as every
+        # program creates files): a careless archive leaves no world-writable folder behind.
+        self._umask = 0 if same_permissions else current_umask()
         self._open_dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self._pending: list[_Pending] = []
         self._pending_files: dict[str, _Pending] = {}  # by "a/b/name"
@@ -126,7 +133,8 @@ class TreeWriter:
         (it is made again if it went missing meanwhile)."""
         parts = check_member(member)
         self._open_dir(parts, member.name, create=True)
-        self._directories[parts] = member
+        if parts:
+            self._directories[parts] = member
 
     def write(self, data: bytes | memoryview) -> None:
         if self._current is None:
@@ -233,7 +241,7 @@ class TreeWriter:
     def _apply_metadata(self, fd: int, member: TarMember) -> None:
         """Mode (special bits dropped), owner on request, and mtime, on an open descriptor."""
         try:
-            os.fchmod(fd, safe_mode(member.mode))
+            os.fchmod(fd, safe_mode(member.mode, self._umask))
             if self._same_owner:
                 os.fchown(fd, member.uid, member.gid)
             os.utime(fd, ns=_times_ns(member))
@@ -287,7 +295,8 @@ class TreeWriter:
 
     def _make_directory(self, member: TarMember, parts: tuple[str, ...]) -> None:
         self._open_dir(parts, member.name, create=True)
-        self._directories[parts] = member
+        if parts:  # () is the output directory: the user's, not the archive's
+            self._directories[parts] = member
         self.members_written += 1
 
     def _link(self, member: TarMember, pending: _Pending) -> None:
@@ -386,3 +395,18 @@ def _times_ns(member: TarMember) -> tuple[int, int]:
 def _temp_name() -> str:
     """Hidden, short and unique, so a half-written file never passes for the real one."""
     return f".stc-{os.getpid()}-{next(_temp_counter)}.tmp"
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it: ``os.umask`` can only be read by setting
+    it, and for that instant every other thread would create files with the wrong mode."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc (not Linux): the only way left
+    os.umask(mask)
+    return mask

@@ -97,9 +97,14 @@ class Resumption:
         return sum(chunk.size for chunk in self.chunks)
 
 
-def made_with(manifest: Manifest) -> tuple[str, int | None, int | None, int]:
-    """The options that decide an archive's bytes: codec, level, block and chunk size."""
-    return (manifest.compression.value, manifest.level, manifest.block_size, manifest.chunk_size)
+PackOptions = tuple[str | None, int | None, int | None, int | None]
+
+
+def made_with(manifest: Manifest) -> PackOptions:
+    """The options that decide an archive's bytes: codec, level, block and chunk size (None
+    where a seed manifest does not record them)."""
+    codec = manifest.compression.value if manifest.compression is not None else None
+    return (codec, manifest.level, manifest.block_size, manifest.chunk_size)
 
 
 def checkpoint_manifest(base: Manifest, checkpoint: Checkpoint, identity: PackIdentity) -> Manifest:

@@ -132,6 +132,8 @@ class ParallelBlockDecoder:
         start: StartPoint | None = None,
     ) -> None:
         assert manifest.trailer_offset is not None and manifest.uncompressed_size is not None
+        assert manifest.compression is not None  # a block index comes with its codec
+        codec = manifest.compression
         first = start.block if start is not None else 0
         raw0, compressed0 = manifest.blocks[first] if start is not None else (0, 0)
         # Offsets rebased on the start block: the splitter sees a stream with an empty header.
@@ -141,8 +143,8 @@ class ParallelBlockDecoder:
             manifest.trailer_offset - compressed0,
             sum(chunk.size for chunk in manifest.chunks) - compressed0,
         )
-        self._stated = stated or manifest.compression
-        self._codec = codec_for(manifest.compression)
+        self._stated = stated or codec
+        self._codec = codec_for(codec)
         workers = min(workers, MAX_DECODE_WORKERS)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="stc-unpack")
         self._window = workers * BLOCKS_IN_FLIGHT_PER_WORKER
@@ -159,9 +161,9 @@ class ParallelBlockDecoder:
         if start is not None:
             # A block in mid-stream may carry no magic number (gzip, xz): trust the manifest,
             # whose blocks decode_block checks as it decodes them.
-            if stated is not None and stated is not manifest.compression:
-                raise CompressionMismatchError(stated.value, manifest.compression.value)
-            self.compression, self._detected = manifest.compression, True
+            if stated is not None and stated is not codec:
+                raise CompressionMismatchError(stated.value, codec.value)
+            self.compression, self._detected = codec, True
 
     @staticmethod
     def usable(manifest: Manifest | None) -> bool:
@@ -169,7 +171,7 @@ class ParallelBlockDecoder:
         an uncompressed stream has nothing to decode in parallel."""
         return (
             manifest is not None
-            and manifest.compression is not CompressionType.NONE
+            and manifest.compression not in (None, CompressionType.NONE)
             and manifest.trailer_offset is not None
             and manifest.uncompressed_size is not None
         )

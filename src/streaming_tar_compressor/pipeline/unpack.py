@@ -136,6 +136,7 @@ class StreamUnpacker:
         workers: int | None = None,
         progress: Progress | None = None,
         same_owner: bool = False,
+        same_permissions: bool = False,
         location: str = "",
         max_output_bytes: int | None = None,
         max_members: int | None = None,
@@ -172,6 +173,7 @@ class StreamUnpacker:
             output_dir,
             deferred=self._verifier is not None,
             same_owner=same_owner,
+            same_permissions=same_permissions,
             max_output_bytes=max_output_bytes,
             max_members=max_members,
             resumed=resume is not None,
@@ -280,6 +282,7 @@ def unpack(
     verify_checksum: bool = True,
     progress: Progress | None = None,
     same_owner: bool = False,
+    same_permissions: bool = False,
     max_output_bytes: int | None = None,
     max_members: int | None = None,
     resume: bool = False,
@@ -303,6 +306,7 @@ def unpack(
             verify_checksum=verify_checksum,
             progress=progress,
             same_owner=same_owner,
+            same_permissions=same_permissions,
             location=source.directory,
             max_output_bytes=max_output_bytes,
             max_members=max_members,
@@ -350,6 +354,7 @@ def _has_block_index(manifest: Manifest) -> bool:
     """Only the manifest's block index tells where a block starts: what a resume needs."""
     return (
         bool(manifest.blocks)
+        and manifest.compression is not None
         and manifest.trailer_offset is not None
         and manifest.uncompressed_size is not None
     )
@@ -383,6 +388,7 @@ def unpack_stream(
     compression: CompressionType | None = None,
     progress: Progress | None = None,
     same_owner: bool = False,
+    same_permissions: bool = False,
     max_output_bytes: int | None = None,
     max_members: int | None = None,
 ) -> UnpackResult:
@@ -392,6 +398,7 @@ def unpack_stream(
         compression=compression,
         progress=progress,
         same_owner=same_owner,
+        same_permissions=same_permissions,
         max_output_bytes=max_output_bytes,
         max_members=max_members,
     )

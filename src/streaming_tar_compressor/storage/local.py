@@ -37,8 +37,11 @@ def split_prefix(prefix: str) -> tuple[str, str]:
     return directory or ".", name
 
 
+MANIFEST_SUFFIX = ".manifest.json"
+
+
 def manifest_path(prefix: str) -> str:
-    return prefix + ".manifest.json"
+    return prefix + MANIFEST_SUFFIX
 
 
 def sha256sum_path(prefix: str) -> str:
@@ -403,6 +406,7 @@ def _numbered_chunks(name: str, names: list[str], directory: str) -> list[ChunkI
 
 
 def read_manifest_if_present(prefix: str) -> Manifest | None:
+    """The prefix's manifest; chunks a seed manifest leaves unnamed get the names on disk."""
     path = manifest_path(prefix)
     try:
         with open_regular_file(path) as handle:
@@ -413,7 +417,18 @@ def read_manifest_if_present(prefix: str) -> Manifest | None:
         raise ManifestError(f"cannot read {path}: {exc}") from exc
     if len(text) > MAX_MANIFEST_SIZE:
         raise ManifestError(f"{path} is larger than {MAX_MANIFEST_SIZE >> 20} MiB: not ours")
-    return Manifest.from_json(text, source=path)
+    manifest = Manifest.from_json(text, source=path)
+    if all(chunk.name for chunk in manifest.chunks):
+        return manifest
+    directory, name = split_prefix(prefix)
+    return manifest.with_chunk_names(name, _suffix_width(directory, name))
+
+
+def _suffix_width(directory: str, name: str) -> int:
+    """Digits in the chunk numbers on disk: 4, as ``split -a 4`` writes, unless the folder's
+    parts all have more (an archive of more than 10,000 chunks)."""
+    widths = {len(part) - len(name) - len(".part") for part in part_files(directory, name)}
+    return max(4, *widths) if len(widths) == 1 else 4
 
 
 def open_regular_file(path: str) -> io.FileIO:

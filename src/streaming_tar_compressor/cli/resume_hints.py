@@ -1,0 +1,88 @@
+"""The exact command that continues an interrupted pack or unpack, ready to paste.
+
+A pack's command comes from its checkpoint (sources, working directory and the options that
+decide the archive's bytes), not from the command line that failed, so ``stc info`` can print
+it days later from any folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+from typing import Any
+
+from ..core.manifest import Manifest
+from ..errors import StcError
+from ..fs.journal import UnpackJournal
+from ..storage.local import read_manifest_if_present
+
+_BINARY_UNITS = (("G", 1024**3), ("M", 1024**2), ("K", 1024))
+
+
+def exact_size(size: int) -> str:
+    """``52428800`` → ``50M``: the shortest spelling ``parse_size`` reads back as ``size``."""
+    for unit, factor in _BINARY_UNITS:
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def checkpoint_of(prefix: str) -> Manifest | None:
+    """The prefix's manifest when it is an interrupted pack's checkpoint, else None."""
+    with contextlib.suppress(StcError):
+        manifest = read_manifest_if_present(prefix)
+        if manifest is not None and not manifest.complete:
+            return manifest
+    return None
+
+
+def pack_resume_command(prefix: str, manifest: Manifest) -> str | None:
+    """``stc pack SRC… -o PREFIX -c … -l … --chunk-size … --block-size … --resume``, with a
+    ``cd`` first when the pack ran elsewhere and named relative sources."""
+    resume: Any = manifest.extra.get("resume")
+    if not isinstance(resume, dict) or manifest.compression is None:
+        return None
+    sources = [str(source) for source in resume.get("sources", [])]
+    cwd = str(resume.get("cwd", ""))
+    elsewhere = bool(cwd) and not _same_folder(cwd, os.getcwd())
+    needs_cd = elsewhere and any(not os.path.isabs(source) for source in sources)
+    words = ["stc", "pack", *sources, "-o", os.path.abspath(prefix) if needs_cd else prefix]
+    words += ["-c", manifest.compression.value]
+    if manifest.level is not None:
+        words += ["-l", str(manifest.level)]
+    if manifest.chunk_size is not None:
+        words += ["--chunk-size", exact_size(manifest.chunk_size)]
+    if manifest.block_size is not None:
+        words += ["--block-size", exact_size(manifest.block_size)]
+    command = shlex.join([*words, "--resume"])
+    return f"cd {shlex.quote(cwd)} && {command}" if needs_cd else command
+
+
+def unpack_resume_command(args: argparse.Namespace, prefix: str) -> str | None:
+    """When the failed ``stc unpack`` of ``prefix`` left a journal in its output folder: the
+    same command with ``--resume``, which skips what is already restored."""
+    with contextlib.suppress(StcError, OSError):
+        manifest = read_manifest_if_present(prefix)
+        if manifest is None or not os.path.exists(UnpackJournal(args.directory, manifest).path):
+            return None
+        words = ["stc", "unpack", args.prefix, "-C", args.directory]
+        if args.compression:
+            words += ["-c", args.compression]
+        for flag in ("same_owner", "same_permissions"):
+            if getattr(args, flag):
+                words.append("--" + flag.replace("_", "-"))
+        if args.max_output_bytes is not None:
+            words += ["--max-output-bytes", exact_size(args.max_output_bytes)]
+        if args.max_members is not None:
+            words += ["--max-members", str(args.max_members)]
+        return shlex.join([*words, "--resume"])
+    return None
+
+
+def _same_folder(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.normpath(a) == os.path.normpath(b)

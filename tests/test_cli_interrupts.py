@@ -1,0 +1,209 @@
+"""After Ctrl-C or a failure, the CLI says exactly how to go on, and shows only what it knows.
+
+Interruptions are raised at chosen calls (after a checkpoint, after a journal record), so the
+point where a run stops never depends on thread timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+import streaming_tar_compressor as stc
+from streaming_tar_compressor.cli.main import main
+from streaming_tar_compressor.cli.render import ProgressBar
+from streaming_tar_compressor.fs.journal import UnpackJournal
+from streaming_tar_compressor.storage.local import LocalChunkSink
+from tests.helpers import snapshot
+
+PACK_OPTIONS = ["-c", "zstd", "-l", "5", "--chunk-size", "16K", "--block-size", "8K"]
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    """Random files: about twenty 16 KiB chunks."""
+    noise = random.Random(3)
+    root = tmp_path / "src"
+    (root / "d").mkdir(parents=True)
+    for number in range(30):
+        (root / "d" / f"f{number:02d}").write_bytes(noise.randbytes(10_000))
+    return root
+
+
+@pytest.fixture
+def stop_at_checkpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Ctrl-C just after the pack's third checkpoint is on disk."""
+    write_checkpoint = LocalChunkSink.write_checkpoint
+    written = [0]
+
+    def interrupted(sink: LocalChunkSink, manifest: Any) -> None:
+        write_checkpoint(sink, manifest)
+        written[0] += 1
+        if written[0] == 3:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalChunkSink, "write_checkpoint", interrupted)
+        yield
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def resume_command(err: str) -> list[str]:
+    """The command the one error line ends with, as argv for ``main``."""
+    assert err.count("\n") == 1, err
+    words = shlex.split(err.split("; to go on from there: ", 1)[1])
+    assert words[:1] == ["stc"], words
+    return words[1:]
+
+
+def test_ctrl_c_during_pack_prints_the_exact_resume_command(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], stop_at_checkpoint: None
+) -> None:
+    prefix = tmp_path / "out" / "a"
+    code, _, err = run(["pack", str(src), "-o", str(prefix), *PACK_OPTIONS, "-q"], capsys)
+    assert code == 130
+    assert err.startswith("stc: interrupted; to go on from there: stc pack ")
+    again = resume_command(err)
+    assert again == ["pack", str(src), "-o", str(prefix), *PACK_OPTIONS, "--resume"]
+
+    code, out, err = run(again, capsys)
+    assert (code, err) == (0, "")
+    assert "resumed after chunk 2" in out
+    stc.pack(src, tmp_path / "ref" / "a", compression="zstd", level=5, chunk_size=16384,
+             block_size=8192)  # fmt: skip
+    assert parts(prefix) == parts(tmp_path / "ref" / "a")
+
+
+def parts(prefix: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(prefix.parent.glob(prefix.name + ".part*"))]
+
+
+def test_the_resume_command_is_in_the_json_document_too(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], stop_at_checkpoint: None
+) -> None:
+    prefix = tmp_path / "out" / "a"
+    code, out, _ = run(
+        [
+            "pack",
+            str(src),
+            "-o",
+            str(prefix),
+            "--chunk-size",
+            "16K",
+            "--block-size",
+            "8K",
+            "--json",
+        ],
+        capsys,
+    )
+    document = json.loads(out)
+    assert code == document["exit_code"] == 130 and document["ok"] is False
+    assert document["resume_command"] == (
+        f"stc pack {src} -o {prefix} -c gzip -l 6 --chunk-size 16K --block-size 8K --resume"
+    )
+
+
+def test_info_of_an_interrupted_pack_shows_what_is_known(
+    src: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stop_at_checkpoint: None,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["pack", "src", "-o", "out/a", *PACK_OPTIONS, "-q"]) == 130
+    capsys.readouterr()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, _ = run(["info", "../out/a"], capsys)
+    assert code == 0
+    lines = dict(line.split(":", 1) for line in out.splitlines())
+    assert lines["chunks"].strip() == "3 so far of 16.0 KiB"
+    assert lines["size"].strip() == "48.0 KiB packed so far"
+    assert lines["complete"].strip() == "no (interrupted pack)"
+    assert "None" not in out and "sha256" not in lines and "restore" not in lines
+    # The pack ran in tmp_path with a relative source: the command goes there first.
+    assert lines["resume"].strip() == (
+        f"cd {tmp_path} && stc pack src -o {tmp_path}/out/a {' '.join(PACK_OPTIONS)} --resume"
+    )
+    monkeypatch.chdir(tmp_path)
+    command = lines["resume"].split("&& stc ", 1)[1]
+    assert main([*shlex.split(command), "-q"]) == 0
+    assert stc.verify(tmp_path / "out" / "a", deep=True).ok
+
+
+def test_ctrl_c_during_unpack_prints_the_exact_resume_command(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = tmp_path / "arc" / "a"
+    stc.pack(src, prefix, chunk_size=16384, block_size=8192)
+    record = UnpackJournal.record
+    records = [0]
+
+    def interrupted(journal: UnpackJournal, *args: Any) -> None:
+        record(journal, *args)
+        records[0] += 1
+        if records[0] == 4:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "restored"
+    with monkeypatch.context() as patch:
+        patch.setattr(UnpackJournal, "record", interrupted)
+        code, _, err = run(["unpack", str(prefix), "-C", str(out), "--max-members", "99"], capsys)
+    assert code == 130
+    again = resume_command(err)
+    assert again == ["unpack", str(prefix), "-C", str(out), "--max-members", "99", "--resume"]
+    code, stdout, _ = run(again, capsys)
+    assert code == 0 and "resumed after" in stdout
+    assert snapshot(out / src.relative_to("/")) == snapshot(src)
+
+
+def test_a_failed_unpack_of_a_stream_or_a_plain_error_has_no_resume_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["unpack", str(tmp_path / "none" / "x"), "-C", str(tmp_path)], capsys)
+    assert code == 5 and "to go on" not in err
+
+
+class Interrupting(ProgressBar):
+    """The CLI's bar, with Ctrl-C pressed after some progress."""
+
+    def __init__(self, after: int | None) -> None:
+        super().__init__("packing", Console(file=io.StringIO(), force_terminal=True))
+        self._after = after
+        self._advances = 0
+
+    def advance(self, done_bytes: int) -> None:
+        super().advance(done_bytes)
+        self._advances += 1
+        if self._after is not None and self._advances == self._after:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("after", [3, None], ids=["interrupted", "done"])
+def test_the_progress_bar_stops_where_the_work_stopped(
+    src: Path, tmp_path: Path, after: int | None
+) -> None:
+    bar = Interrupting(after)
+    with pytest.raises(KeyboardInterrupt) if after else contextlib.nullcontext(), bar:
+        stc.pack(src, tmp_path / "out" / "a", chunk_size=16384, block_size=8192, progress=bar)
+    assert bar.total is not None and bar.completed > 0
+    if after:
+        assert bar.completed < bar.total / 2
+    else:
+        assert bar.completed == bar.total
