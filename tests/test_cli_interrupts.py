@@ -19,8 +19,9 @@ import pytest
 from rich.console import Console
 
 import streaming_tar_compressor as stc
-from streaming_tar_compressor.cli.main import main
+from streaming_tar_compressor.cli.main import main, parse_size
 from streaming_tar_compressor.cli.render import ProgressBar
+from streaming_tar_compressor.cli.resume_hints import exact_size
 from streaming_tar_compressor.fs.journal import UnpackJournal
 from streaming_tar_compressor.storage.local import LocalChunkSink
 from tests.helpers import snapshot
@@ -133,7 +134,7 @@ def test_info_of_an_interrupted_pack_shows_what_is_known(
     code, out, _ = run(["info", "../out/a"], capsys)
     assert code == 0
     lines = dict(line.split(":", 1) for line in out.splitlines())
-    assert lines["chunks"].strip() == "3 so far of 16.0 KiB"
+    assert lines["chunks"].strip() == "3 of 16.0 KiB so far"
     assert lines["size"].strip() == "48.0 KiB packed so far"
     assert lines["complete"].strip() == "no (interrupted pack)"
     assert "None" not in out and "sha256" not in lines and "restore" not in lines
@@ -152,18 +153,9 @@ def test_ctrl_c_during_unpack_prints_the_exact_resume_command(
 ) -> None:
     prefix = tmp_path / "arc" / "a"
     stc.pack(src, prefix, chunk_size=16384, block_size=8192)
-    record = UnpackJournal.record
-    records = [0]
-
-    def interrupted(journal: UnpackJournal, *args: Any) -> None:
-        record(journal, *args)
-        records[0] += 1
-        if records[0] == 4:
-            raise KeyboardInterrupt
-
     out = tmp_path / "restored"
     with monkeypatch.context() as patch:
-        patch.setattr(UnpackJournal, "record", interrupted)
+        patch.setattr(UnpackJournal, "record", interrupt_at_record(4))
         code, _, err = run(["unpack", str(prefix), "-C", str(out), "--max-members", "99"], capsys)
     assert code == 130
     again = resume_command(err)
@@ -173,11 +165,105 @@ def test_ctrl_c_during_unpack_prints_the_exact_resume_command(
     assert snapshot(out / src.relative_to("/")) == snapshot(src)
 
 
-def test_a_failed_unpack_of_a_stream_or_a_plain_error_has_no_resume_command(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_failures_a_resume_cannot_get_past_print_no_command(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(["unpack", str(tmp_path / "none" / "x"), "-C", str(tmp_path)], capsys)
-    assert code == 5 and "to go on" not in err
+    prefix = tmp_path / "arc" / "a"
+    stc.pack(src, prefix, chunk_size=16384, block_size=8192)
+    out = str(tmp_path / "out")
+    for argv, code in [
+        (["unpack", str(tmp_path / "none" / "x"), "-C", out], 5),  # nothing was started
+        (["unpack", str(prefix), "-C", out, "--max-members", "5"], 12),  # a cap stays a cap
+        (["unpack", str(prefix), "-C", out, "-c", "xz"], 9),  # the codec stays wrong
+    ]:
+        result, _, err = run(argv, capsys)
+        assert (result, "to go on" in err) == (code, False), err
+
+
+def test_a_cap_counts_the_members_an_interrupted_run_restored(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resuming again and again cannot restore more than --max-members in all."""
+    prefix = tmp_path / "arc" / "a"
+    stc.pack(src, prefix, chunk_size=16384, block_size=8192)
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(UnpackJournal, "record", interrupt_at_record(4))
+        with pytest.raises(KeyboardInterrupt):
+            stc.unpack(prefix, out)
+    total = len(list(stc.list_members(prefix)))
+    with pytest.raises(stc.LimitExceededError, match=f"max_members={total - 1}"):
+        stc.unpack(prefix, out, resume=True, max_members=total - 1)
+    done = stc.unpack(prefix, out, resume=True, max_members=total)
+    assert done.resumed and done.skipped_members + done.members == total
+    assert snapshot(out / src.relative_to("/")) == snapshot(src)
+
+
+def interrupt_at_record(number: int) -> Any:
+    """UnpackJournal.record that raises KeyboardInterrupt after writing its ``number``th record."""
+    record = UnpackJournal.record
+    records = [0]
+
+    def interrupted(journal: UnpackJournal, *args: Any) -> None:
+        record(journal, *args)
+        records[0] += 1
+        if records[0] == number:
+            raise KeyboardInterrupt
+
+    return interrupted
+
+
+def test_paths_that_look_like_options_stay_paths(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stop_at_checkpoint: None,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    noise = random.Random(5)
+    (tmp_path / "-src").mkdir()
+    for number in range(20):
+        (tmp_path / "-src" / f"f{number}").write_bytes(noise.randbytes(10_000))
+    code, _, err = run(["pack", "./-src", "-o", "./-out", *PACK_OPTIONS, "-q"], capsys)
+    assert code == 130
+    again = resume_command(err)
+    assert again[:4] == ["pack", "./-src", "-o", "./-out"]
+    assert main([*again, "-q"]) == 0
+    assert stc.verify(tmp_path / "-out", deep=True).ok
+
+
+@pytest.mark.parametrize("spelling", ["--json", "--jso", "--js"])
+def test_json_spelled_as_argparse_allows_still_reports_a_usage_error(
+    spelling: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["verify", "x", spelling, "--bogus"], capsys)
+    assert code == 2 and json.loads(out)["type"] == "UsageError"
+
+
+def test_a_bug_still_gives_one_json_document_before_its_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(stc.sync, "read_manifest", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["info", "x", "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert document == {
+        "ok": False,
+        "error": "internal error: RuntimeError('a bug')",
+        "exit_code": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("size", "spelled"),
+    [(52428800, "50M"), (10**10, "10GB"), (2**30, "1G"), (1000, "1KB"), (1023, "1023")],
+)
+def test_sizes_in_commands_read_back_exactly(size: int, spelled: str) -> None:
+    assert exact_size(size) == spelled
+    assert parse_size(spelled) == size
 
 
 class Interrupting(ProgressBar):

@@ -35,7 +35,7 @@ from .models import ChunkInfo, CompressionType
 from .pipeline.pack import DEFAULT_CHUNK_SIZE
 from .pipeline.unpack import DEFAULT_REORDER_WINDOW, StreamUnpacker, UnpackResult
 from .progress import NullProgress, Progress
-from .storage.local import MANIFEST_SUFFIX
+from .storage.local import MANIFEST_SUFFIX, read_manifest_file
 from .sync import StrPath
 
 T = TypeVar("T")
@@ -471,10 +471,9 @@ def load_manifest(manifest: ManifestLike) -> Manifest:
     if path.endswith(MANIFEST_SUFFIX):
         return sync.read_manifest(path[: -len(MANIFEST_SUFFIX)])
     try:
-        with open(path, "rb") as handle:
-            return Manifest.from_json(handle.read(), source=path)
-    except OSError as exc:
-        raise ManifestError(f"cannot read {path}: {exc}") from exc
+        return read_manifest_file(path)
+    except FileNotFoundError:
+        raise ManifestError(f"{path} does not exist") from None
 
 
 async def _as_async(items: AsyncIterable[T] | Iterable[T]) -> AsyncIterator[T]:

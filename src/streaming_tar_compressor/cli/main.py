@@ -25,7 +25,11 @@ from ..core.manifest import Manifest
 from ..errors import (
     ArchiveBusyError,
     ArchiveDamagedError,
+    ChecksumMismatchError,
+    MissingChunkError,
+    OutputError,
     SourceChangedError,
+    SourceError,
     StcError,
     UsageError,
 )
@@ -270,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(arguments)
     except ArgumentsError as exc:
-        if "--json" in arguments[: arguments.index("--") if "--" in arguments else None]:
+        if _asks_for_json(arguments):
             _print_json(_error_document(exc))
         print(exc.usage, end="", file=sys.stderr)
         print(f"stc: error: {exc}", file=sys.stderr)
@@ -296,6 +300,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
+    except Exception as exc:
+        # A bug of ours: the traceback follows, but a script still gets its one document.
+        if args.json:
+            _print_json({"ok": False, "error": f"internal error: {exc!r}", "exit_code": 1})
+        raise
+
+
+def _asks_for_json(arguments: list[str]) -> bool:
+    """``--json`` (or an abbreviation argparse would accept) before any ``--``."""
+    options = arguments[: arguments.index("--")] if "--" in arguments else arguments
+    return any(len(arg) > 3 and "--json".startswith(arg) for arg in options)
 
 
 def _then(resume_command: str | None) -> str:
@@ -314,14 +329,18 @@ def _error_document(error: StcError) -> dict[str, Any]:
     }
 
 
-# Failures that the same command with --resume cannot get past, or that are not ours to resume
-# (another pack holds the prefix).
-_NOT_RESUMABLE = (UsageError, SourceChangedError, ArchiveBusyError)
+# Failures that something outside the run can clear (space freed, a chunk fetched again, a
+# permission fixed), after which the same command with --resume goes on. Anything else would
+# fail the same way again, or is not this run's to resume (another pack holds the prefix).
+_RESUMABLE = (OutputError, MissingChunkError, ChecksumMismatchError, SourceError)
+_NOT_RESUMABLE = (ArchiveBusyError, SourceChangedError)
 
 
 def _resume_hint(args: argparse.Namespace, error: StcError | None) -> str | None:
     """The command that continues a pack or unpack this failure (None: Ctrl-C) stopped."""
-    if isinstance(error, _NOT_RESUMABLE):
+    if error is not None and (
+        not isinstance(error, _RESUMABLE) or isinstance(error, _NOT_RESUMABLE)
+    ):
         return None
     if args.command == "pack":
         checkpoint = checkpoint_of(args.output)
@@ -534,9 +553,10 @@ def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tup
     if manifest.compression is not None:
         level = f" level {manifest.level}" if manifest.level is not None else ""
         compression = f"{manifest.compression.value}{level}"
+    elif codec is not None:
+        compression = f"{codec.value} (detected from the bytes; the manifest does not say)"
     else:
-        found = codec.value if codec is not None else "unknown"
-        compression = f"{found} (detected from the bytes; the manifest does not say)"
+        compression = "unknown (the manifest does not say, and no chunk could be read)"
     chunk_size = f" of {human_size(manifest.chunk_size)}" if manifest.chunk_size else ""
     size = f"{human_size(packed)} packed{so_far}"
     if raw and manifest.complete:
@@ -544,10 +564,11 @@ def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tup
     lines = [
         ("archive", prefix),
         ("compression", compression),
-        ("chunks", f"{manifest.total_chunks}{so_far}{chunk_size}"),
+        ("chunks", f"{manifest.total_chunks}{chunk_size}{so_far}"),
     ]
     if manifest.block_size:
-        blocks = f"{human_size(manifest.block_size)} ({len(manifest.blocks)} blocks{so_far})"
+        count = len(manifest.blocks)
+        blocks = f"{human_size(manifest.block_size)} ({count} block{'s' * (count != 1)}{so_far})"
         lines.append(("block size", blocks))
     lines.append(("size", size))
     if manifest.sha256:

@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -52,11 +53,17 @@ class ProgressBar:
 
     @property
     def completed(self) -> float:
-        return self._bar.tasks[0].completed if self._task is not None else 0
+        """Bytes the bar shows as done."""
+        return self._state.completed if self._state is not None else 0
 
     @property
     def total(self) -> float | None:
-        return self._bar.tasks[0].total if self._task is not None else None
+        """Bytes the bar shows as the whole (None before ``start``)."""
+        return self._state.total if self._state is not None else None
+
+    @property
+    def _state(self) -> Task | None:
+        return next((task for task in self._bar.tasks if task.id == self._task), None)
 
     def start(self, total_bytes: int | None) -> None:
         self._task = self._bar.add_task("", total=total_bytes, verb=self._verb, current="")

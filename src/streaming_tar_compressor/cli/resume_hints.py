@@ -18,15 +18,22 @@ from ..errors import StcError
 from ..fs.journal import UnpackJournal
 from ..storage.local import read_manifest_if_present
 
-_BINARY_UNITS = (("G", 1024**3), ("M", 1024**2), ("K", 1024))
+# Largest first, binary before decimal at each step, as parse_size reads them back.
+_UNITS = (("G", 1024**3), ("GB", 10**9), ("M", 1024**2), ("MB", 10**6), ("K", 1024), ("KB", 1000))
 
 
 def exact_size(size: int) -> str:
-    """``52428800`` → ``50M``: the shortest spelling ``parse_size`` reads back as ``size``."""
-    for unit, factor in _BINARY_UNITS:
+    """``52428800`` → ``50M``, ``10**10`` → ``10GB``: a spelling ``parse_size`` reads back as
+    exactly ``size``."""
+    for unit, factor in _UNITS:
         if size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
+
+
+def _path_word(path: str) -> str:
+    """A path the command line cannot take for an option: ``-x`` becomes ``./-x``."""
+    return f"./{path}" if path.startswith("-") else path
 
 
 def checkpoint_of(prefix: str) -> Manifest | None:
@@ -45,10 +52,13 @@ def pack_resume_command(prefix: str, manifest: Manifest) -> str | None:
     if not isinstance(resume, dict) or manifest.compression is None:
         return None
     sources = [str(source) for source in resume.get("sources", [])]
+    if not sources:
+        return None
     cwd = str(resume.get("cwd", ""))
     elsewhere = bool(cwd) and not _same_folder(cwd, os.getcwd())
     needs_cd = elsewhere and any(not os.path.isabs(source) for source in sources)
-    words = ["stc", "pack", *sources, "-o", os.path.abspath(prefix) if needs_cd else prefix]
+    output = os.path.abspath(prefix) if needs_cd else prefix
+    words = ["stc", "pack", *map(_path_word, sources), "-o", _path_word(output)]
     words += ["-c", manifest.compression.value]
     if manifest.level is not None:
         words += ["-l", str(manifest.level)]
@@ -67,7 +77,7 @@ def unpack_resume_command(args: argparse.Namespace, prefix: str) -> str | None:
         manifest = read_manifest_if_present(prefix)
         if manifest is None or not os.path.exists(UnpackJournal(args.directory, manifest).path):
             return None
-        words = ["stc", "unpack", args.prefix, "-C", args.directory]
+        words = ["stc", "unpack", _path_word(args.prefix), "-C", _path_word(args.directory)]
         if args.compression:
             words += ["-c", args.compression]
         for flag in ("same_owner", "same_permissions"):

@@ -52,8 +52,6 @@ class Manifest:
 
     def with_chunk_names(self, prefix_name: str, width: int = 4) -> Manifest:
         """Chunks the manifest leaves unnamed (the seed's) named ``PREFIX.part0000``…"""
-        if all(chunk.name for chunk in self.chunks):
-            return self
         named = tuple(
             replace(chunk, name=chunk.name or f"{prefix_name}.part{chunk.index:0{width}d}")
             for chunk in self.chunks

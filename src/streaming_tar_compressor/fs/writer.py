@@ -52,8 +52,8 @@ class TreeWriter:
     member never changes its mode, owner or times.
     ``max_output_bytes`` (file data) and ``max_members`` stop a bomb with LimitExceededError at
     the member that would pass them, before any of its bytes are written; None is no cap.
-    ``resumed``: an interrupted run restored the members before this one's first, so a
-    hardlink may also name a regular file already on disk.
+    ``resumed``: an interrupted run restored the ``members_before`` members before this one's
+    first, so a hardlink may also name a regular file already on disk.
     """
 
     def __init__(
@@ -66,6 +66,7 @@ class TreeWriter:
         max_output_bytes: int | None = None,
         max_members: int | None = None,
         resumed: bool = False,
+        members_before: int = 0,
     ) -> None:
         for limit, value in (("max_output_bytes", max_output_bytes), ("max_members", max_members)):
             if value is not None and value < 0:
@@ -91,7 +92,9 @@ class TreeWriter:
         self._closed = False
         self.members_written = 0
         self._max_output_bytes, self._max_members = max_output_bytes, max_members
-        self._output_bytes = self._members = 0  # what started members declared so far
+        # What started members declared so far; an interrupted run's members count toward
+        # max_members, so resuming again and again cannot pass it (its bytes are not journaled).
+        self._output_bytes, self._members = 0, members_before
 
     # -- events -----------------------------------------------------------------------------
 

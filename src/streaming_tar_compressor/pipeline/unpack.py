@@ -177,6 +177,7 @@ class StreamUnpacker:
             max_output_bytes=max_output_bytes,
             max_members=max_members,
             resumed=resume is not None,
+            members_before=resume.members if resume is not None else 0,
         )
         if journal is not None:
             journal.begin()

@@ -55,7 +55,7 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
     decoder: TarStreamDecoder | None = TarStreamDecoder(manifest.compression) if deep else None
     stream_hash = hashlib.sha256()
     stream_whole = True
-    progress.start(manifest.compressed_size)
+    progress.start(sum(chunk.size for chunk in manifest.chunks))
     try:
         for chunk in manifest.chunks:
             chunk_hash = hashlib.sha256()

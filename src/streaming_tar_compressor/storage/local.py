@@ -407,21 +407,29 @@ def _numbered_chunks(name: str, names: list[str], directory: str) -> list[ChunkI
 
 def read_manifest_if_present(prefix: str) -> Manifest | None:
     """The prefix's manifest; chunks a seed manifest leaves unnamed get the names on disk."""
-    path = manifest_path(prefix)
     try:
-        with open_regular_file(path) as handle:
-            text = handle.read(MAX_MANIFEST_SIZE + 1)
+        manifest = read_manifest_file(manifest_path(prefix))
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise ManifestError(f"cannot read {path}: {exc}") from exc
-    if len(text) > MAX_MANIFEST_SIZE:
-        raise ManifestError(f"{path} is larger than {MAX_MANIFEST_SIZE >> 20} MiB: not ours")
-    manifest = Manifest.from_json(text, source=path)
     if all(chunk.name for chunk in manifest.chunks):
         return manifest
     directory, name = split_prefix(prefix)
     return manifest.with_chunk_names(name, _suffix_width(directory, name))
+
+
+def read_manifest_file(path: str) -> Manifest:
+    """A manifest file, read with the size cap and refusing anything but a regular file;
+    FileNotFoundError when it does not exist."""
+    try:
+        with open_regular_file(path) as handle:
+            text = handle.read(MAX_MANIFEST_SIZE + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc}") from exc
+    if len(text) > MAX_MANIFEST_SIZE:
+        raise ManifestError(f"{path} is larger than {MAX_MANIFEST_SIZE >> 20} MiB: not ours")
+    return Manifest.from_json(text, source=path)
 
 
 def _suffix_width(directory: str, name: str) -> int:
