@@ -15,8 +15,9 @@ Every error a user can act on has its own class and its own CLI exit code::
     ├── CompressionMismatchError  (9)  the stated codec contradicts the bytes
     ├── UnsafeMemberError         (8)  an archive member breaks a safety rule
     ├── LimitExceededError        (12) extraction would pass max_output_bytes or max_members
-    └── OutputError               (10) the output cannot be written
-        └── ArchiveBusyError      (10) another pack is writing to the same prefix
+    ├── OutputError               (10) the output cannot be written
+    │   └── ArchiveBusyError      (10) another pack is writing to the same prefix
+    └── StoreError                (13) an object store refused a request or cannot be reached
 
 This module imports nothing of ours so that every other module can import it.
 """
@@ -140,3 +141,11 @@ class OutputError(StcError):
 
 class ArchiveBusyError(OutputError):
     """Another pack holds the prefix's lock: two writers would interleave their chunks."""
+
+
+class StoreError(StcError):
+    """An object store refused a request (no such bucket, access denied, bad credentials) or
+    could not be reached after the retries; the message names the object and the store's
+    answer, never a credential."""
+
+    exit_code = 13

@@ -16,7 +16,8 @@ from .pipeline.pack import DEFAULT_CHUNK_SIZE, ChunkIterator, PackResult, PackSe
 from .pipeline.unpack import UnpackResult
 from .pipeline.verify import VerifyReport
 from .progress import FileCallback, FileCallbackProgress, Progress
-from .storage.local import manifest_path, read_manifest_if_present
+from .storage.archive import read_manifest_at
+from .storage.local import manifest_path
 
 StrPath = str | os.PathLike[str]
 
@@ -152,7 +153,7 @@ def list_members(
 
 
 def read_manifest(prefix: StrPath) -> Manifest:
-    manifest = read_manifest_if_present(os.fspath(prefix))
+    manifest = read_manifest_at(os.fspath(prefix))
     if manifest is None:
         raise ManifestError(f"{manifest_path(os.fspath(prefix))} does not exist")
     return manifest

@@ -36,7 +36,9 @@ from ..errors import (
 from ..models import CompressionType, MemberKind, TarMember
 from ..pipeline.pack import DEFAULT_CHUNK_SIZE, restore_command
 from ..progress import NullProgress, Progress
-from ..storage.local import MANIFEST_SUFFIX, READ_SIZE, open_regular_file, sha256sum_path
+from ..storage.archive import read_head
+from ..storage.local import MANIFEST_SUFFIX, READ_SIZE, sha256sum_path
+from ..storage.location import RemotePrefix, parse_prefix
 from .resume_hints import checkpoint_of, pack_resume_command, unpack_resume_command
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -112,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    common.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="the S3 API endpoint of an S3-compatible store, e.g. http://127.0.0.1:9000 "
+        "(default: AWS_ENDPOINT_URL)",
+    )
     codecs = [kind.value for kind in CompressionType]
 
     parser = _Parser(
@@ -122,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "4 manifest invalid, 5 chunk missing, 6 checksum mismatch/damaged archive, "
         "7 corrupt or truncated stream, 8 unsafe member refused, 9 codec mismatch, "
         "10 output not writable, 11 source changed while packing, "
-        "12 --max-output-bytes or --max-members exceeded.",
+        "12 --max-output-bytes or --max-members exceeded, 13 object store refused or "
+        "unreachable.",
     )
     parser.add_argument("--version", action="version", version=f"stc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -279,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.usage, end="", file=sys.stderr)
         print(f"stc: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # what the store layer reads
     try:
         return int(_COMMANDS[args.command](args))
     except StcError as exc:
@@ -549,7 +560,7 @@ def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tup
     packed = sum(chunk.size for chunk in manifest.chunks)
     raw = manifest.uncompressed_size
     so_far = "" if manifest.complete else " so far"
-    codec = manifest.compression or _detected_codec(prefix, manifest)
+    codec = manifest.compression or _detected_codec(prefix)
     if manifest.compression is not None:
         level = f" level {manifest.level}" if manifest.level is not None else ""
         compression = f"{manifest.compression.value}{level}"
@@ -584,18 +595,19 @@ def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tup
         lines.append(
             ("restore", manifest.restore_command or restore_command(codec_for(codec), name))
         )
-    if os.path.exists(sha256sum_path(prefix)):
+    if isinstance(parse_prefix(prefix), RemotePrefix):
+        lines.append(
+            ("check", f"sha256sum -c {name}.sha256   (in a folder the objects were copied to)")
+        )
+    elif os.path.exists(sha256sum_path(prefix)):
         lines.append(("check", f"sha256sum -c {name}.sha256   (run in the archive's folder)"))
     return lines
 
 
-def _detected_codec(prefix: str, manifest: Manifest) -> CompressionType | None:
+def _detected_codec(prefix: str) -> CompressionType | None:
     """A seed manifest names no codec: read it off the first chunk's first bytes."""
-    if not manifest.chunks:
-        return None
-    path = os.path.join(os.path.dirname(prefix), manifest.chunks[0].name)
-    with contextlib.suppress(OSError, StcError), open_regular_file(path) as handle:
-        return detect_compression(handle.read(HEAD_SIZE))
+    with contextlib.suppress(OSError, StcError):
+        return detect_compression(read_head(prefix, HEAD_SIZE))
     return None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..core.manifest import Manifest
 from ..errors import StcError
 from ..fs.journal import UnpackJournal
-from ..storage.local import read_manifest_if_present
+from ..storage.archive import read_manifest_at
 
 # Largest first, binary before decimal at each step, as parse_size reads them back.
 _UNITS = (("G", 1024**3), ("GB", 10**9), ("M", 1024**2), ("MB", 10**6), ("K", 1024), ("KB", 1000))
@@ -39,7 +39,7 @@ def _path_word(path: str) -> str:
 def checkpoint_of(prefix: str) -> Manifest | None:
     """The prefix's manifest when it is an interrupted pack's checkpoint, else None."""
     with contextlib.suppress(StcError):
-        manifest = read_manifest_if_present(prefix)
+        manifest = read_manifest_at(prefix)
         if manifest is not None and not manifest.complete:
             return manifest
     return None
@@ -74,7 +74,7 @@ def unpack_resume_command(args: argparse.Namespace, prefix: str) -> str | None:
     """When the failed ``stc unpack`` of ``prefix`` left a journal in its output folder: the
     same command with ``--resume``, which skips what is already restored."""
     with contextlib.suppress(StcError, OSError):
-        manifest = read_manifest_if_present(prefix)
+        manifest = read_manifest_at(prefix)
         if manifest is None or not os.path.exists(UnpackJournal(args.directory, manifest).path):
             return None
         words = ["stc", "unpack", _path_word(args.prefix), "-C", _path_word(args.directory)]

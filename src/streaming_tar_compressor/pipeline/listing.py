@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 from ..core.tar_reader import MemberStart
 from ..models import CompressionType, TarMember
-from ..storage.local import LocalChunkSource
+from ..storage.archive import open_source
 from .decode import TarStreamDecoder
 
 
 def list_members(prefix: str, *, compression: CompressionType | None = None) -> Iterator[TarMember]:
     """Yields each member as soon as its header has been decoded."""
-    source = LocalChunkSource(prefix)
+    source = open_source(prefix)
     manifest = source.manifest
     stated = compression or (manifest.compression if manifest is not None else None)
     decoder = TarStreamDecoder(stated)

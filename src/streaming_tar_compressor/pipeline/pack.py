@@ -30,6 +30,7 @@ from ..fs.walk import (
 )
 from ..models import ChunkInfo, CompressionType, MemberKind
 from ..progress import NullProgress, Progress
+from ..storage.archive import ChunkSink
 from ..storage.local import (
     LocalChunkSink,
     PrefixLock,
@@ -39,6 +40,9 @@ from ..storage.local import (
     remove_stale_temps,
     split_prefix,
 )
+from ..storage.location import RemotePrefix, parse_prefix
+from ..storage.remote import RemoteChunkSink, RemoteLock, read_remote_manifest
+from ..storage.store import open_store
 from .checkpoint import (
     NO_SOURCES,
     Checkpoint,
@@ -303,6 +307,10 @@ def pack(
     """
     if force and resume:
         raise UsageError("force replaces an archive and resume continues one: choose one")
+    location = parse_prefix(output_prefix)
+    if isinstance(location, RemotePrefix):
+        return _pack_to_store(sources, location, settings, progress, force=force, resume=resume)
+    output_prefix = location
     directory = split_prefix(output_prefix)[0]
     exclude = archive_file_matcher(output_prefix)
     summary = scan(sources, exclude)
@@ -331,6 +339,31 @@ def pack(
         return _pack_to(sink, sources, settings, summary, identity, exclude, progress, resumption)
 
 
+def _pack_to_store(
+    sources: Sequence[str],
+    prefix: RemotePrefix,
+    settings: PackSettings,
+    progress: Progress | None,
+    *,
+    force: bool,
+    resume: bool,
+) -> PackResult:
+    """Chunks upload while the pack runs; the manifest is written last, conditionally."""
+    if prefix.read_only:
+        raise UsageError(f"{prefix.scheme}:// is read-only: pack to s3://, gs://, az://, …")
+    summary = scan(sources, exclude_nothing)
+    store = open_store(prefix)
+    if resume and read_remote_manifest(prefix, store) is not None:
+        raise UsageError(
+            f"--resume of a pack to an object store is not built yet: {prefix.url} has an "
+            "archive or a checkpoint; pack again with --force"
+        )
+    with RemoteLock(store, prefix) as lock:
+        sink = RemoteChunkSink(prefix, store, force=force, lock=lock)
+        identity = PackIdentity.of(sources)
+        return _pack_to(sink, sources, settings, summary, identity, exclude_nothing, progress, None)
+
+
 def _already_complete(
     manifest: Manifest, stated: tuple[str, int | None, int | None, int], prefix: str
 ) -> PackResult:
@@ -347,7 +380,7 @@ def _already_complete(
 
 
 def _pack_to(
-    sink: LocalChunkSink,
+    sink: ChunkSink,
     sources: Sequence[str],
     settings: PackSettings,
     summary: SourceSummary,
@@ -359,7 +392,7 @@ def _pack_to(
     progress = progress or NullProgress()
     skipped: list[SkippedSource] = []
     chunks = [
-        replace(c, path=os.path.join(sink.directory, c.name))
+        replace(c, path=os.path.join(sink.directory, c.name))  # resumed: local only
         for c in (resumption.chunks if resumption else ())
     ]
     # Only what a checkpoint needs besides its chunks and resume point.

@@ -32,7 +32,7 @@ from ..fs.journal import ResumeState, UnpackJournal
 from ..fs.writer import TreeWriter
 from ..models import CompressionType, MemberKind, TarMember
 from ..progress import NullProgress, Progress
-from ..storage.local import LocalChunkSource
+from ..storage.archive import ChunkSource, open_source
 from .decode import ParallelBlockDecoder, StartPoint, TarStreamDecoder, start_point
 from .threads import in_background
 
@@ -293,7 +293,7 @@ def unpack(
     A checked unpack journals its progress in ``output_dir``; after an interruption,
     ``resume`` skips the members already in place (without it, everything is restored again).
     """
-    source = LocalChunkSource(input_prefix)
+    source = open_source(input_prefix)
     journal: UnpackJournal | None = None
     if verify_checksum and source.manifest is not None and _has_block_index(source.manifest):
         journal = UnpackJournal(output_dir, source.manifest)
@@ -372,7 +372,7 @@ def _not_resumable(prefix: str, manifest: Manifest | None, verify_checksum: bool
     )
 
 
-def _blame_unverified_chunk(source: LocalChunkSource, index: int, error: StcError) -> None:
+def _blame_unverified_chunk(source: ChunkSource, index: int, error: StcError) -> None:
     """A chunk is decoded piece by piece before its last byte is hashed, so a damaged chunk can
     first show as a corrupt stream or an unsafe member: when that chunk (the first one not yet
     verified) is damaged, raise the ChecksumMismatchError that names it instead."""

@@ -12,12 +12,8 @@ from dataclasses import dataclass, field
 from ..core.tar_reader import MemberStart, TarEvent
 from ..errors import ArchiveDamagedError, ManifestError, MissingChunkError, StcError
 from ..progress import NullProgress, Progress
-from ..storage.local import (
-    LocalChunkSource,
-    manifest_path,
-    part_files,
-    read_manifest_if_present,
-)
+from ..storage.archive import open_source, read_manifest_at
+from ..storage.local import manifest_path
 from .decode import TarStreamDecoder
 
 
@@ -40,15 +36,15 @@ class VerifyReport:
 
 def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None) -> VerifyReport:
     progress = progress or NullProgress()
-    manifest = read_manifest_if_present(prefix)
+    manifest = read_manifest_at(prefix)
     if manifest is None:
         raise ManifestError(
             f"{manifest_path(prefix)} is missing; without it there is nothing to verify against"
         )
-    source = LocalChunkSource(prefix)
+    source = open_source(prefix)
     report = VerifyReport(deep=deep)
     listed = {c.name for c in manifest.chunks}
-    for extra in part_files(source.directory, source.name):
+    for extra in source.listed_parts() or ():
         if extra not in listed:
             report.problems.append(f"{extra}: extra chunk, not in the manifest")
 

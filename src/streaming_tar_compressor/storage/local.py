@@ -48,14 +48,21 @@ def sha256sum_path(prefix: str) -> str:
     return prefix + ".sha256"
 
 
+def numbered_part(name: str, file_name: str) -> int | None:
+    """3 for ``NAME.part0003``; None for any other name."""
+    digits = file_name[len(name) + len(".part") :]
+    if file_name.startswith(name + ".part") and digits.isascii() and digits.isdigit():
+        return int(digits)
+    return None
+
+
 def part_files(directory: str, name: str) -> list[str]:
     """Names of ``NAME.part<digits>`` files in ``directory``, in chunk order."""
-    pattern = re.compile(re.escape(name) + r"\.part(\d+)")
     try:
         entries = os.listdir(directory)
     except FileNotFoundError:
         return []
-    found = [(int(m.group(1)), e) for e in entries if (m := pattern.fullmatch(e))]
+    found = [(n, e) for e in entries if (n := numbered_part(name, e)) is not None]
     return [entry for _, entry in sorted(found)]
 
 
@@ -360,6 +367,10 @@ class LocalChunkSource:
 
     def path(self, chunk: ChunkInfo) -> str:
         return os.path.join(self.directory, chunk.name)
+
+    def listed_parts(self) -> list[str] | None:
+        """Names of the ``NAME.part*`` files in the folder."""
+        return part_files(self.directory, self.name)
 
     def read(self, chunk: ChunkInfo) -> Iterator[bytes]:
         """The chunk's bytes in pieces of READ_SIZE; a missing file is a MissingChunkError."""

@@ -1,0 +1,76 @@
+"""An archive wherever it lives: a local prefix or an object-store URL, opened the same way
+by every pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from ..core.manifest import Manifest
+from ..errors import ChecksumMismatchError
+from ..models import ChunkInfo
+from .local import LocalChunkSource, read_manifest_if_present
+from .location import RemotePrefix, parse_prefix
+from .remote import RemoteChunkSource, read_remote_manifest
+from .store import open_store
+
+
+class ChunkSource(Protocol):
+    """Where unpack, list and verify read chunks from."""
+
+    name: str
+    directory: str  # the folder or the store URL, for messages
+    manifest: Manifest | None
+    chunks: list[ChunkInfo]
+
+    def path(self, chunk: ChunkInfo) -> str: ...
+
+    def read(self, chunk: ChunkInfo) -> Iterator[bytes]: ...
+
+    def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None: ...
+
+    def listed_parts(self) -> list[str] | None: ...
+
+
+class ChunkSink(Protocol):
+    """Where pack writes chunks, checkpoints and the manifest."""
+
+    name: str
+    directory: str
+
+    def write(self, index: int, data: bytes | memoryview) -> None: ...
+
+    def finish_chunk(self, info: ChunkInfo) -> ChunkInfo: ...
+
+    def write_checkpoint(self, manifest: Manifest) -> None: ...
+
+    def write_manifest(self, manifest: Manifest) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def open_source(prefix: str) -> ChunkSource:
+    location = parse_prefix(prefix)
+    if isinstance(location, RemotePrefix):
+        return RemoteChunkSource(location)
+    return LocalChunkSource(location)
+
+
+def read_manifest_at(prefix: str) -> Manifest | None:
+    """The archive's manifest, local or remote; None when it has none."""
+    location = parse_prefix(prefix)
+    if isinstance(location, RemotePrefix):
+        return read_remote_manifest(location, open_store(location))
+    return read_manifest_if_present(location)
+
+
+def read_head(prefix: str, size: int) -> bytes:
+    """The first ``size`` bytes of the archive's stream (its first chunk's), to detect a codec."""
+    source = open_source(prefix)
+    head = b""
+    for chunk in source.chunks:
+        for piece in source.read(chunk):
+            head += piece
+            if len(head) >= size:
+                return head[:size]
+    return head

@@ -1,0 +1,302 @@
+"""Chunks in an object store: the same objects as on disk, uploaded while the pack runs and
+read with ranged GETs while the unpack runs.
+
+Write order makes an archive exist only when it is whole: chunks first (several uploads in
+flight), then checkpoints of the manifest that name only uploaded chunks, then the
+``.sha256`` file, then the final manifest. Every manifest write is conditional — create when
+there is none, else replace only our own last version (If-Match on its ETag) — so two packs
+to one prefix cannot both win; a lock object says a pack is running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ..core.manifest import Manifest
+from ..errors import (
+    ArchiveBusyError,
+    ChecksumMismatchError,
+    ManifestError,
+    MissingChunkError,
+    OutputError,
+)
+from ..models import ChunkInfo
+from ..pipeline.parallel import ordered_map
+from .local import MANIFEST_SUFFIX, MAX_MANIFEST_SIZE, numbered_part
+from .location import RemotePrefix
+from .store import ObjectInfo, Store, iter_ranges, open_store
+
+if TYPE_CHECKING:
+    from .store import PutMode
+
+# Chunks uploading while the next one fills: memory is (this + 1) x chunk size.
+UPLOADS_IN_FLIGHT = 2
+# Ranged GETs of one chunk in flight while unpacking, and their size: 4 x 8 MiB of memory.
+RANGE_SIZE = 8 * 2**20
+RANGES_IN_FLIGHT = 4
+# A lock object older than this is a dead pack's (a live one refreshes it far more often).
+LOCK_STALE_SECONDS = 30 * 60
+LOCK_REFRESH_SECONDS = 5 * 60
+
+
+def lock_key(name: str) -> str:
+    return f".{name}.lock"
+
+
+class RemoteLock:
+    """``.NAME.lock`` created only if absent: a second pack to the prefix fails at once. A
+    pack that dies leaves it; it is stale (taken over) after LOCK_STALE_SECONDS."""
+
+    def __init__(self, store: Store, prefix: RemotePrefix) -> None:
+        self._store, self._prefix = store, prefix
+        self._key = lock_key(prefix.name)
+        self._etag: str | None = None
+        self._refreshed = 0.0
+
+    def __enter__(self) -> RemoteLock:
+        body = self._body()
+        try:
+            self._etag = self._store.put(self._key, body, mode="create")
+        except ArchiveBusyError:
+            held = self._store.head(self._key)
+            if held is not None and time.time() - held.modified < LOCK_STALE_SECONDS:
+                raise ArchiveBusyError(
+                    f"another pack is writing to {self._prefix.url} (it holds "
+                    f"{self._prefix.key(self._key)}, refreshed "
+                    f"{int(time.time() - held.modified)} s ago); wait for it to end, or delete "
+                    "that object if its pack died"
+                ) from None
+            mode: PutMode = {"e_tag": held.etag} if held and held.etag else "create"
+            self._etag = self._store.put(self._key, body, mode=mode)
+        self._refreshed = time.monotonic()
+        return self
+
+    def refresh(self) -> None:
+        """Keep the lock fresh during a long pack (at most one request per few minutes)."""
+        if time.monotonic() - self._refreshed < LOCK_REFRESH_SECONDS:
+            return
+        mode: PutMode = {"e_tag": self._etag} if self._etag else "overwrite"
+        self._etag = self._store.put(self._key, self._body(), mode=mode)
+        self._refreshed = time.monotonic()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._store.delete(self._key)
+
+    @staticmethod
+    def _body() -> bytes:
+        holder = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        return json.dumps(holder).encode()
+
+
+class RemoteChunkSink:
+    """Uploads each chunk as it is cut, ``UPLOADS_IN_FLIGHT`` at a time (a slow link slows the
+    pack; nothing piles up), and writes the manifest only over chunks already stored."""
+
+    def __init__(self, prefix: RemotePrefix, store: Store, *, force: bool, lock: RemoteLock):
+        self.prefix, self.name, self.directory = prefix, prefix.name, prefix.folder
+        self._store, self._lock = store, lock
+        self._manifest_key = prefix.name + MANIFEST_SUFFIX
+        existing = store.head(self._manifest_key)
+        self._old_parts = [info.key for info in _parts(store, prefix.name)]
+        if (existing is not None or self._old_parts) and not force:
+            raise OutputError(
+                f"{prefix.url} already has an archive; choose another prefix, or replace it "
+                "(force=True; --force on the command line)"
+            )
+        self._manifest_etag: str | None = None
+        if existing is not None:
+            # Replacing: the old archive stops existing before any of its chunks is overwritten.
+            store.delete(self._manifest_key)
+            store.delete(prefix.name + ".sha256")
+        self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stc-upload")
+        self._uploads: deque[tuple[ChunkInfo, Future[str | None]]] = deque()
+        self._uploaded = 0  # chunks 0 … this-1 are stored
+        self._buffer = bytearray()
+        self._checkpoint: Manifest | None = None
+
+    def write(self, index: int, data: bytes | memoryview) -> None:
+        self._buffer += data
+
+    def finish_chunk(self, info: ChunkInfo) -> ChunkInfo:
+        """Hand the chunk to an uploader; wait first while UPLOADS_IN_FLIGHT are busy."""
+        while len(self._uploads) >= UPLOADS_IN_FLIGHT:
+            self._settle_oldest()
+        data, self._buffer = self._buffer, bytearray()
+        if len(data) != info.size or hashlib.sha256(data).hexdigest() != info.checksum:
+            raise OutputError(f"chunk {info.name} changed in memory before its upload")
+        self._uploads.append((info, self._pool.submit(self._store.put, info.name, data)))
+        return replace(info, path=self.prefix.key(info.name))
+
+    def write_checkpoint(self, manifest: Manifest) -> None:
+        """Written once every chunk it lists is stored: the latest one waits for that."""
+        self._checkpoint = manifest
+        while self._uploads and self._uploads[0][1].done():
+            self._settle_oldest()
+        self._write_checkpoint_if_covered()
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        while self._uploads:
+            self._settle_oldest()
+        self._store.put(self.name + ".sha256", manifest.sha256sum_text().encode())
+        self._put_manifest(manifest)
+        listed = {chunk.name for chunk in manifest.chunks}
+        for stale in self._old_parts:
+            if stale not in listed:
+                self._store.delete(stale)
+        self._pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """Stop: uploads not started are dropped, those running end; what is stored stays
+        (a checkpoint names only stored chunks), and no manifest claims the archive."""
+        for _, future in self._uploads:
+            future.cancel()
+        self._uploads.clear()
+        self._pool.shutdown(wait=True)
+
+    def _settle_oldest(self) -> None:
+        info, future = self._uploads.popleft()
+        future.result()  # an upload's error ends the pack here
+        self._uploaded = info.index + 1
+        self._write_checkpoint_if_covered()
+
+    def _write_checkpoint_if_covered(self) -> None:
+        checkpoint = self._checkpoint
+        if checkpoint is not None and checkpoint.total_chunks <= self._uploaded:
+            self._checkpoint = None
+            self._put_manifest(checkpoint)
+            self._lock.refresh()
+
+    def _put_manifest(self, manifest: Manifest) -> None:
+        mode: PutMode = {"e_tag": self._manifest_etag} if self._manifest_etag else "create"
+        self._manifest_etag = self._store.put(
+            self._manifest_key, manifest.to_json().encode(), mode=mode
+        )
+
+
+class RemoteChunkSource:
+    """Reads an archive's chunks from a store: the manifest first (no LIST needed, so a plain
+    web server serves it), then each chunk by ranged GETs, several in flight."""
+
+    def __init__(self, prefix: RemotePrefix, store: Store | None = None) -> None:
+        self.prefix, self.name, self.directory = prefix, prefix.name, prefix.folder
+        self._store = store or open_store(prefix)
+        self.manifest = read_remote_manifest(prefix, self._store)
+        if self.manifest is not None and not self.manifest.complete:
+            raise ManifestError(
+                f"{prefix.url} is an interrupted pack ({self.manifest.total_chunks} chunk(s) so "
+                "far): finish it first, or pack again with --force"
+            )
+        if self.manifest is not None:
+            self.chunks: list[ChunkInfo] = list(self.manifest.chunks)
+            return
+        if prefix.read_only:
+            raise ManifestError(
+                f"{prefix.url}{MANIFEST_SUFFIX} is missing, and a web server cannot list the "
+                "parts without it"
+            )
+        parts = _parts(self._store, prefix.name)
+        if not parts:
+            raise MissingChunkError(
+                0, f"{prefix.url} (neither {self.name}{MANIFEST_SUFFIX} nor {self.name}.part* "
+                f"exists in {prefix.folder})", "check the prefix"
+            )  # fmt: skip
+        self.chunks = [
+            ChunkInfo(index=i, name=info.key, size=info.size, checksum="")
+            for i, info in enumerate(parts)
+        ]
+        for chunk, info in zip(self.chunks, parts, strict=True):
+            if numbered_part(self.name, info.key) != chunk.index:
+                raise MissingChunkError(chunk.index, prefix.folder)
+
+    def path(self, chunk: ChunkInfo) -> str:
+        return self.prefix.key(chunk.name)
+
+    def read(self, chunk: ChunkInfo) -> Iterator[bytes]:
+        """The chunk in ranges of RANGE_SIZE, RANGES_IN_FLIGHT fetched at once."""
+        size = chunk.size if chunk.size >= 0 else self._size(chunk)
+        with ThreadPoolExecutor(RANGES_IN_FLIGHT, thread_name_prefix="stc-get") as pool:
+            pieces = ordered_map(
+                lambda span: self._range(chunk, *span),
+                iter_ranges(size, RANGE_SIZE),
+                pool=pool,
+                window=RANGES_IN_FLIGHT,
+            )
+            yield from pieces
+
+    def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None:
+        """What is wrong with the stored chunk against the manifest, if anything."""
+        info = self._store.head(chunk.name)
+        if info is None:
+            return None
+        if info.size != chunk.size:
+            return ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", f"{info.size} bytes")
+        digest = hashlib.sha256()
+        for piece in self.read(chunk):
+            digest.update(piece)
+        if digest.hexdigest() != chunk.checksum:
+            return ChecksumMismatchError(
+                chunk.name, f"sha256 {chunk.checksum}", f"sha256 {digest.hexdigest()}"
+            )
+        return None
+
+    def listed_parts(self) -> list[str] | None:
+        """Names of the ``NAME.part*`` objects, or None where the store cannot list."""
+        if self.prefix.read_only:
+            return None
+        return [info.key for info in _parts(self._store, self.name)]
+
+    def _size(self, chunk: ChunkInfo) -> int:
+        info = self._store.head(chunk.name)
+        if info is None:
+            raise MissingChunkError(chunk.index, self.prefix.folder)
+        return info.size
+
+    def _range(self, chunk: ChunkInfo, start: int, end: int) -> bytes:
+        try:
+            data = self._store.get_range(chunk.name, start, end)
+        except FileNotFoundError:
+            raise MissingChunkError(chunk.index, self.prefix.folder) from None
+        if len(data) != end - start:
+            raise ChecksumMismatchError(
+                chunk.name, f"{chunk.size} bytes", f"a short read at byte {start + len(data)}"
+            )
+        return data
+
+
+def read_remote_manifest(prefix: RemotePrefix, store: Store) -> Manifest | None:
+    """The archive's manifest from the store, chunks named as on disk; None if it has none."""
+    key = prefix.name + MANIFEST_SUFFIX
+    info = store.head(key)
+    if info is None:
+        return None
+    if info.size > MAX_MANIFEST_SIZE:
+        raise ManifestError(f"{prefix.key(key)} is larger than {MAX_MANIFEST_SIZE >> 20} MiB")
+    text = store.get(key)
+    if text is None:
+        return None
+    manifest = Manifest.from_json(text, source=prefix.key(key))
+    if all(chunk.name for chunk in manifest.chunks):
+        return manifest
+    widths = {len(p.key) - len(prefix.name) - len(".part") for p in _listable(prefix, store)}
+    return manifest.with_chunk_names(prefix.name, max(4, *widths) if len(widths) == 1 else 4)
+
+
+def _listable(prefix: RemotePrefix, store: Store) -> list[ObjectInfo]:
+    return [] if prefix.read_only else _parts(store, prefix.name)
+
+
+def _parts(store: Store, name: str) -> list[ObjectInfo]:
+    """``NAME.part<digits>`` objects of the folder, in chunk order."""
+    numbered = [
+        (n, info) for info in store.list() if (n := numbered_part(name, info.key)) is not None
+    ]
+    return [info for _, info in sorted(numbered, key=lambda item: item[0])]

@@ -1,0 +1,225 @@
+"""The small object-store interface stc needs, on obstore (S3, GCS, Azure, HTTP, memory).
+
+Everything remote goes through ``Store``, so a test can put a fault-injecting wrapper under
+the pipelines. Keys are file names in the archive's folder (``backup.part0000``). obstore's
+calls release the GIL and retry on their own (5xx, 429/SlowDown, dropped connections,
+timeouts: 10 tries within 3 minutes, exponential back-off with jitter); what still fails
+becomes one of our errors, never a credential in a message.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+import obstore
+from obstore.exceptions import (
+    AlreadyExistsError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionError,
+    UnauthenticatedError,
+)
+from obstore.store import MemoryStore, from_url
+
+from ..errors import ArchiveBusyError, StoreError, UsageError
+from .location import RemotePrefix
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from obstore import UpdateVersion
+    from obstore.store import ClientConfig
+
+    # Overwrite, create only if absent, or replace only the version with this ETag.
+    PutMode: TypeAlias = Literal["overwrite", "create"] | UpdateVersion
+
+T = TypeVar("T")
+Data = bytes | bytearray | memoryview
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str | None
+    modified: float  # seconds since the epoch
+
+
+class Store(Protocol):
+    """What stc asks of a store; ``url`` names it in messages."""
+
+    url: str
+
+    def put(self, key: str, data: Data, *, mode: PutMode = "overwrite") -> str | None:
+        """Store ``data`` whole (one request, atomic); returns the new ETag. ``create`` raises
+        ArchiveBusyError when the key exists, an ETag mode when it changed."""
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's size and ETag; None when it does not exist."""
+
+    def get(self, key: str) -> bytes | None:
+        """The whole object; None when it does not exist."""
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive); FileNotFoundError when the object is gone."""
+
+    def list(self) -> list[ObjectInfo]:
+        """Every object directly in the folder (may take several requests)."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object; one that is already gone is fine."""
+
+
+class ObstoreStore:
+    """A folder of an object store, through obstore."""
+
+    def __init__(self, prefix: RemotePrefix) -> None:
+        self.url = prefix.folder
+        self._base = ""
+        if prefix.scheme == "memory":
+            # One store per process, so what a pack writes to memory:// an unpack can read.
+            self._store: Any = _memory_store()
+            self._base = prefix.folder[len("memory://") :].strip("/")
+        else:
+            self._store = _open(prefix)
+
+    def put(self, key: str, data: Data, *, mode: PutMode = "overwrite") -> str | None:
+        def call() -> str | None:
+            result = obstore.put(self._store, self._key(key), data, mode=mode, use_multipart=False)
+            return result["e_tag"]
+
+        return self._call(key, "write", call)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            meta = self._call(key, "read", lambda: obstore.head(self._store, self._key(key)))
+        except FileNotFoundError:
+            return None
+        return _info(key, meta)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._call(
+                key, "read", lambda: bytes(obstore.get(self._store, self._key(key)).bytes())
+            )
+        except FileNotFoundError:
+            return None
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        return self._call(
+            key,
+            "read",
+            lambda: bytes(obstore.get_range(self._store, self._key(key), start=start, end=end)),
+        )
+
+    def list(self) -> list[ObjectInfo]:
+        def call() -> list[ObjectInfo]:
+            found: list[ObjectInfo] = []
+            listing = obstore.list_with_delimiter(self._store, self._base or None)
+            for meta in listing["objects"]:
+                found.append(_info(meta["path"].rsplit("/", 1)[-1], meta))
+            return found
+
+        try:
+            return self._call("", "list", call)
+        except FileNotFoundError:
+            return []
+
+    def delete(self, key: str) -> None:
+        try:
+            self._call(key, "delete", lambda: obstore.delete(self._store, self._key(key)))
+        except FileNotFoundError:
+            return
+
+    def _key(self, key: str) -> str:
+        return f"{self._base}/{key}" if self._base else key
+
+    def _call(self, key: str, verb: str, call: Callable[[], T]) -> T:
+        """obstore's errors as ours: FileNotFoundError passes (the caller knows what is
+        missing); the rest name the object and the store's answer."""
+        where = f"{self.url}/{key}" if key else self.url
+        try:
+            return call()
+        except (FileNotFoundError, NotFoundError) as exc:
+            if verb == "write":  # a PUT answered 404: the bucket (or container) is not there
+                raise StoreError(f"cannot write {where}: no such bucket") from exc
+            raise FileNotFoundError(where) from exc
+        except (AlreadyExistsError, PreconditionError) as exc:
+            raise ArchiveBusyError(
+                f"{where} was written by someone else meanwhile (another pack to the same "
+                "prefix?); nothing of theirs was replaced"
+            ) from exc
+        except (PermissionDeniedError, UnauthenticatedError) as exc:
+            raise StoreError(f"cannot {verb} {where}: access denied ({_first_line(exc)})") from exc
+        except Exception as exc:  # obstore raises plain ones too (GenericError, OSError…)
+            raise StoreError(f"cannot {verb} {where}: {_first_line(exc)}") from exc
+
+
+def open_store(prefix: RemotePrefix) -> Store:
+    return ObstoreStore(prefix)
+
+
+def endpoint_url() -> str | None:
+    """The S3 endpoint users set for S3-compatible stores (MinIO, R2, moto…)."""
+    for variable in ENDPOINT_VARIABLES:
+        value = os.environ.get(variable)
+        if value:
+            return value
+    return None
+
+
+def _open(prefix: RemotePrefix) -> Any:
+    options: dict[str, Any] = {}
+    client: ClientConfig = {}
+    if prefix.scheme in ("s3", "s3a"):
+        endpoint = endpoint_url()
+        if endpoint:
+            options["endpoint"] = endpoint
+            # A local S3-compatible server speaks plain http; obstore refuses it unless told.
+            client["allow_http"] = endpoint.startswith("http://")
+        options["checksum_algorithm"] = "sha256"  # S3 rejects a body corrupted on the way
+    elif prefix.scheme == "http":
+        client["allow_http"] = True
+    try:
+        return from_url(prefix.folder + "/", client_options=client or None, **options)
+    except Exception as exc:
+        raise UsageError(f"cannot open {prefix.folder}: {_first_line(exc)}") from exc
+
+
+_MEMORY: list[MemoryStore] = []
+_MEMORY_LOCK = threading.Lock()
+
+
+def _memory_store() -> MemoryStore:
+    with _MEMORY_LOCK:
+        if not _MEMORY:
+            _MEMORY.append(MemoryStore())
+        return _MEMORY[0]
+
+
+def _info(key: str, meta: Any) -> ObjectInfo:
+    return ObjectInfo(
+        key=key,
+        size=int(meta["size"]),
+        etag=meta.get("e_tag"),
+        modified=meta["last_modified"].timestamp(),
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    """obstore's messages carry a multi-line debug dump; the first line says what happened."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def iter_ranges(size: int, piece: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` pieces of at most ``piece`` bytes covering ``size`` bytes."""
+    for start in range(0, size, piece):
+        yield start, min(size, start + piece)
