@@ -159,3 +159,25 @@ def test_a_missing_bucket_is_one_clear_line(
     err = capsys.readouterr().err
     assert err.startswith("stc: error: cannot ") and err.count("\n") == 1, err
     assert "no-such-bucket" in err and "stc-test-secret" not in err
+
+
+def test_verify_reads_sizes_and_stored_hashes_without_downloading(
+    tree: Path, bucket: str, s3_client: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = f"s3://{bucket}/b"
+    total = stc.pack(tree, prefix, **SMALL).manifest.total_chunks
+    head = s3_client.head_object(Bucket=bucket, Key="b.part0000")  # type: ignore[attr-defined]
+    part = objects(s3_client, bucket)["b.part0000"]
+    assert head["Metadata"] == {"stc-sha256": hashlib.sha256(part).hexdigest()}
+    report = stc.verify(prefix)
+    assert report.ok and report.from_metadata and report.downloaded == 0
+    assert report.requests == total + 1  # one LIST, one request per chunk
+    assert main(["verify", prefix]) == 0
+    assert f"({total + 1} requests, nothing downloaded)" in capsys.readouterr().out
+    # Replaced by another tool with other bytes: no stored hash, so it is downloaded and hashed.
+    s3_client.put_object(Bucket=bucket, Key="b.part0002", Body=part)  # type: ignore[attr-defined]
+    report = stc.verify(prefix)
+    assert report.downloaded == 1
+    assert report.problems == ["b.part0002: corrupt, SHA-256 does not match"]
+    s3_client.put_object(Bucket=bucket, Key="b.part0002", Body=part[:10])  # type: ignore[attr-defined]
+    assert stc.verify(prefix).problems == [f"b.part0002: short, 10 of {len(part)} bytes"]

@@ -508,6 +508,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             "deep": report.deep,
             "members_checked": report.members_checked,
             "problems": report.problems,
+            "from_metadata": report.from_metadata,
+            "requests": report.requests,
+            "downloaded_chunks": report.downloaded,
         }
         if not report.ok:
             # The error goes into the report: stdout holds one JSON document, always.
@@ -517,11 +520,18 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             return error.exit_code
         _print_json(document)
     elif report.ok:
-        deep = f", {report.members_checked} members decoded" if report.deep else ""
+        how = f", {report.members_checked} members decoded" if report.deep else ""
+        if report.from_metadata:
+            fetched = (
+                f"{report.downloaded} chunk(s) downloaded"
+                if report.downloaded
+                else ("nothing downloaded")
+            )
+            how = f" by stored size and SHA-256 ({report.requests} requests, {fetched})"
         _say(
             args,
             f"ok: {report.chunks_checked} chunk(s), {human_size(report.bytes_checked)} "
-            f"match the manifest{deep}",
+            f"match the manifest{how}",
         )
     else:
         for problem in report.problems:

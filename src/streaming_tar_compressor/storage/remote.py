@@ -133,7 +133,8 @@ class RemoteChunkSink:
         data, self._buffer = self._buffer, bytearray()
         if len(data) != info.size or hashlib.sha256(data).hexdigest() != info.checksum:
             raise OutputError(f"chunk {info.name} changed in memory before its upload")
-        self._uploads.append((info, self._pool.submit(self._store.put, info.name, data)))
+        upload = self._pool.submit(self._store.put, info.name, data, sha256=info.checksum)
+        self._uploads.append((info, upload))
         return replace(info, path=self.prefix.key(info.name))
 
     def write_checkpoint(self, manifest: Manifest) -> None:
@@ -247,6 +248,15 @@ class RemoteChunkSource:
                 chunk.name, f"sha256 {chunk.checksum}", f"sha256 {digest.hexdigest()}"
             )
         return None
+
+    @property
+    def requests(self) -> int:
+        """Requests made to the store so far."""
+        return self._store.requests
+
+    def stat(self, chunk: ChunkInfo) -> ObjectInfo | None:
+        """The stored object's size and SHA-256 (one request); None when it is missing."""
+        return self._store.head(chunk.name)
 
     def listed_parts(self) -> list[str] | None:
         """Names of the ``NAME.part*`` objects, or None where the store cannot list."""

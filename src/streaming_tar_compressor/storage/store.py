@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import obstore
@@ -31,7 +31,7 @@ from .location import RemotePrefix
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from obstore import UpdateVersion
+    from obstore import Attributes, UpdateVersion
     from obstore.store import ClientConfig
 
     # Overwrite, create only if absent, or replace only the version with this ETag.
@@ -42,25 +42,33 @@ Data = bytes | bytearray | memoryview
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
 
+SHA256_ATTRIBUTE = "stc-sha256"  # user metadata (x-amz-meta-stc-sha256 on S3)
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
     size: int
     etag: str | None
     modified: float  # seconds since the epoch
+    sha256: str | None = None  # the SHA-256 the object was stored with, when we stored it
 
 
 class Store(Protocol):
-    """What stc asks of a store; ``url`` names it in messages."""
+    """What stc asks of a store; ``url`` names it in messages; ``requests`` counts them."""
 
     url: str
+    requests: int
 
-    def put(self, key: str, data: Data, *, mode: PutMode = "overwrite") -> str | None:
+    def put(
+        self, key: str, data: Data, *, mode: PutMode = "overwrite", sha256: str | None = None
+    ) -> str | None:
         """Store ``data`` whole (one request, atomic); returns the new ETag. ``create`` raises
-        ArchiveBusyError when the key exists, an ETag mode when it changed."""
+        ArchiveBusyError when the key exists, an ETag mode when it changed. ``sha256`` is kept
+        with the object, so ``head`` can check it without a download."""
 
     def head(self, key: str) -> ObjectInfo | None:
-        """The object's size and ETag; None when it does not exist."""
+        """The object's size, ETag and stored SHA-256; None when it does not exist."""
 
     def get(self, key: str) -> bytes | None:
         """The whole object; None when it does not exist."""
@@ -80,6 +88,7 @@ class ObstoreStore:
 
     def __init__(self, prefix: RemotePrefix) -> None:
         self.url = prefix.folder
+        self.requests = 0
         self._base = ""
         if prefix.scheme == "memory":
             # One store per process, so what a pack writes to memory:// an unpack can read.
@@ -88,19 +97,37 @@ class ObstoreStore:
         else:
             self._store = _open(prefix)
 
-    def put(self, key: str, data: Data, *, mode: PutMode = "overwrite") -> str | None:
+    def put(
+        self, key: str, data: Data, *, mode: PutMode = "overwrite", sha256: str | None = None
+    ) -> str | None:
+        attributes: Attributes | None = {SHA256_ATTRIBUTE: sha256} if sha256 else None
+
         def call() -> str | None:
-            result = obstore.put(self._store, self._key(key), data, mode=mode, use_multipart=False)
+            result = obstore.put(
+                self._store,
+                self._key(key),
+                data,
+                mode=mode,
+                attributes=attributes,
+                use_multipart=False,
+            )
             return result["e_tag"]
 
         return self._call(key, "write", call)
 
     def head(self, key: str) -> ObjectInfo | None:
+        # A GET that asks for the head only: the same one request as HEAD, with user metadata.
         try:
-            meta = self._call(key, "read", lambda: obstore.head(self._store, self._key(key)))
+            result = self._call(
+                key,
+                "read",
+                lambda: obstore.get(self._store, self._key(key), options={"head": True}),
+            )
         except FileNotFoundError:
             return None
-        return _info(key, meta)
+        info = _info(key, result.meta)
+        stored = result.attributes.get(SHA256_ATTRIBUTE)
+        return replace(info, sha256=stored) if isinstance(stored, str) else info
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -145,6 +172,7 @@ class ObstoreStore:
         """obstore's errors as ours: FileNotFoundError passes (the caller knows what is
         missing); the rest name the object and the store's answer."""
         where = f"{self.url}/{key}" if key else self.url
+        self.requests += 1  # from several threads: a count for reports, not an exact tally
         try:
             return call()
         except (FileNotFoundError, NotFoundError) as exc:
