@@ -17,6 +17,7 @@ from ..core.manifest import Manifest
 from ..errors import StcError
 from ..fs.journal import UnpackJournal
 from ..storage.archive import read_manifest_at
+from ..storage.location import RemotePrefix, parse_prefix
 
 # Largest first, binary before decimal at each step, as parse_size reads them back.
 _UNITS = (("G", 1024**3), ("GB", 10**9), ("M", 1024**2), ("MB", 10**6), ("K", 1024), ("KB", 1000))
@@ -57,7 +58,8 @@ def pack_resume_command(prefix: str, manifest: Manifest) -> str | None:
     cwd = str(resume.get("cwd", ""))
     elsewhere = bool(cwd) and not _same_folder(cwd, os.getcwd())
     needs_cd = elsewhere and any(not os.path.isabs(source) for source in sources)
-    output = os.path.abspath(prefix) if needs_cd else prefix
+    local = not isinstance(parse_prefix(prefix), RemotePrefix)
+    output = os.path.abspath(prefix) if needs_cd and local else prefix
     words = ["stc", "pack", *map(_path_word, sources), "-o", _path_word(output)]
     words += ["-c", manifest.compression.value]
     if manifest.level is not None:

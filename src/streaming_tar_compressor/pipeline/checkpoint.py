@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,14 +137,36 @@ def checkpoint_manifest(base: Manifest, checkpoint: Checkpoint, identity: PackId
     )
 
 
+ChunkReader = Callable[[ChunkInfo], Iterator[bytes]]
+
+
+def local_chunk_reader(directory: str) -> ChunkReader:
+    """Reads a checkpoint's chunk files back, as a resumed pack must."""
+
+    def read(chunk: ChunkInfo) -> Iterator[bytes]:
+        try:
+            with open_regular_file(os.path.join(directory, chunk.name)) as handle:
+                while piece := handle.read(READ_SIZE):
+                    yield piece
+        except FileNotFoundError:
+            raise MissingChunkError(
+                chunk.index, directory, "the pack cannot be resumed; pack again with --force"
+            ) from None
+        except OSError as exc:
+            raise OutputError(f"cannot read {chunk.name} to resume the pack: {exc}") from exc
+
+    return read
+
+
 def load_resumption(
     manifest: Manifest,
     identity: PackIdentity,
-    settings: tuple[str, int | None, int | None, int],
-    directory: str,
+    settings: PackOptions,
+    read_chunk: ChunkReader,
     source: str,
 ) -> Resumption:
-    """Check the checkpoint fits this run and every chunk it lists is whole and unchanged."""
+    """Check the checkpoint fits this run and every chunk it lists is whole and unchanged
+    (``read_chunk`` reads one back, from disk or from a store)."""
     resume = manifest.extra.get("resume")
     if not isinstance(resume, dict):
         raise ManifestError(f"{source} is incomplete but holds no resume checkpoint")
@@ -187,7 +209,7 @@ def load_resumption(
         raise ManifestError(f"{source}: the checkpoint's block 0 does not start the stream")
     if any(chunk.size != manifest.chunk_size for chunk in manifest.chunks):
         raise ManifestError(f"{source}: a checkpoint lists only whole chunks")
-    stream_hash, overlap = _rehash(manifest.chunks, directory, point.stream_offset)
+    stream_hash, overlap = _rehash(manifest.chunks, read_chunk, point.stream_offset)
     return Resumption(
         chunks=manifest.chunks,
         blocks=manifest.blocks,
@@ -199,7 +221,9 @@ def load_resumption(
     )
 
 
-def _rehash(chunks: Sequence[ChunkInfo], directory: str, overlap_start: int) -> tuple[Any, str]:
+def _rehash(
+    chunks: Sequence[ChunkInfo], read_chunk: ChunkReader, overlap_start: int
+) -> tuple[Any, str]:
     """Read back every final chunk: each must match its checksum, and together they give the
     whole stream's hash so far (hashlib state cannot be saved in a checkpoint) and the hash of
     the bytes from ``overlap_start`` on, which the resumed pack makes again."""
@@ -208,20 +232,12 @@ def _rehash(chunks: Sequence[ChunkInfo], directory: str, overlap_start: int) -> 
     for chunk in chunks:
         digest = hashlib.sha256()
         size = 0
-        try:
-            with open_regular_file(os.path.join(directory, chunk.name)) as handle:
-                while piece := handle.read(READ_SIZE):
-                    digest.update(piece)
-                    stream.update(piece)
-                    overlap.update(memoryview(piece)[max(0, overlap_start - offset) :])
-                    offset += len(piece)
-                    size += len(piece)
-        except FileNotFoundError:
-            raise MissingChunkError(
-                chunk.index, directory, "the pack cannot be resumed; pack again with --force"
-            ) from None
-        except OSError as exc:
-            raise OutputError(f"cannot read {chunk.name} to resume the pack: {exc}") from exc
+        for piece in read_chunk(chunk):
+            digest.update(piece)
+            stream.update(piece)
+            overlap.update(memoryview(piece)[max(0, overlap_start - offset) :])
+            offset += len(piece)
+            size += len(piece)
         if size != chunk.size or digest.hexdigest() != chunk.checksum:
             raise ChecksumMismatchError(
                 chunk.name,

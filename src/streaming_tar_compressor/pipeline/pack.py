@@ -32,6 +32,7 @@ from ..models import ChunkInfo, CompressionType, MemberKind
 from ..progress import NullProgress, Progress
 from ..storage.archive import ChunkSink
 from ..storage.local import (
+    MANIFEST_SUFFIX,
     LocalChunkSink,
     PrefixLock,
     archive_file_matcher,
@@ -41,17 +42,25 @@ from ..storage.local import (
     split_prefix,
 )
 from ..storage.location import RemotePrefix, parse_prefix
-from ..storage.remote import RemoteChunkSink, RemoteLock, read_remote_manifest
+from ..storage.remote import (
+    RemoteChunkSink,
+    RemoteLock,
+    checkpoint_reader,
+    read_remote_manifest,
+)
 from ..storage.store import open_store
 from .checkpoint import (
     NO_SOURCES,
     Checkpoint,
+    ChunkReader,
     PackIdentity,
+    PackOptions,
     ResumePoint,
     Resumption,
     SourceCheck,
     checkpoint_manifest,
     load_resumption,
+    local_chunk_reader,
     made_with,
 )
 from .parallel import ordered_map
@@ -317,26 +326,48 @@ def pack(
     identity = PackIdentity.of(sources)
     with PrefixLock(output_prefix):
         existing = read_manifest_if_present(output_prefix)
-        resumption: Resumption | None = None
-        if resume and existing is not None:
-            stated = (
-                settings.compression.value,
-                settings.level,
-                settings.block_size,
-                settings.chunk_size,
-            )
-            if existing.complete:
-                return _already_complete(existing, stated, output_prefix)
-            resumption = load_resumption(
-                existing, identity, stated, directory, manifest_path(output_prefix)
-            )
-        elif existing is not None and not existing.complete and not force:
-            raise OutputError(
-                f"{output_prefix} holds an interrupted pack: continue it with --resume "
-                "(resume=True), or replace it with --force"
-            )
+        if resume and existing is not None and existing.complete:
+            remove_stale_temps(directory, split_prefix(output_prefix)[1])
+            return _already_complete(existing, settings, output_prefix, directory)
+        resumption = _resumption(
+            existing,
+            identity,
+            settings,
+            local_chunk_reader(directory),
+            output_prefix,
+            manifest_path(output_prefix),
+            resume=resume,
+            force=force,
+        )
         sink = LocalChunkSink(output_prefix, force=force, resume=resume)
         return _pack_to(sink, sources, settings, summary, identity, exclude, progress, resumption)
+
+
+def _resumption(
+    existing: Manifest | None,
+    identity: PackIdentity,
+    settings: PackSettings,
+    read_chunk: ChunkReader,
+    prefix: str,
+    source: str,
+    *,
+    resume: bool,
+    force: bool,
+) -> Resumption | None:
+    """Where a resumed pack continues (None: from the start); an interrupted pack found
+    without ``resume`` or ``force`` is refused, so it is never silently replaced."""
+    if resume and existing is not None:
+        return load_resumption(existing, identity, _stated(settings), read_chunk, source)
+    if existing is not None and not existing.complete and not force:
+        raise OutputError(
+            f"{prefix} holds an interrupted pack: continue it with --resume "
+            "(resume=True), or replace it with --force"
+        )
+    return None
+
+
+def _stated(settings: PackSettings) -> PackOptions:
+    return (settings.compression.value, settings.level, settings.block_size, settings.chunk_size)
 
 
 def _pack_to_store(
@@ -352,29 +383,38 @@ def _pack_to_store(
     if prefix.read_only:
         raise UsageError(f"{prefix.scheme}:// is read-only: pack to s3://, gs://, az://, …")
     summary = scan(sources, exclude_nothing)
+    identity = PackIdentity.of(sources)
     store = open_store(prefix)
-    if resume and read_remote_manifest(prefix, store) is not None:
-        raise UsageError(
-            f"--resume of a pack to an object store is not built yet: {prefix.url} has an "
-            "archive or a checkpoint; pack again with --force"
-        )
     with RemoteLock(store, prefix) as lock:
-        sink = RemoteChunkSink(prefix, store, force=force, lock=lock)
-        identity = PackIdentity.of(sources)
-        return _pack_to(sink, sources, settings, summary, identity, exclude_nothing, progress, None)
+        existing = read_remote_manifest(prefix, store)
+        if resume and existing is not None and existing.complete:
+            return _already_complete(existing, settings, prefix.url, prefix.folder)
+        resumption = _resumption(
+            existing,
+            identity,
+            settings,
+            checkpoint_reader(prefix, store),
+            prefix.url,
+            prefix.key(prefix.name + MANIFEST_SUFFIX),
+            resume=resume,
+            force=force,
+        )
+        resumed = len(resumption.chunks) if resumption is not None else None
+        sink = RemoteChunkSink(prefix, store, force=force, lock=lock, resumed_chunks=resumed)
+        return _pack_to(
+            sink, sources, settings, summary, identity, exclude_nothing, progress, resumption
+        )
 
 
 def _already_complete(
-    manifest: Manifest, stated: tuple[str, int | None, int | None, int], prefix: str
+    manifest: Manifest, settings: PackSettings, prefix: str, directory: str
 ) -> PackResult:
     """``--resume`` on a finished archive: nothing to do, if it is the same job's archive."""
-    if made_with(manifest) != stated:
+    if made_with(manifest) != _stated(settings):
         raise UsageError(
             f"{prefix} already holds a complete archive made with other options; "
             "replace it with --force"
         )
-    directory, name = split_prefix(prefix)
-    remove_stale_temps(directory, name)
     chunks = [replace(c, path=os.path.join(directory, c.name)) for c in manifest.chunks]
     return PackResult(manifest, chunks, [], resumed_chunks=len(chunks))
 
@@ -392,7 +432,7 @@ def _pack_to(
     progress = progress or NullProgress()
     skipped: list[SkippedSource] = []
     chunks = [
-        replace(c, path=os.path.join(sink.directory, c.name))  # resumed: local only
+        replace(c, path=os.path.join(sink.directory, c.name))
         for c in (resumption.chunks if resumption else ())
     ]
     # Only what a checkpoint needs besides its chunks and resume point.

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -68,7 +68,7 @@ class RemoteLock:
             self._etag = self._store.put(self._key, body, mode="create")
         except ArchiveBusyError:
             held = self._store.head(self._key)
-            if held is not None and time.time() - held.modified < LOCK_STALE_SECONDS:
+            if held is not None and not self._stale(held):
                 raise ArchiveBusyError(
                     f"another pack is writing to {self._prefix.url} (it holds "
                     f"{self._prefix.key(self._key)}, refreshed "
@@ -91,6 +91,20 @@ class RemoteLock:
     def __exit__(self, *exc_info: object) -> None:
         self._store.delete(self._key)
 
+    def _stale(self, held: ObjectInfo) -> bool:
+        """Older than LOCK_STALE_SECONDS, or taken by a process of this host that is gone
+        (a pack killed here can be resumed at once)."""
+        if time.time() - held.modified >= LOCK_STALE_SECONDS:
+            return True
+        try:
+            holder = json.loads(self._store.get(self._key) or b"{}")
+        except ValueError:
+            return False
+        if not isinstance(holder, dict) or holder.get("host") != socket.gethostname():
+            return False
+        pid = holder.get("pid")
+        return isinstance(pid, int) and pid > 0 and pid != os.getpid() and not _running(pid)
+
     @staticmethod
     def _body() -> bytes:
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
@@ -101,25 +115,37 @@ class RemoteChunkSink:
     """Uploads each chunk as it is cut, ``UPLOADS_IN_FLIGHT`` at a time (a slow link slows the
     pack; nothing piles up), and writes the manifest only over chunks already stored."""
 
-    def __init__(self, prefix: RemotePrefix, store: Store, *, force: bool, lock: RemoteLock):
+    def __init__(
+        self,
+        prefix: RemotePrefix,
+        store: Store,
+        *,
+        force: bool,
+        lock: RemoteLock,
+        resumed_chunks: int | None = None,
+    ) -> None:
+        """``resumed_chunks``: continue the checkpoint that lists that many stored chunks."""
         self.prefix, self.name, self.directory = prefix, prefix.name, prefix.folder
         self._store, self._lock = store, lock
         self._manifest_key = prefix.name + MANIFEST_SUFFIX
         existing = store.head(self._manifest_key)
         self._old_parts = [info.key for info in _parts(store, prefix.name)]
-        if (existing is not None or self._old_parts) and not force:
-            raise OutputError(
-                f"{prefix.url} already has an archive; choose another prefix, or replace it "
-                "(force=True; --force on the command line)"
-            )
+        # Manifest writes replace only the version we know: the checkpoint we continue, or none.
         self._manifest_etag: str | None = None
-        if existing is not None:
-            # Replacing: the old archive stops existing before any of its chunks is overwritten.
+        if resumed_chunks is not None and existing is not None:
+            self._manifest_etag = existing.etag
+        elif existing is not None or self._old_parts:
+            if not force:
+                raise OutputError(
+                    f"{prefix.url} already has an archive; choose another prefix, or replace "
+                    "it (force=True; --force on the command line)"
+                )
+            # Replacing: the old archive stops existing before any chunk of it is overwritten.
             store.delete(self._manifest_key)
             store.delete(prefix.name + ".sha256")
         self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stc-upload")
         self._uploads: deque[tuple[ChunkInfo, Future[str | None]]] = deque()
-        self._uploaded = 0  # chunks 0 … this-1 are stored
+        self._uploaded = resumed_chunks or 0  # chunks 0 … this-1 are stored
         self._buffer = bytearray()
         self._checkpoint: Manifest | None = None
 
@@ -224,14 +250,7 @@ class RemoteChunkSource:
     def read(self, chunk: ChunkInfo) -> Iterator[bytes]:
         """The chunk in ranges of RANGE_SIZE, RANGES_IN_FLIGHT fetched at once."""
         size = chunk.size if chunk.size >= 0 else self._size(chunk)
-        with ThreadPoolExecutor(RANGES_IN_FLIGHT, thread_name_prefix="stc-get") as pool:
-            pieces = ordered_map(
-                lambda span: self._range(chunk, *span),
-                iter_ranges(size, RANGE_SIZE),
-                pool=pool,
-                window=RANGES_IN_FLIGHT,
-            )
-            yield from pieces
+        return read_ranges(self._store, self.prefix, chunk, size)
 
     def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None:
         """What is wrong with the stored chunk against the manifest, if anything."""
@@ -270,16 +289,41 @@ class RemoteChunkSource:
             raise MissingChunkError(chunk.index, self.prefix.folder)
         return info.size
 
-    def _range(self, chunk: ChunkInfo, start: int, end: int) -> bytes:
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def read_ranges(store: Store, prefix: RemotePrefix, chunk: ChunkInfo, size: int) -> Iterator[bytes]:
+    """``size`` bytes of a chunk in ranges of RANGE_SIZE, RANGES_IN_FLIGHT fetched at once."""
+
+    def fetch(span: tuple[int, int]) -> bytes:
+        start, end = span
         try:
-            data = self._store.get_range(chunk.name, start, end)
+            data = store.get_range(chunk.name, start, end)
         except FileNotFoundError:
-            raise MissingChunkError(chunk.index, self.prefix.folder) from None
+            raise MissingChunkError(chunk.index, prefix.folder) from None
         if len(data) != end - start:
             raise ChecksumMismatchError(
-                chunk.name, f"{chunk.size} bytes", f"a short read at byte {start + len(data)}"
+                chunk.name, f"{size} bytes", f"a short read at byte {start + len(data)}"
             )
         return data
+
+    with ThreadPoolExecutor(RANGES_IN_FLIGHT, thread_name_prefix="stc-get") as pool:
+        yield from ordered_map(
+            fetch, iter_ranges(size, RANGE_SIZE), pool=pool, window=RANGES_IN_FLIGHT
+        )
+
+
+def checkpoint_reader(prefix: RemotePrefix, store: Store) -> Callable[[ChunkInfo], Iterator[bytes]]:
+    """Reads a checkpoint's chunks back from the store, as a resumed pack must."""
+    return lambda chunk: read_ranges(store, prefix, chunk, chunk.size)
 
 
 def read_remote_manifest(prefix: RemotePrefix, store: Store) -> Manifest | None:

@@ -1,0 +1,173 @@
+"""An interrupted pack to a store resumes to the objects an uninterrupted pack writes.
+
+The interruption is raised right after the Nth manifest checkpoint is stored, so the point
+where the pack stops never depends on how the upload threads were scheduled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import streaming_tar_compressor as stc
+from streaming_tar_compressor.cli.main import main
+from streaming_tar_compressor.fs.journal import UnpackJournal
+from streaming_tar_compressor.storage.remote import RemoteChunkSink
+from tests.helpers import snapshot
+from tests.remote.test_s3_round_trip import objects
+
+SMALL = {"chunk_size": 16 * 1024, "block_size": 8 * 1024}
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    noise = random.Random(21)
+    root = tmp_path / "src"
+    root.mkdir()
+    for number in range(60):
+        text = " ".join(noise.choice(["alpha", "beta", "gamma"]) for _ in range(1500))
+        data = text.encode() if number % 2 else noise.randbytes(6000)
+        (root / f"f{number:02d}").write_bytes(data)
+    return root
+
+
+def without_created(stored: dict[str, bytes]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for key, data in stored.items():
+        if key.endswith(".manifest.json"):
+            document = json.loads(data)
+            document.pop("created")
+            found[key.rsplit("/", 1)[-1]] = document
+        else:
+            found[key.rsplit("/", 1)[-1]] = data
+    return found
+
+
+def interrupt_after_checkpoints(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    put_manifest = RemoteChunkSink._put_manifest
+    written = [0]
+
+    def interrupted(sink: RemoteChunkSink, manifest: stc.Manifest) -> None:
+        put_manifest(sink, manifest)
+        written[0] += 1
+        if written[0] == count:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RemoteChunkSink, "_put_manifest", interrupted)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "xz"])
+@pytest.mark.parametrize("stop_after", [1, 3])
+def test_resume_gives_the_objects_of_an_uninterrupted_pack(
+    codec: str,
+    stop_after: int,
+    src: Path,
+    bucket: str,
+    s3_client: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stc.pack(src, f"s3://{bucket}/ref/a", compression=codec, **SMALL)
+    expected = without_created(
+        {k: v for k, v in objects(s3_client, bucket).items() if k.startswith("ref/")}
+    )
+    prefix = f"s3://{bucket}/run/a"
+    with monkeypatch.context() as patch:
+        interrupt_after_checkpoints(patch, stop_after)
+        with pytest.raises(KeyboardInterrupt):
+            stc.pack(src, prefix, compression=codec, **SMALL)
+    checkpoint = json.loads(objects(s3_client, bucket)["run/a.manifest.json"])
+    assert checkpoint["complete"] is False and checkpoint["total_chunks"] >= stop_after
+    with pytest.raises(stc.OutputError, match="interrupted pack"):
+        stc.pack(src, prefix, compression=codec, **SMALL)
+    with pytest.raises(stc.ManifestError, match="interrupted pack"):
+        stc.unpack(prefix, "unused")
+    result = stc.pack(src, prefix, compression=codec, resume=True, **SMALL)
+    assert result.resumed_chunks == checkpoint["total_chunks"]
+    stored = {k: v for k, v in objects(s3_client, bucket).items() if k.startswith("run/")}
+    assert without_created(stored) == expected
+    again = stc.pack(src, prefix, compression=codec, resume=True, **SMALL)
+    assert again.resumed_chunks == again.manifest.total_chunks  # complete: nothing to do
+
+
+def test_the_cli_prints_the_resume_command_for_a_store(
+    src: Path,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prefix = f"s3://{bucket}/a"
+    with monkeypatch.context() as patch:
+        interrupt_after_checkpoints(patch, 2)
+        code = main(["pack", str(src), "-o", prefix, "--chunk-size", "16K", "--block-size", "8K"])
+    assert code == 130
+    err = capsys.readouterr().err
+    command = f"stc pack {src} -o {prefix} -c gzip -l 6 --chunk-size 16K --block-size 8K --resume"
+    assert err == f"stc: interrupted; to go on from there: {command}\n"
+    assert main(["info", prefix]) == 0
+    assert f"resume:       {command}" in capsys.readouterr().out.splitlines()
+    assert main([*command.split()[1:], "-q"]) == 0
+    assert stc.verify(prefix, deep=True).ok
+
+
+KILLED_PACK = """
+import os, signal, sys
+from streaming_tar_compressor.fs.journal import UnpackJournal
+from streaming_tar_compressor.storage.remote import RemoteChunkSink
+from tests.helpers import snapshot
+import streaming_tar_compressor as stc
+put_manifest, written = RemoteChunkSink._put_manifest, [0]
+def dying(sink, manifest):
+    put_manifest(sink, manifest)
+    written[0] += 1
+    if written[0] == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+RemoteChunkSink._put_manifest = dying
+stc.pack(sys.argv[1], sys.argv[2], chunk_size=16384, block_size=8192)
+"""
+
+
+def test_a_pack_killed_on_this_host_leaves_a_lock_that_resume_takes_over(
+    src: Path, bucket: str, s3_client: object
+) -> None:
+    prefix = f"s3://{bucket}/a"
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_PACK, str(src), prefix],
+        env=os.environ.copy(),
+        timeout=120,
+        capture_output=True,
+    )
+    assert done.returncode == -9, done.stderr
+    assert ".a.lock" in objects(s3_client, bucket)  # the dead pack's, younger than 30 min
+    result = stc.pack(src, prefix, resume=True, **SMALL)
+    assert result.resumed_chunks >= 3
+    assert ".a.lock" not in objects(s3_client, bucket)
+    assert stc.verify(prefix, deep=True).ok
+
+
+def test_an_unpack_from_a_store_resumes(
+    src: Path, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = f"s3://{bucket}/a"
+    stc.pack(src, prefix, **SMALL)
+    record = UnpackJournal.record
+    records = [0]
+
+    def interrupted(journal: UnpackJournal, *args: object) -> None:
+        record(journal, *args)  # type: ignore[arg-type]
+        records[0] += 1
+        if records[0] == 3:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(UnpackJournal, "record", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            stc.unpack(prefix, tmp_path / "out")
+    result = stc.unpack(prefix, tmp_path / "out", resume=True)
+    assert result.resumed and result.skipped_members > 0
+    assert snapshot(tmp_path / "out" / src.relative_to("/")) == snapshot(src)
