@@ -14,6 +14,7 @@ import pytest
 import streaming_tar_compressor as stc
 from streaming_tar_compressor import compress_with_chunks, decompress_from_chunks
 from streaming_tar_compressor.cli.main import main
+from streaming_tar_compressor.storage.location import RemotePrefix, parse_prefix
 from tests.helpers import snapshot
 
 SMALL = {"chunk_size": 64 * 1024, "block_size": 32 * 1024}
@@ -181,3 +182,20 @@ def test_verify_reads_sizes_and_stored_hashes_without_downloading(
     assert report.problems == ["b.part0002: corrupt, SHA-256 does not match"]
     s3_client.put_object(Bucket=bucket, Key="b.part0002", Body=part[:10])  # type: ignore[attr-defined]
     assert stc.verify(prefix).problems == [f"b.part0002: short, 10 of {len(part)} bytes"]
+
+
+def test_a_chunk_too_big_for_one_put_is_refused_before_packing(tree: Path) -> None:
+    with pytest.raises(stc.UsageError, match="at most 5 GiB"):
+        stc.pack(tree, "s3://bucket/b", chunk_size=6 * 2**30)
+
+
+def test_an_azure_filesystem_at_account_url_is_not_a_credential() -> None:
+    url = "abfss://fs@account.dfs.core.windows.net/backups/b"
+    location = parse_prefix(url)
+    assert isinstance(location, RemotePrefix)
+    assert (location.folder, location.name) == (
+        "abfss://fs@account.dfs.core.windows.net/backups",
+        "b",
+    )
+    with pytest.raises(stc.UsageError, match="credentials"):
+        parse_prefix("abfss://fs:secret@account.dfs.core.windows.net/b")

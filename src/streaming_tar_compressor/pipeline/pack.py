@@ -67,6 +67,7 @@ from .parallel import ordered_map
 from .threads import in_background
 
 DEFAULT_CHUNK_SIZE = 50 * 2**20  # bytes
+MAX_SINGLE_PUT = 5 * 2**30  # S3's (and R2's) largest object in one PUT
 READ_SIZE = 1 << 20  # bytes per read of a source file
 MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
 BLOCKS_IN_FLIGHT_PER_WORKER = 2
@@ -382,6 +383,11 @@ def _pack_to_store(
     """Chunks upload while the pack runs; the manifest is written last, conditionally."""
     if prefix.read_only:
         raise UsageError(f"{prefix.scheme}:// is read-only: pack to s3://, gs://, az://, …")
+    if settings.chunk_size > MAX_SINGLE_PUT:
+        raise UsageError(
+            f"chunks go to a store in one PUT each, and S3 takes at most 5 GiB in one: "
+            f"choose --chunk-size 5G or less, not {settings.chunk_size}"
+        )
     summary = scan(sources, exclude_nothing)
     identity = PackIdentity.of(sources)
     store = open_store(prefix)

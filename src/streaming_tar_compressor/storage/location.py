@@ -59,7 +59,9 @@ def parse_prefix(text: str) -> str | RemotePrefix:
         known = ", ".join(sorted(f"{s}://" for s in REMOTE_SCHEMES | {"file"}))
         raise UsageError(f"unknown URL scheme {scheme}:// in {text!r}; stc knows {known}")
     parts = urllib.parse.urlsplit(text)
-    if parts.username is not None or parts.password is not None:
+    # abfss://filesystem@account.dfs.core.windows.net/… names, it does not authenticate.
+    named_user = parts.username is not None and scheme not in ("abfs", "abfss")
+    if named_user or parts.password is not None:
         raise UsageError(
             f"refusing a URL with credentials in it ({scheme}://…@…): they would show in "
             "process lists and logs; set them in the environment (AWS_ACCESS_KEY_ID, …) instead"
