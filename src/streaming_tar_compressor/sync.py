@@ -18,6 +18,7 @@ from .pipeline.verify import VerifyReport
 from .progress import FileCallback, FileCallbackProgress, Progress
 from .storage.archive import read_manifest_at
 from .storage.local import manifest_path
+from .storage.location import RemotePrefix, parse_prefix
 
 StrPath = str | os.PathLike[str]
 
@@ -28,7 +29,7 @@ def pack(
     *,
     compression: CompressionType | str = CompressionType.GZIP,
     level: int | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str | None = None,
     block_size: int | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
@@ -38,9 +39,15 @@ def pack(
 ) -> PackResult:
     """Packs files and directories into ``PREFIX.part0000``… plus manifest and ``.sha256``.
 
+    ``chunk_size`` in bytes, or ``"auto"`` (from the input's size); None: 50 MiB for a local
+    prefix, ``"auto"`` for an object-store URL.
+
     ``resume=True`` continues a pack that was interrupted (killed, disk full, …) from its last
     complete chunk, with the same sources and options, to the bytes an uninterrupted run writes.
     """
+    if chunk_size is None:
+        remote = isinstance(parse_prefix(os.fspath(output_prefix)), RemotePrefix)
+        chunk_size = "auto" if remote else DEFAULT_CHUNK_SIZE
     settings = PackSettings.build(compression, level, chunk_size, block_size, workers)
     return pack_pipeline.pack(
         _paths(sources),

@@ -34,7 +34,7 @@ from ..errors import (
     UsageError,
 )
 from ..models import CompressionType, MemberKind, TarMember
-from ..pipeline.pack import DEFAULT_CHUNK_SIZE, restore_command
+from ..pipeline.pack import restore_command
 from ..progress import NullProgress, Progress
 from ..storage.archive import read_head
 from ..storage.local import MANIFEST_SUFFIX, READ_SIZE, sha256sum_path
@@ -65,6 +65,11 @@ def _size_argument(text: str) -> int:
         return parse_size(text)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _chunk_size_argument(text: str) -> int | str:
+    """A size, or ``auto``."""
+    return "auto" if text.strip().lower() == "auto" else _size_argument(text)
 
 
 def _count_argument(text: str) -> int:
@@ -157,10 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("-l", "--level", type=int, help="compression level (default per codec)")
     pack.add_argument(
         "--chunk-size",
-        type=_size_argument,
-        default=DEFAULT_CHUNK_SIZE,
+        type=_chunk_size_argument,
         metavar="SIZE",
-        help="bytes per chunk, e.g. 50M (default), 1G",
+        help="bytes per chunk, e.g. 50M, 1G, or 'auto' (8M..64M from the input's size); "
+        "default 50M, 'auto' for object-store URLs",
     )
     pack.add_argument(
         "--block-size",

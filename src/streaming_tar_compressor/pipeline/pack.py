@@ -67,6 +67,9 @@ from .parallel import ordered_map
 from .threads import in_background
 
 DEFAULT_CHUNK_SIZE = 50 * 2**20  # bytes
+AUTO = 0  # PackSettings.chunk_size: choose from the input's size
+AUTO_CHUNKS = 2000
+AUTO_MIN_CHUNK, AUTO_MAX_CHUNK = 8 * 2**20, 64 * 2**20
 MAX_SINGLE_PUT = 5 * 2**30  # S3's (and R2's) largest object in one PUT
 READ_SIZE = 1 << 20  # bytes per read of a source file
 MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
@@ -85,7 +88,7 @@ class PackSettings:
 
     compression: CompressionType
     level: int
-    chunk_size: int
+    chunk_size: int  # AUTO: chosen from the input's size once the sources are scanned
     block_size: int
     workers: int
 
@@ -94,16 +97,19 @@ class PackSettings:
         cls,
         compression: CompressionType | str = CompressionType.GZIP,
         level: int | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        chunk_size: int | str = DEFAULT_CHUNK_SIZE,
         block_size: int | None = None,
         workers: int | None = None,
     ) -> PackSettings:
+        """``chunk_size`` may be ``"auto"``: from the input's size (auto_chunk_size)."""
         kind = CompressionType.parse(compression)
         codec = codec_for(kind)
         level = codec.default_level if level is None else level
         codec.new_encoder(level, 1)  # refuses a bad level before anything starts
-        if chunk_size < 1:
-            raise UsageError(f"chunk size must be at least 1 byte, not {chunk_size}")
+        if chunk_size == "auto":
+            chunk_size = AUTO
+        elif not isinstance(chunk_size, int) or chunk_size < 1:
+            raise UsageError(f"chunk size must be 'auto' or at least 1 byte, not {chunk_size!r}")
         block_size = codec.default_block_size if block_size is None else block_size
         if not 1 <= block_size <= MAX_BLOCK_SIZE:
             raise UsageError(f"block size must be 1 byte .. 64 MiB, not {block_size}")
@@ -111,6 +117,22 @@ class PackSettings:
         if not 1 <= workers <= MAX_WORKERS:
             raise UsageError(f"workers must be 1..{MAX_WORKERS}, not {workers}")
         return cls(kind, level, chunk_size, block_size, workers)
+
+    def sized_for(self, input_bound: int, earlier: Manifest | None = None) -> PackSettings:
+        """An automatic chunk size made concrete: the interrupted pack's when resuming one
+        (``earlier``), else auto_chunk_size of the input."""
+        if self.chunk_size != AUTO:
+            return self
+        if earlier is not None and earlier.chunk_size is not None:
+            return replace(self, chunk_size=earlier.chunk_size)
+        return replace(self, chunk_size=auto_chunk_size(input_bound))
+
+
+def auto_chunk_size(input_bound: int) -> int:
+    """About 2,000 chunks (two LIST pages, a manifest of ~300 KB), a power of two between
+    8 MiB (cheap per request, a legal S3 part) and 64 MiB (three in memory stay small)."""
+    target = max(1, -(-input_bound // AUTO_CHUNKS))
+    return min(AUTO_MAX_CHUNK, max(AUTO_MIN_CHUNK, 1 << (target - 1).bit_length()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +202,8 @@ def pack_events(
     chunks are made again (from that point's block on) and dropped, not emitted. Without
     ``checkpoints`` (nothing on disk to resume), none are made.
     """
+    if settings.chunk_size == AUTO:
+        raise UsageError("an automatic chunk size must be made concrete (sized_for) first")
     codec = codec_for(settings.compression)
     encoder = codec.new_encoder(settings.level, settings.block_size)
     if resume is None:
@@ -327,6 +351,7 @@ def pack(
     identity = PackIdentity.of(sources)
     with PrefixLock(output_prefix):
         existing = read_manifest_if_present(output_prefix)
+        settings = settings.sized_for(summary.tar_size_bound, existing if resume else None)
         if resume and existing is not None and existing.complete:
             remove_stale_temps(directory, split_prefix(output_prefix)[1])
             return _already_complete(existing, settings, output_prefix, directory)
@@ -393,6 +418,7 @@ def _pack_to_store(
     store = open_store(prefix)
     with RemoteLock(store, prefix) as lock:
         existing = read_remote_manifest(prefix, store)
+        settings = settings.sized_for(summary.tar_size_bound, existing if resume else None)
         if resume and existing is not None and existing.complete:
             return _already_complete(existing, settings, prefix.url, prefix.folder)
         resumption = _resumption(
@@ -555,6 +581,7 @@ def _memory_chunks(
     outcome: _Outcome,
 ) -> Generator[tuple[int, bytes], None, None]:
     summary = scan(sources)
+    settings = settings.sized_for(summary.tar_size_bound)
     events = pack_events(
         sources, settings, prefix_name, summary, skipped=outcome.skipped, checkpoints=False
     )
