@@ -7,16 +7,16 @@ Each test gets its own bucket and the environment users set for an S3-compatible
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 from moto.server import ThreadedMotoServer
 
 _bucket_numbers = itertools.count()
@@ -61,25 +61,134 @@ def web_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     requests, as a CDN answers them) on 127.0.0.1; yields the folder and its URL."""
     folder = tmp_path / "www"
     folder.mkdir()
-    loop = asyncio.new_event_loop()
-    started: concurrent.futures.Future[tuple[web.AppRunner, str]] = concurrent.futures.Future()
+    app = web.Application()
+    app.router.add_static("/", folder)
+    for url in serve_in_thread(app):
+        yield folder, url
 
-    async def start() -> None:
-        app = web.Application()
-        app.router.add_static("/", folder)
+
+def serve_in_thread(app: web.Application) -> Iterator[str]:
+    """Runs an aiohttp application on 127.0.0.1, port 0, in a thread; yields its URL."""
+    loop = asyncio.new_event_loop()
+
+    async def start() -> tuple[web.AppRunner, str]:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
-        started.set_result((runner, f"http://{host}:{port}"))
+        return runner, f"http://{host}:{port}"
 
-    thread = threading.Thread(target=loop.run_forever, name="web-folder", daemon=True)
+    thread = threading.Thread(target=loop.run_forever, name="test-server", daemon=True)
     thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
-    runner, url = started.result()
-    yield folder, url
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=30)
-    loop.close()
+    runner, url = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    try:
+        yield url
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+
+
+@dataclass
+class Fault:
+    """Do ``kind`` to the next ``times`` requests of ``method`` whose path contains ``key``:
+    ``slowdown`` (503 SlowDown), ``forbidden`` (403 AccessDenied), ``stored-then-dropped``
+    (forwarded, then the connection closes with no answer), ``cut`` (half the body, then the
+    connection closes), ``flip`` (one bit of the body flipped)."""
+
+    method: str
+    key: str
+    kind: str
+    times: int = 1
+    hits: int = 0
+
+
+@dataclass
+class FaultProxy:
+    """A proxy in front of the S3 server that injects the faults a real network and store
+    produce; ``url`` is the endpoint to give stc."""
+
+    url: str
+    faults: list[Fault] = field(default_factory=list)
+
+    def add(self, *faults: Fault) -> None:
+        self.faults.extend(faults)
+
+    def take(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.method == method and fault.key in path and fault.hits < fault.times:
+                fault.hits += 1
+                return fault
+        return None
+
+
+_S3_ERROR = (
+    "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{}</Code><Message>{}</Message></Error>"
+)
+_HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+@pytest.fixture
+def fault_proxy(
+    s3_endpoint: str, s3_client: object, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultProxy]:
+    """stc talks to the S3 server through this proxy (AWS_ENDPOINT_URL points at it)."""
+    proxy = FaultProxy(url="")
+    session: list[ClientSession] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        if not session:
+            session.append(ClientSession(auto_decompress=False))
+        fault = proxy.take(request.method, request.path)
+        if fault is not None and fault.kind in ("slowdown", "forbidden"):
+            status, code = (503, "SlowDown") if fault.kind == "slowdown" else (403, "AccessDenied")
+            return web.Response(
+                status=status,
+                text=_S3_ERROR.format(code, fault.kind),
+                content_type="application/xml",
+            )
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        async with session[0].request(
+            request.method,
+            s3_endpoint + request.path_qs,
+            headers=headers,
+            data=await request.read(),
+        ) as upstream:
+            body = await upstream.read()
+            answer_headers = {
+                k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
+            }
+            status = upstream.status
+        if fault is not None and fault.kind == "stored-then-dropped":
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()  # never sent: the connection is gone
+        if fault is not None and fault.kind == "flip" and body:
+            body = bytes([body[0] ^ 1]) + body[1:]
+        if fault is not None and fault.kind == "cut" and body:
+            response = web.StreamResponse(status=status, headers=answer_headers)
+            response.content_length = len(body)
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        if request.method == "HEAD":  # the object's size is in the length of no body
+            response = web.StreamResponse(status=status, headers=answer_headers)
+            response.content_length = int(upstream.headers.get("Content-Length", 0))
+            await response.prepare(request)
+            return response
+        return web.Response(status=status, body=body, headers=answer_headers)
+
+    async def close_session(_: web.Application) -> None:
+        if session:
+            await session[0].close()
+
+    app = web.Application(client_max_size=256 * 2**20)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    app.on_cleanup.append(close_session)
+    for url in serve_in_thread(app):
+        proxy.url = url
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        yield proxy

@@ -1,0 +1,101 @@
+"""Faults between stc and the S3 server, injected by a proxy: each run ends byte-identical or
+with a clear error, and never with a manifest that claims an archive that is not whole."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+import streaming_tar_compressor as stc
+from streaming_tar_compressor.cli.main import main
+from tests.helpers import snapshot
+from tests.remote.conftest import Fault, FaultProxy
+from tests.remote.test_s3_resume import without_created
+from tests.remote.test_s3_round_trip import objects
+
+SMALL = {"chunk_size": 64 * 1024, "block_size": 32 * 1024}
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    noise = random.Random(4)
+    root = tmp_path / "src"
+    root.mkdir()
+    for number in range(10):
+        (root / f"f{number}").write_bytes(noise.randbytes(30_000))
+    return root
+
+
+def packed_alike(s3_client: object, bucket: str) -> None:
+    """The objects under run/ are those under ref/ (manifests but for their creation time)."""
+    stored = objects(s3_client, bucket)
+    ref = without_created({k: v for k, v in stored.items() if k.startswith("ref/")})
+    run = without_created({k: v for k, v in stored.items() if k.startswith("run/")})
+    assert run == ref and len(run) > 4
+
+
+def test_slowdown_bursts_and_answers_lost_after_a_store_are_retried(
+    src: Path, bucket: str, s3_client: object, fault_proxy: FaultProxy
+) -> None:
+    stc.pack(src, f"s3://{bucket}/ref/a", **SMALL)
+    fault_proxy.add(
+        Fault("PUT", "/run/a.part", "slowdown", times=4),
+        Fault("PUT", "/run/a.part0002", "stored-then-dropped"),
+        Fault("PUT", "/run/.a.lock", "stored-then-dropped"),  # a create that was stored
+        Fault("PUT", "/run/a.manifest.json", "stored-then-dropped", times=2),  # create, If-Match
+        Fault("PUT", "/run/a.sha256", "slowdown"),
+    )
+    stc.pack(src, f"s3://{bucket}/run/a", **SMALL)
+    assert all(fault.hits == fault.times for fault in fault_proxy.faults), fault_proxy.faults
+    packed_alike(s3_client, bucket)
+
+
+def test_cut_and_flipped_downloads_are_fetched_again(
+    src: Path, bucket: str, tmp_path: Path, fault_proxy: FaultProxy
+) -> None:
+    prefix = f"s3://{bucket}/a"
+    stc.pack(src, prefix, **SMALL)
+    fault_proxy.add(
+        Fault("GET", "/a.part0000", "cut"),
+        Fault("GET", "/a.part0001", "flip", times=2),  # the third download is good
+        Fault("GET", "/a.manifest.json", "cut"),
+    )
+    result = stc.unpack(prefix, tmp_path / "out")
+    assert result.verified
+    assert all(fault.hits == fault.times for fault in fault_proxy.faults), fault_proxy.faults
+    assert snapshot(tmp_path / "out" / src.relative_to("/")) == snapshot(src)
+
+
+def test_a_chunk_that_arrives_damaged_every_time_is_named(
+    src: Path, bucket: str, tmp_path: Path, fault_proxy: FaultProxy
+) -> None:
+    prefix = f"s3://{bucket}/a"
+    stc.pack(src, prefix, **SMALL)
+    fault_proxy.add(Fault("GET", "/a.part0001", "flip", times=1000))
+    with pytest.raises(stc.ChecksumMismatchError, match=r"a\.part0001"):
+        stc.unpack(prefix, tmp_path / "out")
+    assert fault_proxy.faults[0].hits == 3  # fetched three times, then given up
+    left = [p.name for p in (tmp_path / "out").rglob("*")]
+    assert not [name for name in left if name.endswith(".tmp")], left  # nothing unverified
+
+
+def test_a_forbidden_upload_is_one_line_and_leaves_no_complete_manifest(
+    src: Path,
+    bucket: str,
+    s3_client: object,
+    fault_proxy: FaultProxy,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fault_proxy.add(Fault("PUT", "/a.part0003", "forbidden"))
+    code = main(["pack", str(src), "-o", f"s3://{bucket}/a", "--chunk-size", "64K", "-q"])
+    assert code == stc.StoreError.exit_code == 13
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a.part0003" in err and "access denied" in err, err
+    assert "stc-test-secret" not in err
+    stored = objects(s3_client, bucket)
+    manifest = stored.get("a.manifest.json")
+    assert manifest is None or json.loads(manifest)["complete"] is False
+    assert ".a.lock" not in stored
