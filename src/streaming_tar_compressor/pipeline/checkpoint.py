@@ -137,13 +137,13 @@ def checkpoint_manifest(base: Manifest, checkpoint: Checkpoint, identity: PackId
     )
 
 
-ChunkReader = Callable[[ChunkInfo], Iterator[bytes]]
+ChunkReader = Callable[[ChunkInfo], Iterator[bytes | memoryview]]
 
 
 def local_chunk_reader(directory: str) -> ChunkReader:
     """Reads a checkpoint's chunk files back, as a resumed pack must."""
 
-    def read(chunk: ChunkInfo) -> Iterator[bytes]:
+    def read(chunk: ChunkInfo) -> Iterator[bytes | memoryview]:
         try:
             with open_regular_file(os.path.join(directory, chunk.name)) as handle:
                 while piece := handle.read(READ_SIZE):

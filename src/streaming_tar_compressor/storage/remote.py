@@ -38,13 +38,15 @@ from .store import ObjectInfo, Store, iter_ranges, open_store
 if TYPE_CHECKING:
     from .store import PutMode
 
-# Chunks uploading while the next one fills: memory is (this + 1) x chunk size.
+# Chunks uploading while the next one fills: two, or one when two would pass the budget.
 UPLOADS_IN_FLIGHT = 2
+UPLOAD_BUDGET = 32 * 2**20
 # Ranged GETs of one chunk in flight while unpacking, and their size: 4 x 8 MiB of memory.
-RANGE_SIZE = 8 * 2**20
+RANGE_SIZE = 4 * 2**20
 RANGES_IN_FLIGHT = 4
-# Chunks up to this size are hashed whole before use and fetched again on a mismatch.
-WHOLE_CHUNK_LIMIT = 64 * 2**20
+# Chunks up to this size are hashed whole before use and fetched again on a mismatch (two of
+# them may be in memory while the next is fetched); bigger ones stream.
+WHOLE_CHUNK_LIMIT = 16 * 2**20
 FETCH_ATTEMPTS = 3
 # A lock object older than this is a dead pack's (a live one refreshes it far more often).
 LOCK_STALE_SECONDS = 30 * 60
@@ -149,17 +151,29 @@ class RemoteChunkSink:
         self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stc-upload")
         self._uploads: deque[tuple[ChunkInfo, Future[str | None]]] = deque()
         self._uploaded = resumed_chunks or 0  # chunks 0 … this-1 are stored
-        self._buffer = bytearray()
+        self._chunk_size_hint = 0  # the first chunk grows its buffer; later ones get it whole
+        self._in_flight = UPLOADS_IN_FLIGHT
+        self._buffer = bytearray()  # the chunk being cut, allocated once at its full size
+        self._filled = 0
         self._checkpoint: Manifest | None = None
 
     def write(self, index: int, data: bytes | memoryview) -> None:
-        self._buffer += data
+        end = self._filled + len(data)
+        if not self._buffer and self._chunk_size_hint:
+            self._buffer = bytearray(self._chunk_size_hint)
+        if end > len(self._buffer):  # the first chunk: grows as it comes
+            self._buffer.extend(bytes(end - len(self._buffer)))
+        self._buffer[self._filled : end] = data
+        self._filled = end
 
     def finish_chunk(self, info: ChunkInfo) -> ChunkInfo:
         """Hand the chunk to an uploader; wait first while UPLOADS_IN_FLIGHT are busy."""
-        while len(self._uploads) >= UPLOADS_IN_FLIGHT:
+        while len(self._uploads) >= self._in_flight:
             self._settle_oldest()
-        data, self._buffer = self._buffer, bytearray()
+        self._chunk_size_hint = max(self._chunk_size_hint, self._filled)
+        self._in_flight = max(1, min(UPLOADS_IN_FLIGHT, UPLOAD_BUDGET // self._chunk_size_hint))
+        data = memoryview(self._buffer)[: self._filled]
+        self._buffer, self._filled = bytearray(), 0
         if len(data) != info.size or hashlib.sha256(data).hexdigest() != info.checksum:
             raise OutputError(f"chunk {info.name} changed in memory before its upload")
         upload = self._pool.submit(self._store.put, info.name, data, sha256=info.checksum)
@@ -261,10 +275,12 @@ class RemoteChunkSource:
         return self._read_checked(chunk, size)
 
     def _read_checked(self, chunk: ChunkInfo, size: int) -> Iterator[memoryview]:
+        data = bytearray(size)
         for _ in range(FETCH_ATTEMPTS):
-            data = bytearray()
+            filled = 0
             for piece in read_ranges(self._store, self.prefix, chunk, size):
-                data += piece
+                data[filled : filled + len(piece)] = piece
+                filled += len(piece)
             if hashlib.sha256(data).hexdigest() == chunk.checksum:
                 break
         # Still wrong after every attempt: the bytes go on, and the verifier names the chunk.
@@ -320,10 +336,12 @@ def _running(pid: int) -> bool:
     return True
 
 
-def read_ranges(store: Store, prefix: RemotePrefix, chunk: ChunkInfo, size: int) -> Iterator[bytes]:
+def read_ranges(
+    store: Store, prefix: RemotePrefix, chunk: ChunkInfo, size: int
+) -> Iterator[memoryview]:
     """``size`` bytes of a chunk in ranges of RANGE_SIZE, RANGES_IN_FLIGHT fetched at once."""
 
-    def fetch(span: tuple[int, int]) -> bytes:
+    def fetch(span: tuple[int, int]) -> memoryview:
         start, end = span
         try:
             data = store.get_range(chunk.name, start, end)
@@ -341,7 +359,9 @@ def read_ranges(store: Store, prefix: RemotePrefix, chunk: ChunkInfo, size: int)
         )
 
 
-def checkpoint_reader(prefix: RemotePrefix, store: Store) -> Callable[[ChunkInfo], Iterator[bytes]]:
+def checkpoint_reader(
+    prefix: RemotePrefix, store: Store
+) -> Callable[[ChunkInfo], Iterator[bytes | memoryview]]:
     """Reads a checkpoint's chunks back from the store, as a resumed pack must."""
     return lambda chunk: read_ranges(store, prefix, chunk, chunk.size)
 

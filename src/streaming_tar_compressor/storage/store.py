@@ -73,7 +73,7 @@ class Store(Protocol):
     def get(self, key: str) -> bytes | None:
         """The whole object; None when it does not exist."""
 
-    def get_range(self, key: str, start: int, end: int) -> bytes:
+    def get_range(self, key: str, start: int, end: int) -> memoryview:
         """Bytes ``start`` to ``end`` (exclusive); FileNotFoundError when the object is gone."""
 
     def list(self) -> list[ObjectInfo]:
@@ -145,13 +145,15 @@ class ObstoreStore:
         except FileNotFoundError:
             return None
 
-    def get_range(self, key: str, start: int, end: int) -> bytes:
+    def get_range(self, key: str, start: int, end: int) -> memoryview:
         if end <= start:
-            return b""
-        return self._call(
+            return memoryview(b"")
+        return self._call(  # obstore's buffer as is: no copy of what may be 8 MiB
             key,
             "read",
-            lambda: bytes(obstore.get_range(self._store, self._key(key), start=start, end=end)),
+            lambda: memoryview(
+                obstore.get_range(self._store, self._key(key), start=start, end=end)
+            ),
         )
 
     def list(self) -> list[ObjectInfo]:
