@@ -19,6 +19,8 @@ from .progress import FileCallback, FileCallbackProgress, Progress
 from .storage.archive import read_manifest_at
 from .storage.local import manifest_path
 from .storage.location import RemotePrefix, parse_prefix
+from .storage.remote import remove_lock
+from .storage.store import open_store
 
 StrPath = str | os.PathLike[str]
 
@@ -164,6 +166,16 @@ def read_manifest(prefix: StrPath) -> Manifest:
     if manifest is None:
         raise ManifestError(f"{manifest_path(os.fspath(prefix))} does not exist")
     return manifest
+
+
+def unlock(prefix: StrPath) -> str | None:
+    """Removes the lock object a pack to a store left when it died; returns who held it
+    (None: there was none). Local prefixes need none of this: their lock dies with its
+    process."""
+    location = parse_prefix(os.fspath(prefix))
+    if not isinstance(location, RemotePrefix):
+        return None
+    return remove_lock(location, open_store(location))
 
 
 def _paths(sources: StrPath | Sequence[StrPath]) -> list[str]:

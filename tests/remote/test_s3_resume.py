@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -117,37 +118,48 @@ def test_the_cli_prints_the_resume_command_for_a_store(
 
 KILLED_PACK = """
 import os, signal, sys
-from streaming_tar_compressor.fs.journal import UnpackJournal
 from streaming_tar_compressor.storage.remote import RemoteChunkSink
-from tests.helpers import snapshot
 import streaming_tar_compressor as stc
+source, prefix, codec, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 put_manifest, written = RemoteChunkSink._put_manifest, [0]
 def dying(sink, manifest):
     put_manifest(sink, manifest)
     written[0] += 1
-    if written[0] == 3:
+    if written[0] == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
 RemoteChunkSink._put_manifest = dying
-stc.pack(sys.argv[1], sys.argv[2], chunk_size=16384, block_size=8192)
+stc.pack(source, prefix, compression=codec, chunk_size=16384, block_size=8192)
 """
+KILL_POINTS = random.Random(1204)
 
 
-def test_a_pack_killed_on_this_host_leaves_a_lock_that_resume_takes_over(
-    src: Path, bucket: str, s3_client: object
+@pytest.mark.parametrize(
+    ("codec", "kill_at"),
+    [
+        (codec, KILL_POINTS.randint(1, 4))
+        for codec in ["gzip", "zstd", "xz", "lz4", "bzip2", "none"]
+    ],
+)
+def test_a_pack_killed_by_sigkill_resumes_to_the_same_objects(
+    codec: str, kill_at: int, src: Path, bucket: str, s3_client: object
 ) -> None:
-    prefix = f"s3://{bucket}/a"
+    """The dead pack leaves its lock (younger than 30 min): resume takes it over at once,
+    since its process on this host is gone."""
+    stc.pack(src, f"s3://{bucket}/ref/a", compression=codec, **SMALL)
+    prefix = f"s3://{bucket}/run/a"
     done = subprocess.run(
-        [sys.executable, "-c", KILLED_PACK, str(src), prefix],
+        [sys.executable, "-c", KILLED_PACK, str(src), prefix, codec, str(kill_at)],
         env=os.environ.copy(),
         timeout=120,
         capture_output=True,
     )
     assert done.returncode == -9, done.stderr
-    assert ".a.lock" in objects(s3_client, bucket)  # the dead pack's, younger than 30 min
-    result = stc.pack(src, prefix, resume=True, **SMALL)
-    assert result.resumed_chunks >= 3
-    assert ".a.lock" not in objects(s3_client, bucket)
-    assert stc.verify(prefix, deep=True).ok
+    assert "run/.a.lock" in objects(s3_client, bucket)
+    result = stc.pack(src, prefix, compression=codec, resume=True, **SMALL)
+    assert result.resumed_chunks >= kill_at
+    stored = objects(s3_client, bucket)
+    run = without_created({k: v for k, v in stored.items() if k.startswith("run/")})
+    assert run == without_created({k: v for k, v in stored.items() if k.startswith("ref/")})
 
 
 def test_an_unpack_from_a_store_resumes(
@@ -171,3 +183,23 @@ def test_an_unpack_from_a_store_resumes(
     result = stc.unpack(prefix, tmp_path / "out", resume=True)
     assert result.resumed and result.skipped_members > 0
     assert snapshot(tmp_path / "out" / src.relative_to("/")) == snapshot(src)
+
+
+def test_unlock_removes_a_dead_packs_lock_but_not_a_live_ones(
+    src: Path, bucket: str, s3_client: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = f"s3://{bucket}/a"
+    assert main(["unlock", prefix]) == 0
+    assert "has no lock to remove" in capsys.readouterr().out
+    dead = json.dumps({"host": "elsewhere", "pid": 7, "time": 0}).encode()
+    s3_client.put_object(Bucket=bucket, Key=".a.lock", Body=dead)  # type: ignore[attr-defined]
+    with pytest.raises(stc.ArchiveBusyError, match="another pack is writing"):
+        stc.pack(src, prefix, **SMALL)
+    assert main(["unlock", prefix]) == 0
+    assert "(process 7 on elsewhere, last refreshed" in capsys.readouterr().out
+    stc.pack(src, prefix, **SMALL)  # no lock in the way now
+    live = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": 0}).encode()
+    s3_client.put_object(Bucket=bucket, Key=".a.lock", Body=live)  # type: ignore[attr-defined]
+    assert main(["unlock", prefix]) == stc.ArchiveBusyError.exit_code
+    assert ".a.lock" in objects(s3_client, bucket)
+    assert stc.unlock(src) is None  # a local prefix has nothing to unlock

@@ -277,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
         "using only cat and GNU tar.",
     )
     info.add_argument("prefix", metavar="PREFIX")
+
+    unlock = commands.add_parser(
+        "unlock",
+        parents=[common],
+        help="remove the lock a dead pack to a store left",
+        description="Remove PREFIX's lock object (.NAME.lock) that a pack to an object store "
+        "left when it died, so another pack can start before the lock goes stale (30 min). "
+        "A lock of a pack still running on this host is kept. Local prefixes need no unlock.",
+    )
+    unlock.add_argument("prefix", metavar="PREFIX")
     return parser
 
 
@@ -626,6 +636,18 @@ def _detected_codec(prefix: str) -> CompressionType | None:
     return None
 
 
+def _cmd_unlock(args: argparse.Namespace) -> int:
+    prefix = normalize_prefix(args.prefix)
+    held_by = sync.unlock(prefix)
+    if args.json:
+        _print_json({"ok": True, "removed": held_by is not None, "held_by": held_by})
+    elif held_by is None:
+        _say(args, f"{prefix} has no lock to remove")
+    else:
+        _say(args, f"removed the lock of {prefix} ({held_by})")
+    return 0
+
+
 def format_member(member: TarMember) -> str:
     """One line as ``tar -tv`` prints it."""
     kind_char = {
@@ -670,4 +692,5 @@ _COMMANDS = {
     "verify": _cmd_verify,
     "list": _cmd_list,
     "info": _cmd_info,
+    "unlock": _cmd_unlock,
 }

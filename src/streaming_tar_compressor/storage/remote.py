@@ -116,6 +116,30 @@ class RemoteLock:
         return json.dumps(holder).encode()
 
 
+def remove_lock(prefix: RemotePrefix, store: Store) -> str | None:
+    """Delete a dead pack's lock object; returns who held it and since when (None: no lock).
+    A lock of a live process on this host is left alone: that pack is running."""
+    key = lock_key(prefix.name)
+    held = store.head(key)
+    if held is None:
+        return None
+    try:
+        holder = json.loads(store.get(key) or b"{}")
+    except ValueError:
+        holder = {}
+    if not isinstance(holder, dict):
+        holder = {}
+    host, pid = holder.get("host"), holder.get("pid")
+    if host == socket.gethostname() and isinstance(pid, int) and pid > 0 and _running(pid):
+        raise ArchiveBusyError(
+            f"{prefix.key(key)} belongs to process {pid} on this host, which is running: "
+            "that pack is still going"
+        )
+    store.delete(key)
+    age = int(time.time() - held.modified)
+    return f"process {pid if pid is not None else '?'} on {host or '?'}, last refreshed {age} s ago"
+
+
 class RemoteChunkSink:
     """Uploads each chunk as it is cut, ``UPLOADS_IN_FLIGHT`` at a time (a slow link slows the
     pack; nothing piles up), and writes the manifest only over chunks already stored."""
