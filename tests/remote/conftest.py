@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class FaultProxy:
 
     url: str
     faults: list[Fault] = field(default_factory=list)
+    access_keys: set[str] = field(default_factory=set)  # the key ids requests were signed with
 
     def add(self, *faults: Fault) -> None:
         self.faults.extend(faults)
@@ -140,6 +142,9 @@ def fault_proxy(
     async def forward(request: web.Request) -> web.StreamResponse:
         if not session:
             session.append(ClientSession(auto_decompress=False))
+        signed = re.search(r"Credential=([^/]+)/", request.headers.get("Authorization", ""))
+        if signed:
+            proxy.access_keys.add(signed.group(1))
         fault = proxy.take(request.method, request.path)
         if fault is not None and fault.kind in ("slowdown", "forbidden"):
             status, code = (503, "SlowDown") if fault.kind == "slowdown" else (403, "AccessDenied")

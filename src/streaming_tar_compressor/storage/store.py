@@ -217,6 +217,9 @@ def _open(prefix: RemotePrefix) -> Any:
     options: dict[str, Any] = {}
     client: ClientConfig = {}
     if prefix.scheme in ("s3", "s3a"):
+        provider = _profile_credentials()
+        if provider is not None:
+            options["credential_provider"] = provider
         endpoint = endpoint_url()
         if endpoint:
             options["endpoint"] = endpoint
@@ -229,6 +232,28 @@ def _open(prefix: RemotePrefix) -> Any:
         return from_url(prefix.folder + "/", client_options=client or None, **options)
     except Exception as exc:
         raise UsageError(f"cannot open {prefix.folder}: {_first_line(exc)}") from exc
+
+
+def _profile_credentials() -> Any:
+    """``AWS_PROFILE`` (profiles and SSO in ``~/.aws``) through boto3, which obstore does not
+    read by itself; None when keys are exported or no profile is named."""
+    profile = os.environ.get("AWS_PROFILE")
+    if not profile or os.environ.get("AWS_ACCESS_KEY_ID"):
+        return None
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError
+        from obstore.auth.boto3 import Boto3CredentialProvider
+    except ImportError:
+        raise UsageError(
+            f"AWS_PROFILE={profile} needs boto3 to read ~/.aws (pip install "
+            "'streaming-tar-compressor[profiles]'), or export AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY instead"
+        ) from None
+    try:
+        return Boto3CredentialProvider(boto3.Session(profile_name=profile))
+    except BotoCoreError as exc:
+        raise UsageError(f"AWS_PROFILE={profile}: {exc}") from exc
 
 
 _MEMORY: list[MemoryStore] = []
