@@ -35,6 +35,7 @@ from .models import ChunkInfo, CompressionType
 from .pipeline.pack import DEFAULT_CHUNK_SIZE
 from .pipeline.unpack import DEFAULT_REORDER_WINDOW, StreamUnpacker, UnpackResult
 from .progress import NullProgress, Progress
+from .storage.follow import DEFAULT_FOLLOW_TIMEOUT
 from .storage.local import MANIFEST_SUFFIX, read_manifest_file
 from .sync import StrPath
 
@@ -222,13 +223,16 @@ async def decompress_from_chunks(
     max_members: int | None = None,
     same_permissions: bool = False,
     resume: bool = False,
+    follow: bool = False,
+    follow_timeout: float = DEFAULT_FOLLOW_TIMEOUT,
 ) -> UnpackResult:
     """Restores ``PREFIX.part*`` into ``output_dir`` (created if missing), chunk by chunk.
 
     ``max_output_bytes`` and ``max_members`` (None: no cap) stop a decompression bomb with
     LimitExceededError before the member that would pass them is written. ``resume`` skips
     what an interrupted unpack into ``output_dir`` restored. Permission bits are the stored
-    ones less the umask, unless ``same_permissions`` (``tar -p``).
+    ones less the umask, unless ``same_permissions`` (``tar -p``). ``follow`` restores from a
+    store URL while another machine is still packing to it (``sync.unpack``).
     """
     return await _off_the_loop(
         progress_callback,
@@ -243,6 +247,8 @@ async def decompress_from_chunks(
             max_members=max_members,
             same_permissions=same_permissions,
             resume=resume,
+            follow=follow,
+            follow_timeout=follow_timeout,
         ),
     )
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 
 from .core.manifest import Manifest
-from .errors import ManifestError
+from .errors import ManifestError, UsageError
 from .models import CompressionType, TarMember
 from .pipeline import listing
 from .pipeline import pack as pack_pipeline
@@ -17,6 +17,7 @@ from .pipeline.unpack import UnpackResult
 from .pipeline.verify import VerifyReport
 from .progress import FileCallback, FileCallbackProgress, Progress
 from .storage.archive import read_manifest_at
+from .storage.follow import DEFAULT_FOLLOW_TIMEOUT
 from .storage.local import manifest_path
 from .storage.location import RemotePrefix, parse_prefix
 from .storage.remote import remove_lock
@@ -100,13 +101,33 @@ def unpack(
     max_output_bytes: int | None = None,
     max_members: int | None = None,
     resume: bool = False,
+    follow: bool = False,
+    follow_timeout: float = DEFAULT_FOLLOW_TIMEOUT,
 ) -> UnpackResult:
     """Restores ``PREFIX.part*`` into ``output_dir``, checking every chunk against the manifest.
 
     ``max_output_bytes`` and ``max_members`` (None: no cap) stop a decompression bomb with
     LimitExceededError before the member that would pass them is written. ``resume`` skips
     what an interrupted unpack into ``output_dir`` restored (a first run when there was none).
+    ``follow`` (a store URL) restores while another machine is still packing to it, waiting
+    up to ``follow_timeout`` seconds for each new chunk.
     """
+    if follow:
+        if resume or not verify_checksum:
+            raise UsageError(
+                "--follow checks every chunk and starts afresh: no --resume, no --no-verify"
+            )
+        return unpack_pipeline.unpack_following(
+            os.fspath(input_prefix),
+            os.fspath(output_dir),
+            timeout=follow_timeout,
+            compression=None if compression is None else CompressionType.parse(compression),
+            progress=_progress(progress, progress_callback),
+            same_owner=same_owner,
+            same_permissions=same_permissions,
+            max_output_bytes=max_output_bytes,
+            max_members=max_members,
+        )
     return unpack_pipeline.unpack(
         os.fspath(input_prefix),
         os.fspath(output_dir),

@@ -239,6 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop (exit 12) before member N+1: files, folders and links (default: no cap)",
     )
     unpack.add_argument(
+        "--follow",
+        action="store_true",
+        help="PREFIX is a store URL another machine may still be packing to: restore chunk by "
+        "chunk as its checkpoints name them, until the final manifest",
+    )
+    unpack.add_argument(
+        "--follow-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="with --follow: give up after this long without a new chunk (default 600)",
+    )
+    unpack.add_argument(
         "--resume",
         action="store_true",
         help="after an interrupted unpack into DIR: skip the members it restored and decode "
@@ -450,8 +463,9 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 def _cmd_unpack(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    if args.prefix == "-" and args.resume:
-        raise UsageError("--resume needs an archive prefix: a stream from stdin has no manifest")
+    if args.prefix == "-" and (args.resume or args.follow):
+        option = "--resume" if args.resume else "--follow"
+        raise UsageError(f"{option} needs an archive prefix: a stream from stdin has no manifest")
     with _progress(args, "unpacking") as progress:
         if args.prefix == "-":
             stdin = sys.stdin.buffer
@@ -477,6 +491,8 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
                 max_output_bytes=args.max_output_bytes,
                 max_members=args.max_members,
                 resume=args.resume,
+                follow=args.follow,
+                follow_timeout=args.follow_timeout,
             )
     seconds = time.monotonic() - started
     if args.json:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core.manifest import Manifest
 from ..core.reorder import ChunkReorderer
@@ -33,6 +33,8 @@ from ..fs.writer import TreeWriter
 from ..models import CompressionType, MemberKind, TarMember
 from ..progress import NullProgress, Progress
 from ..storage.archive import ChunkSource, open_source
+from ..storage.follow import DEFAULT_FOLLOW_TIMEOUT, FollowingSource
+from ..storage.location import RemotePrefix, parse_prefix
 from .decode import ParallelBlockDecoder, StartPoint, TarStreamDecoder, start_point
 from .threads import in_background
 
@@ -40,6 +42,7 @@ from .threads import in_background
 # many chunks, so the default stays small.
 DEFAULT_REORDER_WINDOW = 4
 READ_AHEAD_PIECES = 4  # 1 MiB pieces read and hashed ahead of decoding
+FOLLOW_PIECE = 1 << 20  # a followed chunk (checked whole) goes on in pieces of this size
 # What damaged bytes make decoding raise, possibly before their chunk's SHA-256 is known.
 _DATA_ERRORS = (CorruptStreamError, UnsafeMemberError, CompressionMismatchError)
 
@@ -348,6 +351,55 @@ def unpack(
             unpacker.abort()
         if checked and isinstance(exc, _DATA_ERRORS):
             _blame_unverified_chunk(source, unpacker.verified_chunks, exc)
+        raise
+
+
+def unpack_following(
+    input_prefix: str,
+    output_dir: str,
+    *,
+    timeout: float = DEFAULT_FOLLOW_TIMEOUT,
+    compression: CompressionType | None = None,
+    progress: Progress | None = None,
+    same_owner: bool = False,
+    same_permissions: bool = False,
+    max_output_bytes: int | None = None,
+    max_members: int | None = None,
+) -> UnpackResult:
+    """Restores an archive that may still be being packed to a store, chunk by chunk as its
+    checkpoints name them; every chunk is checked before any of it is written, and the whole
+    stream once the final manifest has come."""
+    location = parse_prefix(input_prefix)
+    if not isinstance(location, RemotePrefix):
+        raise UsageError("--follow follows a pack to an object store: give its URL")
+    source = FollowingSource(location, timeout=timeout)
+    unpacker = StreamUnpacker(
+        output_dir,
+        compression=compression,
+        progress=progress,
+        same_owner=same_owner,
+        same_permissions=same_permissions,
+        location=location.folder,
+        max_output_bytes=max_output_bytes,
+        max_members=max_members,
+    )
+
+    def read() -> Iterator[VerifierEvent]:
+        for _, data in source.chunks():
+            view = memoryview(data)
+            for start in range(0, len(view), FOLLOW_PIECE):
+                yield from unpacker.verify(view[start : start + FOLLOW_PIECE])
+
+    events = in_background(read(), depth=READ_AHEAD_PIECES, name="stc-follow")
+    try:
+        for event in events:
+            unpacker.consume(event)
+        return replace(unpacker.finish(), verified=True)
+    except BaseException:
+        try:
+            events.close()
+        finally:
+            unpacker.abort()
         raise
 
 

@@ -1,0 +1,108 @@
+"""Following a pack that is still running elsewhere: chunks as its checkpoints name them.
+
+A pack to a store writes a checkpoint manifest after chunks are stored, and the final one
+last; each lists chunks with their SHA-256. The follower polls the manifest (one HEAD per
+poll, a GET when it changed), with back-off, and hands out every chunk it names, downloaded
+whole and checked against that SHA-256 first, in order, until the final manifest says the
+archive is complete. The whole stream's SHA-256 is checked at the end. Nothing arriving for
+``timeout`` seconds is an error, as is an archive that changes under the follower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+
+from ..core.manifest import Manifest
+from ..errors import ChecksumMismatchError, ManifestError, MissingChunkError
+from ..models import ChunkInfo
+from .local import MANIFEST_SUFFIX
+from .location import RemotePrefix
+from .remote import FETCH_ATTEMPTS, read_ranges, read_remote_manifest
+from .store import Store, open_store
+
+FIRST_POLL_SECONDS = 0.5
+MAX_POLL_SECONDS = 15.0
+DEFAULT_FOLLOW_TIMEOUT = 600.0  # seconds without a new chunk before giving up
+
+
+class FollowingSource:
+    """Chunks of an archive that may still be being packed, verified, in order."""
+
+    def __init__(
+        self,
+        prefix: RemotePrefix,
+        *,
+        timeout: float = DEFAULT_FOLLOW_TIMEOUT,
+        store: Store | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.prefix = prefix
+        self.directory = prefix.folder
+        self._store = store or open_store(prefix)
+        self._timeout = timeout
+        self._sleep = sleep
+        self._etag: str | None = None
+        self.manifest: Manifest | None = None  # the final one, once the pack is complete
+        self.stream_bytes = 0
+
+    def chunks(self) -> Iterator[tuple[ChunkInfo, bytearray]]:
+        """Each chunk with its bytes, checked against the manifest's SHA-256 before use."""
+        done: list[ChunkInfo] = []
+        stream = hashlib.sha256()
+        while True:
+            latest = self._wait_for_news(len(done))
+            listed = list(latest.chunks)
+            if listed[: len(done)] != done:
+                raise ManifestError(
+                    f"{self.prefix.url} changed while it was followed (packed again with "
+                    "--force?): its chunks are not the ones already unpacked"
+                )
+            for chunk in listed[len(done) :]:
+                data = self._fetch(chunk)
+                stream.update(data)
+                self.stream_bytes += len(data)
+                done.append(chunk)
+                yield chunk, data
+            if latest.complete:
+                if latest.sha256 is not None and stream.hexdigest() != latest.sha256:
+                    raise ChecksumMismatchError(
+                        "the whole stream", latest.sha256, stream.hexdigest()
+                    )
+                self.manifest = latest
+                return
+
+    def _wait_for_news(self, known: int) -> Manifest:
+        """The manifest once it names more than ``known`` chunks or says the pack is done."""
+        waited, pause = 0.0, FIRST_POLL_SECONDS
+        key = self.prefix.name + MANIFEST_SUFFIX
+        while True:
+            info = self._store.head(key)
+            if info is not None and info.etag != self._etag:
+                manifest = read_remote_manifest(self.prefix, self._store)
+                if manifest is not None:
+                    self._etag = info.etag
+                    if manifest.complete or manifest.total_chunks > known:
+                        return manifest
+            if waited >= self._timeout:
+                raise MissingChunkError(
+                    known,
+                    self.prefix.folder,
+                    f"nothing new for {waited:.0f} s while following the pack (did it stop? "
+                    "once it is resumed and complete, unpack again)",
+                )
+            self._sleep(pause)
+            waited += pause
+            pause = min(MAX_POLL_SECONDS, pause * 1.5)
+
+    def _fetch(self, chunk: ChunkInfo) -> bytearray:
+        for _ in range(FETCH_ATTEMPTS):
+            data = bytearray()
+            for piece in read_ranges(self._store, self.prefix, chunk, chunk.size):
+                data += piece
+            if hashlib.sha256(data).hexdigest() == chunk.checksum:
+                return data
+        raise ChecksumMismatchError(
+            chunk.name, f"sha256 {chunk.checksum}", f"sha256 {hashlib.sha256(data).hexdigest()}"
+        )

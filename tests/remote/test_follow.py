@@ -1,0 +1,106 @@
+"""``unpack --follow``: restore while another machine is still packing to the store."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import streaming_tar_compressor as stc
+from streaming_tar_compressor import decompress_from_chunks
+from streaming_tar_compressor.cli.main import main
+from streaming_tar_compressor.storage.remote import RemoteChunkSink
+from tests.helpers import snapshot
+
+SMALL = {"chunk_size": 16 * 1024, "block_size": 8 * 1024}
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    noise = random.Random(8)
+    root = tmp_path / "src"
+    root.mkdir()
+    for number in range(40):
+        (root / f"f{number:02d}").write_bytes(noise.randbytes(5000))
+    return root
+
+
+def test_files_appear_before_the_pack_is_done(
+    src: Path, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pack waits, after its third checkpoint, until the follower has restored a file:
+    the order of events proves the restore ran while the pack did, without any sleep."""
+    prefix = f"s3://{bucket}/a"
+    restored_one, pack_done = threading.Event(), threading.Event()
+    put_manifest, written = RemoteChunkSink._put_manifest, [0]
+
+    def waiting(sink: RemoteChunkSink, manifest: stc.Manifest) -> None:
+        put_manifest(sink, manifest)
+        written[0] += 1
+        if written[0] == 3:
+            assert restored_one.wait(timeout=120), "the follower restored nothing meanwhile"
+
+    monkeypatch.setattr(RemoteChunkSink, "_put_manifest", waiting)
+    failures: list[BaseException] = []
+
+    def pack() -> None:
+        try:
+            stc.pack(src, prefix, **SMALL)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+        finally:
+            pack_done.set()
+
+    def restored(path: str, size: int) -> None:
+        if size and not pack_done.is_set():
+            restored_one.set()
+
+    packer = threading.Thread(target=pack)
+    packer.start()
+    try:
+        result = stc.unpack(
+            prefix, tmp_path / "out", follow=True, follow_timeout=120, progress_callback=restored
+        )
+    finally:
+        packer.join(timeout=120)
+    assert not failures, failures
+    assert restored_one.is_set() and written[0] > 3
+    assert result.verified
+    assert snapshot(tmp_path / "out" / src.relative_to("/")) == snapshot(src)
+
+
+def test_following_a_finished_archive_just_unpacks_it(
+    src: Path, bucket: str, tmp_path: Path
+) -> None:
+    stc.pack(src, f"s3://{bucket}/a", **SMALL)
+    asyncio.run(decompress_from_chunks(f"s3://{bucket}/a", tmp_path / "out", follow=True))
+    assert snapshot(tmp_path / "out" / src.relative_to("/")) == snapshot(src)
+
+
+def test_nothing_arriving_is_an_error_after_the_timeout(
+    bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    argv = [
+        "unpack",
+        f"s3://{bucket}/never",
+        "-C",
+        str(tmp_path),
+        "--follow",
+        "--follow-timeout",
+        "1",
+    ]
+    assert main(argv) == stc.MissingChunkError.exit_code
+    assert "nothing new for" in capsys.readouterr().err
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("argv", [["x/local"], ["-"], ["s3://b/x", "--resume"]])
+def test_follow_needs_a_store_url_and_a_fresh_start(
+    argv: list[str], tmp_path: Path, bucket: str
+) -> None:
+    assert main(["unpack", *argv, "-C", str(tmp_path), "--follow", "-q"]) == 2
