@@ -184,9 +184,9 @@ def test_verify_reads_sizes_and_stored_hashes_without_downloading(
     assert stc.verify(prefix).problems == [f"b.part0002: short, 10 of {len(part)} bytes"]
 
 
-def test_a_chunk_too_big_for_one_put_is_refused_before_packing(tree: Path) -> None:
-    with pytest.raises(stc.UsageError, match="at most 5 GiB"):
-        stc.pack(tree, "s3://bucket/b", chunk_size=6 * 2**30)
+def test_a_chunk_too_big_for_one_object_is_refused_before_packing(tree: Path) -> None:
+    with pytest.raises(stc.UsageError, match="at most 10,000 parts"):
+        stc.pack(tree, "s3://bucket/b", chunk_size=80 * 2**30)
 
 
 def test_an_azure_filesystem_at_account_url_is_not_a_credential() -> None:

@@ -15,6 +15,7 @@ class ChunkPiece:
 
     index: int
     data: bytes | memoryview
+    name: str  # the chunk's file name, as its ChunkEnd will say
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ class Chunker:
             view = view[len(piece) :]
             self._hash.update(piece)
             self._filled += len(piece)
-            events.append(ChunkPiece(self._index, piece))
+            events.append(ChunkPiece(self._index, piece, self.name_of(self._index)))
             if self._filled == self._chunk_size:
                 events.append(self._close_chunk())
         return events

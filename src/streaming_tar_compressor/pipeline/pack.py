@@ -48,7 +48,7 @@ from ..storage.remote import (
     checkpoint_reader,
     read_remote_manifest,
 )
-from ..storage.store import open_store
+from ..storage.store import PART_SIZE, open_store
 from .checkpoint import (
     NO_SOURCES,
     Checkpoint,
@@ -70,7 +70,7 @@ DEFAULT_CHUNK_SIZE = 50 * 2**20  # bytes
 AUTO = 0  # PackSettings.chunk_size: choose from the input's size
 AUTO_CHUNKS = 2000
 AUTO_MIN_CHUNK, AUTO_MAX_CHUNK = 8 * 2**20, 64 * 2**20
-MAX_SINGLE_PUT = 5 * 2**30  # S3's (and R2's) largest object in one PUT
+MAX_STORE_CHUNK = 10_000 * PART_SIZE  # S3's most parts of one multipart upload
 READ_SIZE = 1 << 20  # bytes per read of a source file
 MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
 BLOCKS_IN_FLIGHT_PER_WORKER = 2
@@ -408,10 +408,10 @@ def _pack_to_store(
     """Chunks upload while the pack runs; the manifest is written last, conditionally."""
     if prefix.read_only:
         raise UsageError(f"{prefix.scheme}:// is read-only: pack to s3://, gs://, az://, …")
-    if settings.chunk_size > MAX_SINGLE_PUT:
+    if settings.chunk_size > MAX_STORE_CHUNK:
         raise UsageError(
-            f"chunks go to a store in one PUT each, and S3 takes at most 5 GiB in one: "
-            f"choose --chunk-size 5G or less, not {settings.chunk_size}"
+            "a chunk goes to a store as one object of at most 10,000 parts of 8 MiB: "
+            f"choose --chunk-size 78G or less, not {settings.chunk_size}"
         )
     summary = scan(sources, exclude_nothing)
     identity = PackIdentity.of(sources)
@@ -432,7 +432,14 @@ def _pack_to_store(
             force=force,
         )
         resumed = len(resumption.chunks) if resumption is not None else None
-        sink = RemoteChunkSink(prefix, store, force=force, lock=lock, resumed_chunks=resumed)
+        sink = RemoteChunkSink(
+            prefix,
+            store,
+            force=force,
+            lock=lock,
+            chunk_size=settings.chunk_size,
+            resumed_chunks=resumed,
+        )
         return _pack_to(
             sink, sources, settings, summary, identity, exclude_nothing, progress, resumption
         )
@@ -498,7 +505,7 @@ def _pack_to(
     try:
         for event in events:
             if isinstance(event, ChunkPiece):
-                sink.write(event.index, event.data)
+                sink.write(event.index, event.data, event.name)
             elif isinstance(event, ChunkEnd):
                 chunks.append(sink.finish_chunk(event.info))
             elif isinstance(event, Checkpoint):

@@ -224,7 +224,8 @@ class LocalChunkSink:
         self._handle: tuple[int, str] | None = None
         self._waiting: list[tuple[str, str]] = []  # (temp, final) while replacing
 
-    def write(self, index: int, data: bytes | memoryview) -> None:
+    def write(self, index: int, data: bytes | memoryview, name: str = "") -> None:
+        """The next bytes of chunk ``index`` (``name``: its final name, taken at finish)."""
         name = f"{self.name}.part{index}"
         if self._handle is None:
             temp = os.path.join(self.directory, f".{name}.tmp")

@@ -10,9 +10,11 @@ to one prefix cannot both win; a lock object says a pack is running.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import queue
 import socket
 import time
 from collections import deque
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
 # Chunks uploading while the next one fills: two, or one when two would pass the budget.
 UPLOADS_IN_FLIGHT = 2
 UPLOAD_BUDGET = 32 * 2**20
+# Chunks bigger than this stream into multipart uploads instead of being held whole.
+STREAM_THRESHOLD = 16 * 2**20
+STREAM_QUEUE_PIECES = 4  # pieces of a streamed chunk waiting for its uploader
 # Ranged GETs of one chunk in flight while unpacking, and their size: 4 x 8 MiB of memory.
 RANGE_SIZE = 4 * 2**20
 RANGES_IN_FLIGHT = 4
@@ -140,9 +145,56 @@ def remove_lock(prefix: RemotePrefix, store: Store) -> str | None:
     return f"process {pid if pid is not None else '?'} on {host or '?'}, last refreshed {age} s ago"
 
 
+class _StreamedUpload:
+    """One chunk uploaded while it is cut (multipart), fed through a small bounded queue: a
+    slow upload stops the pack, and memory does not follow the chunk size."""
+
+    def __init__(self, pool: ThreadPoolExecutor, store: Store, name: str) -> None:
+        self._feed: queue.Queue[object] = queue.Queue(maxsize=STREAM_QUEUE_PIECES)
+        self.future = pool.submit(store.put_stream, name, self._pieces())
+
+    def send(self, data: bytes | memoryview) -> None:
+        self._put(bytes(data))
+
+    def end(self) -> None:
+        self._put(_END)
+
+    def abort(self) -> None:
+        """Make the uploader stop (its multipart upload is aborted) without blocking."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._feed.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self._feed.put_nowait(_ABORT)
+
+    def _pieces(self) -> Iterator[bytes]:
+        while True:
+            item = self._feed.get()
+            if item is _END:
+                return
+            if item is _ABORT:
+                raise OutputError("the pack stopped before this chunk was whole")
+            assert isinstance(item, bytes)
+            yield item
+
+    def _put(self, item: object) -> None:
+        while True:
+            try:
+                self._feed.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.future.done():  # the uploader failed: its error ends the pack
+                    self.future.result()
+                    raise OutputError("the upload of a chunk ended before the chunk did") from None
+
+
+_END, _ABORT = object(), object()
+
+
 class RemoteChunkSink:
     """Uploads each chunk as it is cut, ``UPLOADS_IN_FLIGHT`` at a time (a slow link slows the
-    pack; nothing piles up), and writes the manifest only over chunks already stored."""
+    pack; nothing piles up), and writes the manifest only over chunks already stored. Chunks
+    over STREAM_THRESHOLD are not held in memory: each streams into a multipart upload."""
 
     def __init__(
         self,
@@ -151,6 +203,7 @@ class RemoteChunkSink:
         *,
         force: bool,
         lock: RemoteLock,
+        chunk_size: int,
         resumed_chunks: int | None = None,
     ) -> None:
         """``resumed_chunks``: continue the checkpoint that lists that many stored chunks."""
@@ -176,12 +229,23 @@ class RemoteChunkSink:
         self._uploads: deque[tuple[ChunkInfo, Future[str | None]]] = deque()
         self._uploaded = resumed_chunks or 0  # chunks 0 … this-1 are stored
         self._chunk_size_hint = 0  # the first chunk grows its buffer; later ones get it whole
+        self._streaming = chunk_size > STREAM_THRESHOLD
+        self._stream: _StreamedUpload | None = None
+        self._stream_hash = hashlib.sha256()
         self._in_flight = UPLOADS_IN_FLIGHT
         self._buffer = bytearray()  # the chunk being cut, allocated once at its full size
         self._filled = 0
         self._checkpoint: Manifest | None = None
 
-    def write(self, index: int, data: bytes | memoryview) -> None:
+    def write(self, index: int, data: bytes | memoryview, name: str) -> None:
+        if self._streaming:
+            if self._stream is None:
+                self._start_stream(name)
+            assert self._stream is not None
+            self._stream_hash.update(data)
+            self._filled += len(data)
+            self._stream.send(data)
+            return
         end = self._filled + len(data)
         if not self._buffer and self._chunk_size_hint:
             self._buffer = bytearray(self._chunk_size_hint)
@@ -192,6 +256,8 @@ class RemoteChunkSink:
 
     def finish_chunk(self, info: ChunkInfo) -> ChunkInfo:
         """Hand the chunk to an uploader; wait first while UPLOADS_IN_FLIGHT are busy."""
+        if self._streaming:
+            return self._finish_stream(info)
         while len(self._uploads) >= self._in_flight:
             self._settle_oldest()
         self._chunk_size_hint = max(self._chunk_size_hint, self._filled)
@@ -225,10 +291,33 @@ class RemoteChunkSink:
     def abort(self) -> None:
         """Stop: uploads not started are dropped, those running end; what is stored stays
         (a checkpoint names only stored chunks), and no manifest claims the archive."""
+        if self._stream is not None:
+            self._stream.abort()
+            self._stream = None
         for _, future in self._uploads:
             future.cancel()
         self._uploads.clear()
         self._pool.shutdown(wait=True)
+
+    def _start_stream(self, name: str) -> None:
+        """One streamed chunk at a time: the one before must be stored first."""
+        while self._uploads:
+            self._settle_oldest()
+        self._stream = _StreamedUpload(self._pool, self._store, name)
+        self._stream_hash = hashlib.sha256()
+        self._filled = 0
+
+    def _finish_stream(self, info: ChunkInfo) -> ChunkInfo:
+        if self._stream is None:  # an empty chunk
+            self._start_stream(info.name)
+        assert self._stream is not None
+        stream, self._stream = self._stream, None
+        if self._filled != info.size or self._stream_hash.hexdigest() != info.checksum:
+            stream.abort()
+            raise OutputError(f"chunk {info.name} is not what was cut")
+        stream.end()
+        self._uploads.append((info, stream.future))
+        return replace(info, path=self.prefix.key(info.name))
 
     def _settle_oldest(self) -> None:
         info, future = self._uploads.popleft()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -43,6 +43,8 @@ ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
 
 SHA256_ATTRIBUTE = "stc-sha256"  # user metadata (x-amz-meta-stc-sha256 on S3)
+PART_SIZE = 8 * 2**20  # multipart parts of streamed chunks (S3's minimum is 5 MiB)
+PARTS_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,10 @@ class Store(Protocol):
         """Store ``data`` whole (one request, atomic); returns the new ETag. ``create`` raises
         ArchiveBusyError when the key exists, an ETag mode when it changed. ``sha256`` is kept
         with the object, so ``head`` can check it without a download."""
+
+    def put_stream(self, key: str, pieces: Iterable[bytes]) -> str | None:
+        """Store the pieces as one object while they come (multipart: PART_SIZE parts, two in
+        flight), for chunks too big to hold in memory; returns the ETag."""
 
     def head(self, key: str) -> ObjectInfo | None:
         """The object's size, ETag and stored SHA-256; None when it does not exist."""
@@ -122,6 +128,20 @@ class ObstoreStore:
                 raise
             stored = self.head(key)
             return stored.etag if stored is not None else None
+
+    def put_stream(self, key: str, pieces: Iterable[bytes]) -> str | None:
+        def call() -> str | None:
+            result = obstore.put(
+                self._store,
+                self._key(key),
+                pieces,
+                use_multipart=True,
+                chunk_size=PART_SIZE,
+                max_concurrency=PARTS_IN_FLIGHT,
+            )
+            return result["e_tag"]
+
+        return self._call(key, "write", call)
 
     def head(self, key: str) -> ObjectInfo | None:
         # A GET that asks for the head only: the same one request as HEAD, with user metadata.
