@@ -181,7 +181,7 @@ async def compress_with_chunks(
     sources: StrPath | Sequence[StrPath],
     output_prefix: StrPath,
     compression: CompressionType | str = CompressionType.GZIP,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str | None = None,
     progress_callback: ProgressCallback | None = None,
     *,
     level: int | None = None,
@@ -191,7 +191,10 @@ async def compress_with_chunks(
     force: bool = False,
     resume: bool = False,
 ) -> list[ChunkInfo]:
-    """Packs sources into ``PREFIX.part0000``… plus manifest; returns the chunk records."""
+    """Packs sources into ``PREFIX.part0000``… plus manifest; returns the chunk records.
+
+    ``chunk_size``: bytes, or ``"auto"``; None is 50 MiB for a local prefix and ``"auto"``
+    for a store URL (``sync.pack``)."""
     result = await _off_the_loop(
         progress_callback,
         progress,

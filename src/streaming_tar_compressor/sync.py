@@ -189,14 +189,15 @@ def read_manifest(prefix: StrPath) -> Manifest:
     return manifest
 
 
-def unlock(prefix: StrPath) -> str | None:
+def unlock(prefix: StrPath, *, force: bool = False) -> str | None:
     """Removes the lock object a pack to a store left when it died; returns who held it
-    (None: there was none). Local prefixes need none of this: their lock dies with its
+    (None: there was none). A lock refreshed in the last 30 minutes whose process is not
+    provably gone needs ``force``. Local prefixes need none of this: their lock dies with its
     process."""
     location = parse_prefix(os.fspath(prefix))
     if not isinstance(location, RemotePrefix):
         return None
-    return remove_lock(location, open_store(location))
+    return remove_lock(location, open_store(location), force=force)
 
 
 def _paths(sources: StrPath | Sequence[StrPath]) -> list[str]:

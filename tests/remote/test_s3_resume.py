@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,9 @@ import pytest
 import streaming_tar_compressor as stc
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.fs.journal import UnpackJournal
-from streaming_tar_compressor.storage.remote import RemoteChunkSink
+from streaming_tar_compressor.storage.location import parse_prefix
+from streaming_tar_compressor.storage.remote import RemoteChunkSink, RemoteLock, _process_identity
+from streaming_tar_compressor.storage.store import open_store
 from tests.helpers import snapshot
 from tests.remote.test_s3_round_trip import objects
 
@@ -118,7 +119,9 @@ def test_the_cli_prints_the_resume_command_for_a_store(
 
 KILLED_PACK = """
 import os, signal, sys
-from streaming_tar_compressor.storage.remote import RemoteChunkSink
+from streaming_tar_compressor.storage.location import parse_prefix
+from streaming_tar_compressor.storage.remote import RemoteChunkSink, RemoteLock, _process_identity
+from streaming_tar_compressor.storage.store import open_store
 import streaming_tar_compressor as stc
 source, prefix, codec, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 put_manifest, written = RemoteChunkSink._put_manifest, [0]
@@ -185,21 +188,73 @@ def test_an_unpack_from_a_store_resumes(
     assert snapshot(tmp_path / "out" / src.relative_to("/")) == snapshot(src)
 
 
-def test_unlock_removes_a_dead_packs_lock_but_not_a_live_ones(
+def test_unlock_removes_a_dead_packs_lock_and_asks_before_a_fresh_foreign_one(
     src: Path, bucket: str, s3_client: object, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prefix = f"s3://{bucket}/a"
     assert main(["unlock", prefix]) == 0
     assert "has no lock to remove" in capsys.readouterr().out
-    dead = json.dumps({"host": "elsewhere", "pid": 7, "time": 0}).encode()
-    s3_client.put_object(Bucket=bucket, Key=".a.lock", Body=dead)  # type: ignore[attr-defined]
+    foreign = json.dumps({"host": "elsewhere", "pid": 7, "time": 0}).encode()
+    s3_client.put_object(Bucket=bucket, Key=".a.lock", Body=foreign)  # type: ignore[attr-defined]
     with pytest.raises(stc.ArchiveBusyError, match="another pack is writing"):
         stc.pack(src, prefix, **SMALL)
-    assert main(["unlock", prefix]) == 0
+    assert main(["unlock", prefix]) == stc.ArchiveBusyError.exit_code  # may still be running
+    assert "unlock with --force" in capsys.readouterr().err
+    assert main(["unlock", prefix, "--force"]) == 0
     assert "(process 7 on elsewhere, last refreshed" in capsys.readouterr().out
     stc.pack(src, prefix, **SMALL)  # no lock in the way now
-    live = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": 0}).encode()
+    # This very process holds it: it is running, so even a same-host lock stays.
+    live = json.dumps({**_process_identity(os.getpid()), "time": 0}).encode()
     s3_client.put_object(Bucket=bucket, Key=".a.lock", Body=live)  # type: ignore[attr-defined]
     assert main(["unlock", prefix]) == stc.ArchiveBusyError.exit_code
     assert ".a.lock" in objects(s3_client, bucket)
+    # A process of this machine that is gone: provably dead, removed without --force.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = {**_process_identity(os.getpid()), "pid": int(gone.stdout), "started": "1"}
+    s3_client.put_object(Bucket=bucket, Key=".a.lock", Body=json.dumps(dead).encode())  # type: ignore[attr-defined]
+    assert main(["unlock", prefix]) == 0
+    assert ".a.lock" not in objects(s3_client, bucket)
     assert stc.unlock(src) is None  # a local prefix has nothing to unlock
+
+
+def test_a_lock_taken_over_is_not_deleted_by_the_pack_that_lost_it(
+    bucket: str, s3_client: object
+) -> None:
+    location = parse_prefix(f"s3://{bucket}/a")
+    assert not isinstance(location, str)
+    store = open_store(location)
+    with RemoteLock(store, location):
+        s3_client.put_object(Bucket=bucket, Key=".a.lock", Body=b'{"host": "b"}')  # type: ignore[attr-defined]
+    assert objects(s3_client, bucket)[".a.lock"] == b'{"host": "b"}'
+
+
+def test_resume_of_a_pack_that_died_before_its_first_checkpoint(
+    src: Path, bucket: str, s3_client: object
+) -> None:
+    stc.pack(src, f"s3://{bucket}/ref/a", **SMALL)
+    s3_client.put_object(Bucket=bucket, Key="run/a.part0000", Body=b"half a chunk")  # type: ignore[attr-defined]
+    with pytest.raises(stc.OutputError, match="already has an archive"):
+        stc.pack(src, f"s3://{bucket}/run/a", **SMALL)
+    stc.pack(src, f"s3://{bucket}/run/a", resume=True, **SMALL)
+    stored = objects(s3_client, bucket)
+    run = without_created({k: v for k, v in stored.items() if k.startswith("run/")})
+    assert run == without_created({k: v for k, v in stored.items() if k.startswith("ref/")})
+
+
+def test_a_missing_bucket_is_named_when_reading_too(
+    s3_client: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (["verify"], ["info"], ["list"], ["unpack", "-C", "unused"]):
+        assert main([command[0], "s3://no-such-bucket/a", *command[1:]]) == 13
+        err = capsys.readouterr().err
+        assert "no such bucket" in err and err.count("\n") == 1, err
+
+
+def test_endpoint_url_wins_over_the_environment(
+    src: Path, bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    argv = ["pack", str(src), "-o", f"s3://{bucket}/a", "--endpoint-url", s3_endpoint, "-q"]
+    assert main(argv) == 0

@@ -300,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
         "A lock of a pack still running on this host is kept. Local prefixes need no unlock.",
     )
     unlock.add_argument("prefix", metavar="PREFIX")
+    unlock.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="remove the lock even if it was refreshed within 30 minutes (its pack ran on "
+        "another machine and you know it stopped)",
+    )
     return parser
 
 
@@ -316,8 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.usage, end="", file=sys.stderr)
         print(f"stc: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    if args.endpoint_url:
-        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url  # what the store layer reads
+    if args.endpoint_url:  # what the store layer reads, the S3-only name first
+        os.environ["AWS_ENDPOINT_URL_S3"] = os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     try:
         return int(_COMMANDS[args.command](args))
     except StcError as exc:
@@ -654,7 +661,7 @@ def _detected_codec(prefix: str) -> CompressionType | None:
 
 def _cmd_unlock(args: argparse.Namespace) -> int:
     prefix = normalize_prefix(args.prefix)
-    held_by = sync.unlock(prefix)
+    held_by = sync.unlock(prefix, force=args.force)
     if args.json:
         _print_json({"ok": True, "removed": held_by is not None, "held_by": held_by})
     elif held_by is None:

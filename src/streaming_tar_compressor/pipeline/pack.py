@@ -435,7 +435,8 @@ def _pack_to_store(
         sink = RemoteChunkSink(
             prefix,
             store,
-            force=force,
+            # Resuming a pack that died before its first checkpoint: its parts are ours.
+            force=force or (resume and existing is None),
             lock=lock,
             chunk_size=settings.chunk_size,
             resumed_chunks=resumed,

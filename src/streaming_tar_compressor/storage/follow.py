@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from ..core.manifest import Manifest
-from ..errors import ChecksumMismatchError, ManifestError, MissingChunkError
+from ..errors import ChecksumMismatchError, ManifestError, MissingChunkError, UsageError
 from ..models import ChunkInfo
 from .local import MANIFEST_SUFFIX
 from .location import RemotePrefix
@@ -25,6 +25,7 @@ from .store import Store, open_store
 FIRST_POLL_SECONDS = 0.5
 MAX_POLL_SECONDS = 15.0
 DEFAULT_FOLLOW_TIMEOUT = 600.0  # seconds without a new chunk before giving up
+MAX_FOLLOWED_CHUNK = 64 * 2**20  # held whole (two at a time) to be checked before use
 
 
 class FollowingSource:
@@ -41,9 +42,11 @@ class FollowingSource:
         self.prefix = prefix
         self.directory = prefix.folder
         self._store = store or open_store(prefix)
+        if not 0 < timeout < float("inf"):
+            raise UsageError(f"the follow timeout must be a number of seconds, not {timeout}")
         self._timeout = timeout
         self._sleep = sleep
-        self._etag: str | None = None
+        self._seen: tuple[object, ...] | None = None  # the manifest version last read
         self.manifest: Manifest | None = None  # the final one, once the pack is complete
         self.stream_bytes = 0
 
@@ -75,16 +78,19 @@ class FollowingSource:
 
     def _wait_for_news(self, known: int) -> Manifest:
         """The manifest once it names more than ``known`` chunks or says the pack is done."""
-        waited, pause = 0.0, FIRST_POLL_SECONDS
+        started, pause = time.monotonic(), FIRST_POLL_SECONDS
         key = self.prefix.name + MANIFEST_SUFFIX
         while True:
             info = self._store.head(key)
-            if info is not None and info.etag != self._etag:
+            # Not every web server sends an ETag: size and time tell a new version too.
+            version = (info.etag, info.size, info.modified) if info is not None else None
+            if version is not None and version != self._seen:
                 manifest = read_remote_manifest(self.prefix, self._store)
                 if manifest is not None:
-                    self._etag = info.etag
+                    self._seen = version
                     if manifest.complete or manifest.total_chunks > known:
                         return manifest
+            waited = time.monotonic() - started
             if waited >= self._timeout:
                 raise MissingChunkError(
                     known,
@@ -92,15 +98,22 @@ class FollowingSource:
                     f"nothing new for {waited:.0f} s while following the pack (did it stop? "
                     "once it is resumed and complete, unpack again)",
                 )
-            self._sleep(pause)
-            waited += pause
+            self._sleep(min(pause, max(0.0, self._timeout - waited)))
             pause = min(MAX_POLL_SECONDS, pause * 1.5)
 
     def _fetch(self, chunk: ChunkInfo) -> bytearray:
+        if chunk.size > MAX_FOLLOWED_CHUNK:
+            raise UsageError(
+                f"--follow checks each chunk whole before using it, and {chunk.name} has "
+                f"{chunk.size} bytes (at most {MAX_FOLLOWED_CHUNK >> 20} MiB): unpack without "
+                "--follow once the pack is complete"
+            )
+        data = bytearray(chunk.size)
         for _ in range(FETCH_ATTEMPTS):
-            data = bytearray()
+            filled = 0
             for piece in read_ranges(self._store, self.prefix, chunk, chunk.size):
-                data += piece
+                data[filled : filled + len(piece)] = piece
+                filled += len(piece)
             if hashlib.sha256(data).hexdigest() == chunk.checksum:
                 return data
         raise ChecksumMismatchError(

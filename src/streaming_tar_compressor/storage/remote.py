@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.manifest import Manifest
@@ -30,6 +31,7 @@ from ..errors import (
     ManifestError,
     MissingChunkError,
     OutputError,
+    StcError,
 )
 from ..models import ChunkInfo
 from ..pipeline.parallel import ordered_map
@@ -46,7 +48,7 @@ UPLOAD_BUDGET = 32 * 2**20
 # Chunks bigger than this stream into multipart uploads instead of being held whole.
 STREAM_THRESHOLD = 16 * 2**20
 STREAM_QUEUE_PIECES = 4  # pieces of a streamed chunk waiting for its uploader
-# Ranged GETs of one chunk in flight while unpacking, and their size: 4 x 8 MiB of memory.
+# Ranged GETs of one chunk in flight while unpacking, and their size: 4 x 4 MiB of memory.
 RANGE_SIZE = 4 * 2**20
 RANGES_IN_FLIGHT = 4
 # Chunks up to this size are hashed whole before use and fetched again on a mismatch (two of
@@ -64,7 +66,8 @@ def lock_key(name: str) -> str:
 
 class RemoteLock:
     """``.NAME.lock`` created only if absent: a second pack to the prefix fails at once. A
-    pack that dies leaves it; it is stale (taken over) after LOCK_STALE_SECONDS."""
+    pack that dies leaves it; it is taken over when it was not refreshed for
+    LOCK_STALE_SECONDS, or at once when its process on this machine is provably gone."""
 
     def __init__(self, store: Store, prefix: RemotePrefix) -> None:
         self._store, self._prefix = store, prefix
@@ -82,8 +85,8 @@ class RemoteLock:
                 raise ArchiveBusyError(
                     f"another pack is writing to {self._prefix.url} (it holds "
                     f"{self._prefix.key(self._key)}, refreshed "
-                    f"{int(time.time() - held.modified)} s ago); wait for it to end, or delete "
-                    "that object if its pack died"
+                    f"{int(time.time() - held.modified)} s ago); wait for it to end, or "
+                    "stc unlock it if its pack died"
                 ) from None
             mode: PutMode = {"e_tag": held.etag} if held and held.etag else "create"
             self._etag = self._store.put(self._key, body, mode=mode)
@@ -91,7 +94,8 @@ class RemoteLock:
         return self
 
     def refresh(self) -> None:
-        """Keep the lock fresh during a long pack (at most one request per few minutes)."""
+        """Keep the lock fresh during a long pack: called often, it writes at most once per
+        LOCK_REFRESH_SECONDS. Losing the lock to another pack stops this one."""
         if time.monotonic() - self._refreshed < LOCK_REFRESH_SECONDS:
             return
         mode: PutMode = {"e_tag": self._etag} if self._etag else "overwrite"
@@ -99,31 +103,69 @@ class RemoteLock:
         self._refreshed = time.monotonic()
 
     def __exit__(self, *exc_info: object) -> None:
-        self._store.delete(self._key)
+        """Remove the lock if it is still ours; failing to leaves a lock that goes stale,
+        never a failed pack."""
+        with contextlib.suppress(StcError):
+            held = self._store.head(self._key)
+            if held is not None and held.etag == self._etag:
+                self._store.delete(self._key)
 
     def _stale(self, held: ObjectInfo) -> bool:
-        """Older than LOCK_STALE_SECONDS, or taken by a process of this host that is gone
-        (a pack killed here can be resumed at once)."""
         if time.time() - held.modified >= LOCK_STALE_SECONDS:
             return True
         try:
-            holder = json.loads(self._store.get(self._key) or b"{}")
+            return _holder_is_gone(json.loads(self._store.get(self._key) or b"{}"))
         except ValueError:
             return False
-        if not isinstance(holder, dict) or holder.get("host") != socket.gethostname():
-            return False
-        pid = holder.get("pid")
-        return isinstance(pid, int) and pid > 0 and pid != os.getpid() and not _running(pid)
 
     @staticmethod
     def _body() -> bytes:
-        holder = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-        return json.dumps(holder).encode()
+        return json.dumps({**_process_identity(os.getpid()), "time": time.time()}).encode()
 
 
-def remove_lock(prefix: RemotePrefix, store: Store) -> str | None:
+def _process_identity(pid: int) -> dict[str, object]:
+    """What tells this machine's processes apart, even in containers that share a host name:
+    the kernel's boot id, the pid namespace, the pid and the process's start time."""
+
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return ""
+
+    try:
+        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        namespace = ""
+    stat = read(f"/proc/{pid}/stat")
+    fields = stat.rsplit(")", 1)[-1].split()
+    return {
+        "host": socket.gethostname(),
+        "boot": read("/proc/sys/kernel/random/boot_id"),
+        "pid_ns": namespace,
+        "pid": pid,
+        "started": fields[19] if len(fields) > 19 else "",  # stat field 22: starttime
+    }
+
+
+def _holder_is_gone(holder: object) -> bool:
+    """True only when the lock's process provably no longer exists: same kernel and pid
+    namespace as ours, and its pid runs no more, or now names a later process."""
+    if not isinstance(holder, dict):
+        return False
+    here = _process_identity(os.getpid())
+    if any(not holder.get(key) or holder.get(key) != here[key] for key in ("boot", "pid_ns")):
+        return False
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    return not _running(pid) or _process_identity(pid)["started"] != holder.get("started")
+
+
+def remove_lock(prefix: RemotePrefix, store: Store, *, force: bool = False) -> str | None:
     """Delete a dead pack's lock object; returns who held it and since when (None: no lock).
-    A lock of a live process on this host is left alone: that pack is running."""
+    A lock refreshed within LOCK_STALE_SECONDS whose process is not provably gone is kept
+    unless ``force``: that pack may be running on another machine."""
     key = lock_key(prefix.name)
     held = store.head(key)
     if held is None:
@@ -132,17 +174,16 @@ def remove_lock(prefix: RemotePrefix, store: Store) -> str | None:
         holder = json.loads(store.get(key) or b"{}")
     except ValueError:
         holder = {}
-    if not isinstance(holder, dict):
-        holder = {}
-    host, pid = holder.get("host"), holder.get("pid")
-    if host == socket.gethostname() and isinstance(pid, int) and pid > 0 and _running(pid):
+    holder = holder if isinstance(holder, dict) else {}
+    age = int(time.time() - held.modified)
+    who = f"process {holder.get('pid', '?')} on {holder.get('host') or '?'}"
+    if not force and age < LOCK_STALE_SECONDS and not _holder_is_gone(holder):
         raise ArchiveBusyError(
-            f"{prefix.key(key)} belongs to process {pid} on this host, which is running: "
-            "that pack is still going"
+            f"{prefix.key(key)} belongs to {who}, refreshed {age} s ago: that pack may still "
+            "be running; if you know it is not, unlock with --force"
         )
     store.delete(key)
-    age = int(time.time() - held.modified)
-    return f"process {pid if pid is not None else '?'} on {host or '?'}, last refreshed {age} s ago"
+    return f"{who}, last refreshed {age} s ago"
 
 
 class _StreamedUpload:
@@ -231,18 +272,17 @@ class RemoteChunkSink:
         self._chunk_size_hint = 0  # the first chunk grows its buffer; later ones get it whole
         self._streaming = chunk_size > STREAM_THRESHOLD
         self._stream: _StreamedUpload | None = None
-        self._stream_hash = hashlib.sha256()
         self._in_flight = UPLOADS_IN_FLIGHT
         self._buffer = bytearray()  # the chunk being cut, allocated once at its full size
         self._filled = 0
         self._checkpoint: Manifest | None = None
 
     def write(self, index: int, data: bytes | memoryview, name: str) -> None:
+        self._lock.refresh()  # a clock check; a PUT every LOCK_REFRESH_SECONDS
         if self._streaming:
             if self._stream is None:
                 self._start_stream(name)
             assert self._stream is not None
-            self._stream_hash.update(data)
             self._filled += len(data)
             self._stream.send(data)
             return
@@ -264,8 +304,8 @@ class RemoteChunkSink:
         self._in_flight = max(1, min(UPLOADS_IN_FLIGHT, UPLOAD_BUDGET // self._chunk_size_hint))
         data = memoryview(self._buffer)[: self._filled]
         self._buffer, self._filled = bytearray(), 0
-        if len(data) != info.size or hashlib.sha256(data).hexdigest() != info.checksum:
-            raise OutputError(f"chunk {info.name} changed in memory before its upload")
+        if len(data) != info.size:
+            raise OutputError(f"chunk {info.name} is not what was cut")
         upload = self._pool.submit(self._store.put, info.name, data, sha256=info.checksum)
         self._uploads.append((info, upload))
         return replace(info, path=self.prefix.key(info.name))
@@ -280,8 +320,8 @@ class RemoteChunkSink:
     def write_manifest(self, manifest: Manifest) -> None:
         while self._uploads:
             self._settle_oldest()
+        self._put_manifest(manifest)  # conditional: a pack that lost writes nothing more
         self._store.put(self.name + ".sha256", manifest.sha256sum_text().encode())
-        self._put_manifest(manifest)
         listed = {chunk.name for chunk in manifest.chunks}
         for stale in self._old_parts:
             if stale not in listed:
@@ -304,7 +344,6 @@ class RemoteChunkSink:
         while self._uploads:
             self._settle_oldest()
         self._stream = _StreamedUpload(self._pool, self._store, name)
-        self._stream_hash = hashlib.sha256()
         self._filled = 0
 
     def _finish_stream(self, info: ChunkInfo) -> ChunkInfo:
@@ -312,7 +351,7 @@ class RemoteChunkSink:
             self._start_stream(info.name)
         assert self._stream is not None
         stream, self._stream = self._stream, None
-        if self._filled != info.size or self._stream_hash.hexdigest() != info.checksum:
+        if self._filled != info.size:
             stream.abort()
             raise OutputError(f"chunk {info.name} is not what was cut")
         stream.end()
@@ -330,7 +369,6 @@ class RemoteChunkSink:
         if checkpoint is not None and checkpoint.total_chunks <= self._uploaded:
             self._checkpoint = None
             self._put_manifest(checkpoint)
-            self._lock.refresh()
 
     def _put_manifest(self, manifest: Manifest) -> None:
         mode: PutMode = {"e_tag": self._manifest_etag} if self._manifest_etag else "create"
@@ -359,6 +397,11 @@ class RemoteChunkSource:
             raise ManifestError(
                 f"{prefix.url}{MANIFEST_SUFFIX} is missing, and a web server cannot list the "
                 "parts without it"
+            )
+        if self._store.head(lock_key(prefix.name)) is not None:
+            raise ManifestError(
+                f"{prefix.url} has no manifest and a pack is writing to it now "
+                f"({lock_key(prefix.name)}): wait for it, or unpack with --follow"
             )
         parts = _parts(self._store, prefix.name)
         if not parts:
@@ -484,6 +527,8 @@ def read_remote_manifest(prefix: RemotePrefix, store: Store) -> Manifest | None:
     key = prefix.name + MANIFEST_SUFFIX
     info = store.head(key)
     if info is None:
+        if not prefix.read_only:
+            store.list()  # a missing bucket answers HEAD as a missing key: LIST tells them apart
         return None
     if info.size > MAX_MANIFEST_SIZE:
         raise ManifestError(f"{prefix.key(key)} is larger than {MAX_MANIFEST_SIZE >> 20} MiB")

@@ -43,6 +43,9 @@ ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
 
 SHA256_ATTRIBUTE = "stc-sha256"  # user metadata (x-amz-meta-stc-sha256 on S3)
+# Azure takes only C# identifiers as metadata names.
+SHA256_ATTRIBUTE_AZURE = "stc_sha256"
+AZURE_SCHEMES = ("az", "abfs", "abfss")
 PART_SIZE = 8 * 2**20  # multipart parts of streamed chunks (S3's minimum is 5 MiB)
 PARTS_IN_FLIGHT = 2
 
@@ -95,6 +98,9 @@ class ObstoreStore:
     def __init__(self, prefix: RemotePrefix) -> None:
         self.url = prefix.folder
         self.requests = 0
+        self._sha256_name = (
+            SHA256_ATTRIBUTE_AZURE if prefix.scheme in AZURE_SCHEMES else SHA256_ATTRIBUTE
+        )
         self._base = ""
         if prefix.scheme == "memory":
             # One store per process, so what a pack writes to memory:// an unpack can read.
@@ -106,7 +112,7 @@ class ObstoreStore:
     def put(
         self, key: str, data: Data, *, mode: PutMode = "overwrite", sha256: str | None = None
     ) -> str | None:
-        attributes: Attributes | None = {SHA256_ATTRIBUTE: sha256} if sha256 else None
+        attributes: Attributes | None = {self._sha256_name: sha256} if sha256 else None
 
         def call() -> str | None:
             result = obstore.put(
@@ -119,15 +125,18 @@ class ObstoreStore:
             )
             return result["e_tag"]
 
+        verb = "write" if mode in ("overwrite", "create") else "replace"
         try:
-            return self._call(key, "write", call)
+            return self._call(key, verb, call)
         except ArchiveBusyError:
             # A retried conditional PUT whose first try was stored (its answer lost on the
             # way) fails its own precondition: the object holding exactly our bytes is success.
-            if mode == "overwrite" or self.get(key) != bytes(data):
+            if mode == "overwrite":
                 raise
-            stored = self.head(key)
-            return stored.etag if stored is not None else None
+            current, etag = self._get_with_etag(key)
+            if current != bytes(data):
+                raise
+            return etag
 
     def put_stream(self, key: str, pieces: Iterable[bytes]) -> str | None:
         def call() -> str | None:
@@ -154,16 +163,19 @@ class ObstoreStore:
         except FileNotFoundError:
             return None
         info = _info(key, result.meta)
-        stored = result.attributes.get(SHA256_ATTRIBUTE)
+        stored = result.attributes.get(self._sha256_name)
         return replace(info, sha256=stored) if isinstance(stored, str) else info
 
     def get(self, key: str) -> bytes | None:
+        return self._get_with_etag(key)[0]
+
+    def _get_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        """The object and the ETag of that very version (one GET)."""
         try:
-            return self._call(
-                key, "read", lambda: bytes(obstore.get(self._store, self._key(key)).bytes())
-            )
+            result = self._call(key, "read", lambda: obstore.get(self._store, self._key(key)))
         except FileNotFoundError:
-            return None
+            return None, None
+        return bytes(result.bytes()), result.meta.get("e_tag")
 
     def get_range(self, key: str, start: int, end: int) -> memoryview:
         if end <= start:
@@ -208,6 +220,11 @@ class ObstoreStore:
         except (FileNotFoundError, NotFoundError) as exc:
             if verb == "write":  # a PUT answered 404: the bucket (or container) is not there
                 raise StoreError(f"cannot write {where}: no such bucket") from exc
+            if verb == "replace":  # the version we meant to replace was deleted meanwhile
+                raise ArchiveBusyError(
+                    f"{where} was removed by someone else meanwhile (stc unlock, or a pack "
+                    "with --force?)"
+                ) from exc
             raise FileNotFoundError(where) from exc
         except (AlreadyExistsError, PreconditionError) as exc:
             raise ArchiveBusyError(
@@ -217,6 +234,8 @@ class ObstoreStore:
         except (PermissionDeniedError, UnauthenticatedError) as exc:
             raise StoreError(f"cannot {verb} {where}: access denied ({_first_line(exc)})") from exc
         except Exception as exc:  # obstore raises plain ones too (GenericError, OSError…)
+            if verb == "list" and "404 Not Found" in str(exc):
+                raise StoreError(f"cannot list {where}: no such bucket") from exc
             raise StoreError(f"cannot {verb} {where}: {_first_line(exc)}") from exc
 
 
