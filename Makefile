@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 INTEROP_PACKAGES := tar gzip pigz xz-utils zstd lz4 bzip2 coreutils
 DEMO_DIR := demo-out
 
-.PHONY: all venv test lint typecheck unit interop-tools demo bench-codecs bench clean
+.PHONY: all venv test lint typecheck unit interop-tools demo bench-codecs bench bench-remote clean
 
 all: test
 
@@ -73,6 +73,11 @@ bench: $(STAMP)
 	  || echo "could not install$$missing: bench.py skips their rows"; \
 	fi
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/remote_bench.py $(REMOTE_BENCH_ARGS)
+
+# Pack to and unpack from an S3 API server (moto) over a link of fixed speed (remote_bench.py).
+bench-remote: $(STAMP)
+	$(BIN)/python benchmarks/remote_bench.py $(REMOTE_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -16,13 +16,14 @@ import json
 import os
 import queue
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..core.manifest import Manifest
 from ..errors import (
@@ -41,6 +42,8 @@ from .store import ObjectInfo, Store, iter_ranges, open_store
 
 if TYPE_CHECKING:
     from .store import PutMode
+
+T = TypeVar("T")
 
 # Chunks uploading while the next one fills: two, or one when two would pass the budget.
 UPLOADS_IN_FLIGHT = 2
@@ -384,6 +387,7 @@ class RemoteChunkSource:
     def __init__(self, prefix: RemotePrefix, store: Store | None = None) -> None:
         self.prefix, self.name, self.directory = prefix, prefix.name, prefix.folder
         self._store = store or open_store(prefix)
+        self._ahead: tuple[ChunkInfo, Future[bytearray]] | None = None  # fetched ahead
         self.manifest = read_remote_manifest(prefix, self._store)
         if self.manifest is not None and not self.manifest.complete:
             raise ManifestError(
@@ -431,6 +435,23 @@ class RemoteChunkSource:
         return self._read_checked(chunk, size)
 
     def _read_checked(self, chunk: ChunkInfo, size: int) -> Iterator[memoryview]:
+        """The chunk, downloaded (by now, when it was fetched ahead) and checked, while the
+        next one downloads: the link stays busy while this one is decoded."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == chunk:
+            data = ahead[1].result()
+        else:
+            data = self._fetch_checked(chunk, size)
+        following = chunk.index + 1
+        if following < len(self.chunks):
+            upcoming = self.chunks[following]
+            if upcoming.checksum and 0 <= upcoming.size <= WHOLE_CHUNK_LIMIT:
+                self._ahead = (upcoming, _in_thread(self._fetch_checked, upcoming, upcoming.size))
+        view = memoryview(data)
+        for start in range(0, len(view), RANGE_SIZE):
+            yield view[start : start + RANGE_SIZE]
+
+    def _fetch_checked(self, chunk: ChunkInfo, size: int) -> bytearray:
         data = bytearray(size)
         for _ in range(FETCH_ATTEMPTS):
             filled = 0
@@ -440,9 +461,7 @@ class RemoteChunkSource:
             if hashlib.sha256(data).hexdigest() == chunk.checksum:
                 break
         # Still wrong after every attempt: the bytes go on, and the verifier names the chunk.
-        view = memoryview(data)
-        for start in range(0, len(view), RANGE_SIZE):
-            yield view[start : start + RANGE_SIZE]
+        return data
 
     def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None:
         """What is wrong with the stored chunk against the manifest, if anything."""
@@ -480,6 +499,23 @@ class RemoteChunkSource:
         if info is None:
             raise MissingChunkError(chunk.index, self.prefix.folder)
         return info.size
+
+
+def _in_thread(function: Callable[..., T], *args: object) -> Future[T]:
+    """``function(*args)`` in a daemon thread of its own: a download fetched ahead that nobody
+    waits for (the unpack stopped) ends on its own."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="stc-fetch-ahead", daemon=True).start()
+    return future
 
 
 def _running(pid: int) -> bool:
