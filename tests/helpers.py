@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from streaming_tar_compressor.fs.journal import UnpackJournal
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -57,6 +61,15 @@ def inode_groups(root: Path) -> set[frozenset[str]]:
     return {frozenset(g) for g in groups.values() if len(g) > 1}
 
 
+def random_files(root: Path, seed: int, count: int, size: int) -> Path:
+    """``count`` files of ``size`` seeded random bytes (they do not compress) in ``root``."""
+    noise = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for number in range(count):
+        (root / f"f{number:02d}").write_bytes(noise.randbytes(size))
+    return root
+
+
 def build_tree(root: Path, files: dict[str, bytes], *, links: bool = True) -> Path:
     """A tree with the given files plus an empty dir, a symlink, a hardlink and modes."""
     root.mkdir(parents=True, exist_ok=True)
@@ -75,3 +88,17 @@ def build_tree(root: Path, files: dict[str, bytes], *, links: bool = True) -> Pa
     os.chmod(root / "private.txt", 0o600)
     os.chmod(root / "empty-dir", 0o700)
     return root
+
+
+def interrupt_at_record(number: int) -> Any:
+    """UnpackJournal.record that raises KeyboardInterrupt after writing its ``number``th record."""
+    record = UnpackJournal.record
+    records = [0]
+
+    def interrupted(journal: UnpackJournal, *args: Any) -> None:
+        record(journal, *args)
+        records[0] += 1
+        if records[0] == number:
+            raise KeyboardInterrupt
+
+    return interrupted

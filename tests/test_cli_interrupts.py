@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import random
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from streaming_tar_compressor.cli.render import ProgressBar
 from streaming_tar_compressor.cli.resume_hints import exact_size
 from streaming_tar_compressor.fs.journal import UnpackJournal
 from streaming_tar_compressor.storage.local import LocalChunkSink
-from tests.helpers import snapshot
+from tests.helpers import interrupt_at_record, random_files, snapshot
 
 PACK_OPTIONS = ["-c", "zstd", "-l", "5", "--chunk-size", "16K", "--block-size", "8K"]
 
@@ -32,12 +31,8 @@ PACK_OPTIONS = ["-c", "zstd", "-l", "5", "--chunk-size", "16K", "--block-size", 
 @pytest.fixture
 def src(tmp_path: Path) -> Path:
     """Random files: about twenty 16 KiB chunks."""
-    noise = random.Random(3)
-    root = tmp_path / "src"
-    (root / "d").mkdir(parents=True)
-    for number in range(30):
-        (root / "d" / f"f{number:02d}").write_bytes(noise.randbytes(10_000))
-    return root
+    random_files(tmp_path / "src" / "d", seed=3, count=30, size=10_000)
+    return tmp_path / "src"
 
 
 @pytest.fixture
@@ -199,20 +194,6 @@ def test_a_cap_counts_the_members_an_interrupted_run_restored(
     assert snapshot(out / src.relative_to("/")) == snapshot(src)
 
 
-def interrupt_at_record(number: int) -> Any:
-    """UnpackJournal.record that raises KeyboardInterrupt after writing its ``number``th record."""
-    record = UnpackJournal.record
-    records = [0]
-
-    def interrupted(journal: UnpackJournal, *args: Any) -> None:
-        record(journal, *args)
-        records[0] += 1
-        if records[0] == number:
-            raise KeyboardInterrupt
-
-    return interrupted
-
-
 def test_paths_that_look_like_options_stay_paths(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -220,10 +201,7 @@ def test_paths_that_look_like_options_stay_paths(
     stop_at_checkpoint: None,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    noise = random.Random(5)
-    (tmp_path / "-src").mkdir()
-    for number in range(20):
-        (tmp_path / "-src" / f"f{number}").write_bytes(noise.randbytes(10_000))
+    random_files(tmp_path / "-src", seed=5, count=20, size=10_000)
     code, _, err = run(["pack", "./-src", "-o", "./-out", *PACK_OPTIONS, "-q"], capsys)
     assert code == 130
     again = resume_command(err)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 
 from .core.manifest import Manifest
-from .errors import ManifestError, UsageError
+from .errors import ManifestError
 from .models import CompressionType, TarMember
 from .pipeline import listing
 from .pipeline import pack as pack_pipeline
@@ -112,22 +112,6 @@ def unpack(
     ``follow`` (a store URL) restores while another machine is still packing to it, waiting
     up to ``follow_timeout`` seconds for each new chunk.
     """
-    if follow:
-        if resume or not verify_checksum:
-            raise UsageError(
-                "--follow checks every chunk and starts afresh: no --resume, no --no-verify"
-            )
-        return unpack_pipeline.unpack_following(
-            os.fspath(input_prefix),
-            os.fspath(output_dir),
-            timeout=follow_timeout,
-            compression=None if compression is None else CompressionType.parse(compression),
-            progress=_progress(progress, progress_callback),
-            same_owner=same_owner,
-            same_permissions=same_permissions,
-            max_output_bytes=max_output_bytes,
-            max_members=max_members,
-        )
     return unpack_pipeline.unpack(
         os.fspath(input_prefix),
         os.fspath(output_dir),
@@ -139,6 +123,7 @@ def unpack(
         max_output_bytes=max_output_bytes,
         max_members=max_members,
         resume=resume,
+        follow_timeout=follow_timeout if follow else None,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
 from pathlib import Path
@@ -14,19 +13,14 @@ import streaming_tar_compressor as stc
 from streaming_tar_compressor import decompress_from_chunks
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.storage.remote import RemoteChunkSink
-from tests.helpers import snapshot
+from tests.helpers import random_files, snapshot
 
 SMALL = {"chunk_size": 16 * 1024, "block_size": 8 * 1024}
 
 
 @pytest.fixture
 def src(tmp_path: Path) -> Path:
-    noise = random.Random(8)
-    root = tmp_path / "src"
-    root.mkdir()
-    for number in range(40):
-        (root / f"f{number:02d}").write_bytes(noise.randbytes(5000))
-    return root
+    return random_files(tmp_path / "src", seed=8, count=40, size=5000)
 
 
 def test_files_appear_before_the_pack_is_done(

@@ -4,14 +4,13 @@ with a clear error, and never with a manifest that claims an archive that is not
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 
 import streaming_tar_compressor as stc
 from streaming_tar_compressor.cli.main import main
-from tests.helpers import snapshot
+from tests.helpers import random_files, snapshot
 from tests.remote.conftest import Fault, FaultProxy
 from tests.remote.test_s3_resume import without_created
 from tests.remote.test_s3_round_trip import objects
@@ -21,12 +20,7 @@ SMALL = {"chunk_size": 64 * 1024, "block_size": 32 * 1024}
 
 @pytest.fixture
 def src(tmp_path: Path) -> Path:
-    noise = random.Random(4)
-    root = tmp_path / "src"
-    root.mkdir()
-    for number in range(10):
-        (root / f"f{number}").write_bytes(noise.randbytes(30_000))
-    return root
+    return random_files(tmp_path / "src", seed=4, count=10, size=30_000)
 
 
 def packed_alike(s3_client: object, bucket: str) -> None:

@@ -21,7 +21,7 @@ from streaming_tar_compressor.fs.journal import UnpackJournal
 from streaming_tar_compressor.storage.location import parse_prefix
 from streaming_tar_compressor.storage.remote import RemoteChunkSink, RemoteLock, _process_identity
 from streaming_tar_compressor.storage.store import open_store
-from tests.helpers import snapshot
+from tests.helpers import interrupt_at_record, snapshot
 from tests.remote.test_s3_round_trip import objects
 
 SMALL = {"chunk_size": 16 * 1024, "block_size": 8 * 1024}
@@ -170,17 +170,8 @@ def test_an_unpack_from_a_store_resumes(
 ) -> None:
     prefix = f"s3://{bucket}/a"
     stc.pack(src, prefix, **SMALL)
-    record = UnpackJournal.record
-    records = [0]
-
-    def interrupted(journal: UnpackJournal, *args: object) -> None:
-        record(journal, *args)  # type: ignore[arg-type]
-        records[0] += 1
-        if records[0] == 3:
-            raise KeyboardInterrupt
-
     with monkeypatch.context() as patch:
-        patch.setattr(UnpackJournal, "record", interrupted)
+        patch.setattr(UnpackJournal, "record", interrupt_at_record(3))
         with pytest.raises(KeyboardInterrupt):
             stc.unpack(prefix, tmp_path / "out")
     result = stc.unpack(prefix, tmp_path / "out", resume=True)

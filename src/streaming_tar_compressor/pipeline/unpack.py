@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..core.manifest import Manifest
 from ..core.reorder import ChunkReorderer
@@ -33,7 +34,7 @@ from ..fs.writer import TreeWriter
 from ..models import CompressionType, MemberKind, TarMember
 from ..progress import NullProgress, Progress
 from ..storage.archive import ChunkSource, open_source
-from ..storage.follow import DEFAULT_FOLLOW_TIMEOUT, FollowingSource
+from ..storage.follow import FollowingSource
 from ..storage.location import RemotePrefix, parse_prefix
 from .decode import ParallelBlockDecoder, StartPoint, TarStreamDecoder, start_point
 from .threads import in_background
@@ -290,12 +291,31 @@ def unpack(
     max_output_bytes: int | None = None,
     max_members: int | None = None,
     resume: bool = False,
+    follow_timeout: float | None = None,
 ) -> UnpackResult:
     """Restores ``PREFIX.part*``: with its manifest, every chunk verified as it is read.
 
     A checked unpack journals its progress in ``output_dir``; after an interruption,
     ``resume`` skips the members already in place (without it, everything is restored again).
+    ``follow_timeout`` (seconds) follows a pack still running to a store, waiting that long
+    at most for each new chunk.
     """
+    if follow_timeout is not None:
+        if resume or not verify_checksum:
+            raise UsageError(
+                "--follow checks every chunk and starts afresh: no --resume, no --no-verify"
+            )
+        return _unpack_following(
+            input_prefix,
+            output_dir,
+            follow_timeout,
+            compression=compression,
+            progress=progress,
+            same_owner=same_owner,
+            same_permissions=same_permissions,
+            max_output_bytes=max_output_bytes,
+            max_members=max_members,
+        )
     source = open_source(input_prefix)
     journal: UnpackJournal | None = None
     if verify_checksum and source.manifest is not None and _has_block_index(source.manifest):
@@ -354,53 +374,29 @@ def unpack(
         raise
 
 
-def unpack_following(
-    input_prefix: str,
-    output_dir: str,
-    *,
-    timeout: float = DEFAULT_FOLLOW_TIMEOUT,
-    compression: CompressionType | None = None,
-    progress: Progress | None = None,
-    same_owner: bool = False,
-    same_permissions: bool = False,
-    max_output_bytes: int | None = None,
-    max_members: int | None = None,
+def _unpack_following(
+    input_prefix: str, output_dir: str, timeout: float, **options: Any
 ) -> UnpackResult:
     """Restores an archive that may still be being packed to a store, chunk by chunk as its
-    checkpoints name them; every chunk is checked before any of it is written, and the whole
-    stream once the final manifest has come."""
+    checkpoints name them: a stream with no manifest of its own, whose every chunk the
+    FollowingSource has checked before any of it is written (and the whole stream at the end).
+    """
     location = parse_prefix(input_prefix)
     if not isinstance(location, RemotePrefix):
         raise UsageError("--follow follows a pack to an object store: give its URL")
     source = FollowingSource(location, timeout=timeout)
-    unpacker = StreamUnpacker(
-        output_dir,
-        compression=compression,
-        progress=progress,
-        same_owner=same_owner,
-        same_permissions=same_permissions,
-        location=location.folder,
-        max_output_bytes=max_output_bytes,
-        max_members=max_members,
-    )
 
-    def read() -> Iterator[VerifierEvent]:
+    def pieces() -> Iterator[memoryview]:
         for _, data in source.chunks():
             view = memoryview(data)
             for start in range(0, len(view), FOLLOW_PIECE):
-                yield from unpacker.verify(view[start : start + FOLLOW_PIECE])
+                yield view[start : start + FOLLOW_PIECE]
 
-    events = in_background(read(), depth=READ_AHEAD_PIECES, name="stc-follow")
+    ahead = in_background(pieces(), depth=READ_AHEAD_PIECES, name="stc-follow")
     try:
-        for event in events:
-            unpacker.consume(event)
-        return replace(unpacker.finish(), verified=True)
-    except BaseException:
-        try:
-            events.close()
-        finally:
-            unpacker.abort()
-        raise
+        return replace(unpack_stream(ahead, output_dir, **options), verified=True)
+    finally:
+        ahead.close()
 
 
 def _has_block_index(manifest: Manifest) -> bool:
@@ -435,7 +431,7 @@ def _blame_unverified_chunk(source: ChunkSource, index: int, error: StcError) ->
 
 
 def unpack_stream(
-    pieces: Iterable[bytes],
+    pieces: Iterable[bytes | memoryview],
     output_dir: str,
     *,
     compression: CompressionType | None = None,

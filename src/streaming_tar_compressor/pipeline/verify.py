@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..core.manifest import Manifest
 from ..core.tar_reader import MemberStart, TarEvent
 from ..errors import ArchiveDamagedError, ManifestError, MissingChunkError, StcError
+from ..models import ChunkInfo
 from ..progress import NullProgress, Progress
 from ..storage.archive import open_source, read_manifest_at
 from ..storage.local import manifest_path
@@ -85,8 +86,7 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
             report.chunks_checked += 1
             report.bytes_checked += size
             if size != chunk.size:
-                kind = "short" if size < chunk.size else "too long"
-                report.problems.append(f"{chunk.name}: {kind}, {size} of {chunk.size} bytes")
+                report.problems.append(_size_problem(chunk, size))
                 stream_whole = False
             elif chunk_hash.hexdigest() != chunk.checksum:
                 report.problems.append(f"{chunk.name}: corrupt, SHA-256 does not match")
@@ -124,8 +124,7 @@ def _verify_stored(
             report.bytes_checked += stored.size
             progress.advance(chunk.size)
             if stored.size != chunk.size:
-                kind = "short" if stored.size < chunk.size else "too long"
-                report.problems.append(f"{chunk.name}: {kind}, {stored.size} of {chunk.size} bytes")
+                report.problems.append(_size_problem(chunk, stored.size))
                 continue
             digest = stored.sha256
             if digest is None:  # uploaded by another tool: hash its bytes
@@ -140,6 +139,11 @@ def _verify_stored(
         progress.finish()
     report.requests = source.requests - before
     return report
+
+
+def _size_problem(chunk: ChunkInfo, size: int) -> str:
+    kind = "short" if size < chunk.size else "too long"
+    return f"{chunk.name}: {kind}, {size} of {chunk.size} bytes"
 
 
 def _count_members(events: Iterator[TarEvent]) -> int:

@@ -426,7 +426,7 @@ def read_manifest_if_present(prefix: str) -> Manifest | None:
     if all(chunk.name for chunk in manifest.chunks):
         return manifest
     directory, name = split_prefix(prefix)
-    return manifest.with_chunk_names(name, _suffix_width(directory, name))
+    return manifest.with_chunk_names(name, suffix_width_of(name, part_files(directory, name)))
 
 
 def read_manifest_file(path: str) -> Manifest:
@@ -444,10 +444,10 @@ def read_manifest_file(path: str) -> Manifest:
     return Manifest.from_json(text, source=path)
 
 
-def _suffix_width(directory: str, name: str) -> int:
-    """Digits in the chunk numbers on disk: 4, as ``split -a 4`` writes, unless the folder's
-    parts all have more (an archive of more than 10,000 chunks)."""
-    widths = {len(part) - len(name) - len(".part") for part in part_files(directory, name)}
+def suffix_width_of(name: str, parts: list[str]) -> int:
+    """Digits in the chunk numbers of ``parts`` (``NAME.part…`` names): 4, as ``split -a 4``
+    writes, unless they all have more (an archive of more than 10,000 chunks)."""
+    widths = {len(part) - len(name) - len(".part") for part in parts}
     return max(4, *widths) if len(widths) == 1 else 4
 
 

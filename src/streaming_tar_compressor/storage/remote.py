@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..models import ChunkInfo
 from ..pipeline.parallel import ordered_map
-from .local import MANIFEST_SUFFIX, MAX_MANIFEST_SIZE, numbered_part
+from .local import MANIFEST_SUFFIX, MAX_MANIFEST_SIZE, numbered_part, suffix_width_of
 from .location import RemotePrefix
 from .store import ObjectInfo, Store, iter_ranges, open_store
 
@@ -574,12 +574,8 @@ def read_remote_manifest(prefix: RemotePrefix, store: Store) -> Manifest | None:
     manifest = Manifest.from_json(text, source=prefix.key(key))
     if all(chunk.name for chunk in manifest.chunks):
         return manifest
-    widths = {len(p.key) - len(prefix.name) - len(".part") for p in _listable(prefix, store)}
-    return manifest.with_chunk_names(prefix.name, max(4, *widths) if len(widths) == 1 else 4)
-
-
-def _listable(prefix: RemotePrefix, store: Store) -> list[ObjectInfo]:
-    return [] if prefix.read_only else _parts(store, prefix.name)
+    parts = [] if prefix.read_only else [info.key for info in _parts(store, prefix.name)]
+    return manifest.with_chunk_names(prefix.name, suffix_width_of(prefix.name, parts))
 
 
 def _parts(store: Store, name: str) -> list[ObjectInfo]:
