@@ -14,6 +14,7 @@ from streaming_tar_compressor import decompress_from_chunks
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.storage.remote import RemoteChunkSink
 from tests.helpers import random_files, snapshot
+from tests.remote.conftest import Fault, FaultProxy
 
 SMALL = {"chunk_size": 16 * 1024, "block_size": 8 * 1024}
 
@@ -98,3 +99,27 @@ def test_follow_needs_a_store_url_and_a_fresh_start(
     argv: list[str], tmp_path: Path, bucket: str
 ) -> None:
     assert main(["unpack", *argv, "-C", str(tmp_path), "--follow", "-q"]) == 2
+
+
+def test_a_followed_chunk_damaged_on_the_way_is_fetched_again(
+    src: Path, bucket: str, tmp_path: Path, fault_proxy: FaultProxy
+) -> None:
+    stc.pack(src, f"s3://{bucket}/a", **SMALL)
+    fault_proxy.add(Fault("GET", "/a.part0002", "flip", times=2))
+    stc.unpack(f"s3://{bucket}/a", tmp_path / "out", follow=True, follow_timeout=60)
+    assert fault_proxy.faults[0].hits == 2
+    assert snapshot(tmp_path / "out" / src.relative_to("/")) == snapshot(src)
+
+
+def test_no_manifest_and_a_pack_at_work_is_not_read_without_one(
+    src: Path, bucket: str, tmp_path: Path, s3_client: object
+) -> None:
+    """During a --force the folder holds a lock and a mix of parts: never decode that."""
+    stc.pack(src, f"s3://{bucket}/a", **SMALL)
+    s3_client.delete_object(Bucket=bucket, Key="a.manifest.json")  # type: ignore[attr-defined]
+    s3_client.put_object(Bucket=bucket, Key=".a.lock", Body=b"{}")  # type: ignore[attr-defined]
+    with pytest.raises(stc.ManifestError, match="a pack is writing to it now"):
+        stc.unpack(f"s3://{bucket}/a", tmp_path / "out")
+    s3_client.delete_object(Bucket=bucket, Key=".a.lock")  # type: ignore[attr-defined]
+    result = stc.unpack(f"s3://{bucket}/a", tmp_path / "out")  # parts alone: read, unverified
+    assert not result.verified
