@@ -149,3 +149,12 @@ class StoreError(StcError):
     answer, never a credential."""
 
     exit_code = 13
+
+
+class TransientStoreError(StoreError):
+    """The store's answer may change if asked again later: 503 SlowDown, 429, another 5xx, a
+    dropped connection or a timeout. ``throttled``: the store asked to slow down."""
+
+    def __init__(self, message: str, *, throttled: bool = False) -> None:
+        super().__init__(message)
+        self.throttled = throttled

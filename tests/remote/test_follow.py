@@ -12,6 +12,7 @@ import pytest
 import streaming_tar_compressor as stc
 from streaming_tar_compressor import decompress_from_chunks
 from streaming_tar_compressor.cli.main import main
+from streaming_tar_compressor.storage import remote
 from streaming_tar_compressor.storage.remote import RemoteChunkSink
 from tests.helpers import random_files, snapshot
 from tests.remote.conftest import Fault, FaultProxy
@@ -40,6 +41,8 @@ def test_files_appear_before_the_pack_is_done(
             assert restored_one.wait(timeout=120), "the follower restored nothing meanwhile"
 
     monkeypatch.setattr(RemoteChunkSink, "_put_manifest", waiting)
+    # Each chunk waits for the one before to be stored, so every checkpoint is written in turn.
+    monkeypatch.setattr(remote, "UPLOAD_BUFFER", 0)
     failures: list[BaseException] = []
 
     def pack() -> None:

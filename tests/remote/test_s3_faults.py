@@ -10,6 +10,8 @@ import pytest
 
 import streaming_tar_compressor as stc
 from streaming_tar_compressor.cli.main import main
+from streaming_tar_compressor.storage import remote
+from streaming_tar_compressor.storage.pacer import Pacer
 from tests.helpers import random_files, snapshot
 from tests.remote.conftest import Fault, FaultProxy
 from tests.remote.test_s3_resume import without_created
@@ -93,3 +95,57 @@ def test_a_forbidden_upload_is_one_line_and_leaves_no_complete_manifest(
     manifest = stored.get("a.manifest.json")
     assert manifest is None or json.loads(manifest)["complete"] is False
     assert ".a.lock" not in stored
+
+
+class RecordedPacer(Pacer):
+    """The pacer of the last pack, kept for the test to read."""
+
+    last: RecordedPacer | None = None
+
+    def __init__(self, most: int) -> None:
+        super().__init__(most)
+        RecordedPacer.last = self
+
+
+def test_uploads_in_flight_fall_while_the_store_throttles(
+    src: Path,
+    bucket: str,
+    s3_client: object,
+    fault_proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stc.pack(src, f"s3://{bucket}/ref/a", **SMALL)
+    monkeypatch.setattr(remote, "Pacer", RecordedPacer)
+    fault_proxy.add(
+        Fault("PUT", "/run/a.part", "slowdown", times=3),
+        Fault("PUT", "/run/a.part0002", "stored-then-dropped"),  # retried, not a throttle
+    )
+    stc.pack(src, f"s3://{bucket}/run/a", **SMALL)
+    assert all(fault.hits == fault.times for fault in fault_proxy.faults), fault_proxy.faults
+    pacer = RecordedPacer.last
+    assert pacer is not None and pacer.most == remote.UPLOADS_IN_FLIGHT == 4
+    assert pacer.throttles == 3 and pacer.lowest == 1  # 4, 2, 1, 1
+    packed_alike(s3_client, bucket)
+
+
+def test_a_store_that_keeps_throttling_ends_the_pack_resumably(
+    src: Path,
+    bucket: str,
+    s3_client: object,
+    fault_proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stc.pack(src, f"s3://{bucket}/ref/a", **SMALL)
+    monkeypatch.setattr(remote, "UPLOAD_ATTEMPTS", 3)
+    monkeypatch.setattr(remote, "backoff", lambda attempt: 0.0)
+    fault_proxy.add(Fault("PUT", "/run/a.part0004", "slowdown", times=3))
+    prefix = f"s3://{bucket}/run/a"
+    code = main(["pack", str(src), "-o", prefix, "--chunk-size", "64K", "--block-size", "32K"])
+    assert code == stc.TransientStoreError.exit_code == stc.StoreError.exit_code == 13
+    err = capsys.readouterr().err
+    assert "a.part0004" in err and "503" in err and "tried 3 times" in err, err
+    manifest = objects(s3_client, bucket).get("run/a.manifest.json")
+    assert manifest is None or json.loads(manifest)["complete"] is False
+    stc.pack(src, prefix, resume=True, **SMALL)  # the store answers again
+    packed_alike(s3_client, bucket)

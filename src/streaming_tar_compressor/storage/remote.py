@@ -2,8 +2,8 @@
 read with ranged GETs while the unpack runs.
 
 Write order makes an archive exist only when it is whole: chunks first (several uploads in
-flight), then checkpoints of the manifest that name only uploaded chunks, then the
-``.sha256`` file, then the final manifest. Every manifest write is conditional — create when
+flight), then checkpoints of the manifest that name only uploaded chunks, then the final
+manifest, then the ``.sha256`` file. Every manifest write is conditional — create when
 there is none, else replace only our own last version (If-Match on its ETag) — so two packs
 to one prefix cannot both win; a lock object says a pack is running.
 """
@@ -33,11 +33,13 @@ from ..errors import (
     MissingChunkError,
     OutputError,
     StcError,
+    TransientStoreError,
 )
 from ..models import ChunkInfo
 from ..pipeline.parallel import ordered_map
 from .local import MANIFEST_SUFFIX, MAX_MANIFEST_SIZE, numbered_part, suffix_width_of
 from .location import RemotePrefix
+from .pacer import Pacer, backoff
 from .store import ObjectInfo, Store, iter_ranges, open_store
 
 if TYPE_CHECKING:
@@ -45,9 +47,15 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Chunks uploading while the next one fills: two, or one when two would pass the budget.
-UPLOADS_IN_FLIGHT = 2
-UPLOAD_BUDGET = 32 * 2**20
+# Chunk uploads in flight at most; fewer while the store throttles (see pacer.py). Each is
+# tried UPLOAD_ATTEMPTS times within UPLOAD_RETRY_SECONDS before the pack fails.
+UPLOADS_IN_FLIGHT = 4
+UPLOAD_ATTEMPTS = 10
+UPLOAD_RETRY_SECONDS = 180.0
+# Chunks cut and not yet stored (uploading, or waiting for an uploader) take at most this much
+# memory: enough for the pack to run ahead of a busy link through a stretch of big files, so
+# that a later stretch of small files (slower to pack) overlaps the uploads before it.
+UPLOAD_BUFFER = 64 * 2**20
 # Chunks bigger than this stream into multipart uploads instead of being held whole.
 STREAM_THRESHOLD = 16 * 2**20
 STREAM_QUEUE_PIECES = 4  # pieces of a streamed chunk waiting for its uploader
@@ -236,9 +244,10 @@ _END, _ABORT = object(), object()
 
 
 class RemoteChunkSink:
-    """Uploads each chunk as it is cut, ``UPLOADS_IN_FLIGHT`` at a time (a slow link slows the
-    pack; nothing piles up), and writes the manifest only over chunks already stored. Chunks
-    over STREAM_THRESHOLD are not held in memory: each streams into a multipart upload."""
+    """Uploads each chunk as it is cut, ``UPLOADS_IN_FLIGHT`` at a time, holding at most
+    UPLOAD_BUFFER of chunks not yet stored (a slow link slows the pack; nothing piles up), and
+    writes the manifest only over chunks already stored. Chunks over STREAM_THRESHOLD are not
+    held in memory: each streams into a multipart upload."""
 
     def __init__(
         self,
@@ -270,18 +279,20 @@ class RemoteChunkSink:
             store.delete(self._manifest_key)
             store.delete(prefix.name + ".sha256")
         self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stc-upload")
+        self.pacer = Pacer(UPLOADS_IN_FLIGHT)
         self._uploads: deque[tuple[ChunkInfo, Future[str | None]]] = deque()
         self._uploaded = resumed_chunks or 0  # chunks 0 … this-1 are stored
         self._chunk_size_hint = 0  # the first chunk grows its buffer; later ones get it whole
         self._streaming = chunk_size > STREAM_THRESHOLD
         self._stream: _StreamedUpload | None = None
-        self._in_flight = UPLOADS_IN_FLIGHT
         self._buffer = bytearray()  # the chunk being cut, allocated once at its full size
         self._filled = 0
         self._checkpoint: Manifest | None = None
 
     def write(self, index: int, data: bytes | memoryview, name: str) -> None:
         self._lock.refresh()  # a clock check; a PUT every LOCK_REFRESH_SECONDS
+        while self._uploads and self._uploads[0][1].done():
+            self._settle_oldest()  # and write the checkpoint these chunks complete, if any
         if self._streaming:
             if self._stream is None:
                 self._start_stream(name)
@@ -298,18 +309,18 @@ class RemoteChunkSink:
         self._filled = end
 
     def finish_chunk(self, info: ChunkInfo) -> ChunkInfo:
-        """Hand the chunk to an uploader; wait first while UPLOADS_IN_FLIGHT are busy."""
+        """Queue the chunk for an uploader; wait first while the chunks not yet stored and
+        this one would pass UPLOAD_BUFFER (the next chunk's buffer counts too)."""
         if self._streaming:
             return self._finish_stream(info)
-        while len(self._uploads) >= self._in_flight:
-            self._settle_oldest()
         self._chunk_size_hint = max(self._chunk_size_hint, self._filled)
-        self._in_flight = max(1, min(UPLOADS_IN_FLIGHT, UPLOAD_BUDGET // self._chunk_size_hint))
+        while self._uploads and self._held() + self._filled + self._chunk_size_hint > UPLOAD_BUFFER:
+            self._settle_oldest()
         data = memoryview(self._buffer)[: self._filled]
         self._buffer, self._filled = bytearray(), 0
         if len(data) != info.size:
             raise OutputError(f"chunk {info.name} is not what was cut")
-        upload = self._pool.submit(self._store.put, info.name, data, sha256=info.checksum)
+        upload = self._pool.submit(self._upload, info, data)
         self._uploads.append((info, upload))
         return replace(info, path=self.prefix.key(info.name))
 
@@ -360,6 +371,32 @@ class RemoteChunkSink:
         stream.end()
         self._uploads.append((info, stream.future))
         return replace(info, path=self.prefix.key(info.name))
+
+    def _upload(self, info: ChunkInfo, data: memoryview) -> str | None:
+        """One chunk, retried with back-off while the store's answer may change; every
+        answer that says to slow down leaves fewer uploads in flight."""
+        started, attempt = time.monotonic(), 0
+        while True:
+            attempt += 1
+            with self.pacer.slot():
+                try:
+                    etag = self._store.put(info.name, data, sha256=info.checksum, retry=False)
+                    self.pacer.succeeded()
+                    return etag
+                except TransientStoreError as exc:
+                    if exc.throttled:
+                        self.pacer.throttled()
+                    spent = time.monotonic() - started
+                    if attempt == UPLOAD_ATTEMPTS or spent > UPLOAD_RETRY_SECONDS:
+                        raise TransientStoreError(
+                            f"{exc} (tried {attempt} times in {spent:.0f} s)",
+                            throttled=exc.throttled,
+                        ) from exc
+            time.sleep(backoff(attempt))
+
+    def _held(self) -> int:
+        """Bytes of the chunks cut and not yet known to be stored."""
+        return sum(info.size for info, _ in self._uploads)
 
     def _settle_oldest(self) -> None:
         info, future = self._uploads.popleft()

@@ -3,13 +3,15 @@
 Everything remote goes through ``Store``, so a test can put a fault-injecting wrapper under
 the pipelines. Keys are file names in the archive's folder (``backup.part0000``). obstore's
 calls release the GIL and retry on their own (5xx, 429/SlowDown, dropped connections,
-timeouts: 10 tries within 3 minutes, exponential back-off with jitter); what still fails
-becomes one of our errors, never a credential in a message.
+timeouts: 10 tries within 3 minutes, exponential back-off with jitter), except a ``put`` asked
+to try once: its caller retries, and paces its uploads by what the store answered. What still
+fails becomes one of our errors, never a credential in a message.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -25,7 +27,7 @@ from obstore.exceptions import (
 )
 from obstore.store import MemoryStore, from_url
 
-from ..errors import ArchiveBusyError, StoreError, UsageError
+from ..errors import ArchiveBusyError, StoreError, TransientStoreError, UsageError
 from .location import RemotePrefix
 
 if TYPE_CHECKING:
@@ -48,6 +50,9 @@ SHA256_ATTRIBUTE_AZURE = "stc_sha256"
 AZURE_SCHEMES = ("az", "abfs", "abfss")
 PART_SIZE = 8 * 2**20  # multipart parts of streamed chunks (S3's minimum is 5 MiB)
 PARTS_IN_FLIGHT = 2
+# The HTTP status in obstore's messages ("… non-2xx status code: 503 Service Unavailable …").
+STATUS = re.compile(r"status code: (\d{3})")
+THROTTLE_STATUSES = (429, 503)  # "slow down" (S3 answers 503 SlowDown; GCS and Azure 429/503)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +71,18 @@ class Store(Protocol):
     requests: int
 
     def put(
-        self, key: str, data: Data, *, mode: PutMode = "overwrite", sha256: str | None = None
+        self,
+        key: str,
+        data: Data,
+        *,
+        mode: PutMode = "overwrite",
+        sha256: str | None = None,
+        retry: bool = True,
     ) -> str | None:
         """Store ``data`` whole (one request, atomic); returns the new ETag. ``create`` raises
         ArchiveBusyError when the key exists, an ETag mode when it changed. ``sha256`` is kept
-        with the object, so ``head`` can check it without a download."""
+        with the object, so ``head`` can check it without a download. ``retry=False``: one
+        try; an answer that may change later raises TransientStoreError at once."""
 
     def put_stream(self, key: str, pieces: Iterable[bytes]) -> str | None:
         """Store the pieces as one object while they come (multipart: PART_SIZE parts, two in
@@ -98,6 +110,8 @@ class ObstoreStore:
     def __init__(self, prefix: RemotePrefix) -> None:
         self.url = prefix.folder
         self.requests = 0
+        self._prefix = prefix
+        self._once: Any = None  # the same store without obstore's retries, made when needed
         self._sha256_name = (
             SHA256_ATTRIBUTE_AZURE if prefix.scheme in AZURE_SCHEMES else SHA256_ATTRIBUTE
         )
@@ -105,18 +119,28 @@ class ObstoreStore:
         if prefix.scheme == "memory":
             # One store per process, so what a pack writes to memory:// an unpack can read.
             self._store: Any = _memory_store()
+            self._once = self._store  # nothing to retry in memory
             self._base = prefix.folder[len("memory://") :].strip("/")
         else:
             self._store = _open(prefix)
 
     def put(
-        self, key: str, data: Data, *, mode: PutMode = "overwrite", sha256: str | None = None
+        self,
+        key: str,
+        data: Data,
+        *,
+        mode: PutMode = "overwrite",
+        sha256: str | None = None,
+        retry: bool = True,
     ) -> str | None:
         attributes: Attributes | None = {self._sha256_name: sha256} if sha256 else None
+        if not retry and self._once is None:
+            self._once = _open(self._prefix, retries=False)
+        store = self._store if retry else self._once
 
         def call() -> str | None:
             result = obstore.put(
-                self._store,
+                store,
                 self._key(key),
                 data,
                 mode=mode,
@@ -236,7 +260,13 @@ class ObstoreStore:
         except Exception as exc:  # obstore raises plain ones too (GenericError, OSError…)
             if verb == "list" and "404 Not Found" in str(exc):
                 raise StoreError(f"cannot list {where}: no such bucket") from exc
-            raise StoreError(f"cannot {verb} {where}: {_first_line(exc)}") from exc
+            message = f"cannot {verb} {where}: {_first_line(exc)}"
+            status = STATUS.search(str(exc))
+            if status is None or int(status.group(1)) >= 500 or int(status.group(1)) == 429:
+                # No status: the request or its answer was lost on the way (or timed out).
+                throttled = status is not None and int(status.group(1)) in THROTTLE_STATUSES
+                raise TransientStoreError(message, throttled=throttled) from exc
+            raise StoreError(message) from exc
 
 
 def open_store(prefix: RemotePrefix) -> Store:
@@ -252,8 +282,9 @@ def endpoint_url() -> str | None:
     return None
 
 
-def _open(prefix: RemotePrefix) -> Any:
-    options: dict[str, Any] = {}
+def _open(prefix: RemotePrefix, *, retries: bool = True) -> Any:
+    """The obstore store of the prefix's folder; ``retries=False``: each request tried once."""
+    options: dict[str, Any] = {} if retries else {"retry_config": {"max_retries": 0}}
     client: ClientConfig = {}
     if prefix.scheme in ("s3", "s3a"):
         provider = _profile_credentials()
