@@ -1,24 +1,36 @@
-"""A real S3 API server on 127.0.0.1 (moto's threaded server, port 0) for the remote tests.
+"""A real S3 API server on 127.0.0.1 (moto's threaded server, port 0) for the remote tests,
+and Azure's blob emulator (azurite, from npm: `make test` installs it) for the Azure ones.
 
-Each test gets its own bucket and the environment users set for an S3-compatible store
-(``AWS_ENDPOINT_URL``, keys, region); nothing of ours is mocked.
+Each test gets its own bucket or container and the environment users set for such a store
+(``AWS_ENDPOINT_URL``, keys, region; ``AZURE_STORAGE_ENDPOINT``, account, key); nothing of ours
+is mocked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import itertools
 import logging
 import re
+import shutil
+import subprocess
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from pathlib import Path
 
 import boto3
 import pytest
 from aiohttp import ClientSession, web
 from moto.server import ThreadedMotoServer
+
+from tests.helpers import unavailable
 
 _bucket_numbers = itertools.count()
 
@@ -53,6 +65,105 @@ def bucket(s3_client: object) -> str:
     """A new, empty bucket."""
     name = f"stc-test-{next(_bucket_numbers)}"
     s3_client.create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    return name
+
+
+# azurite's one account and its documented key (public: every Azure storage emulator has it).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AZURITE = Path(__file__).parents[2] / ".tools/azurite/node_modules/.bin/azurite-blob"
+# What else would choose the Azure credentials or endpoint ahead of the test's.
+_AZURE_VARIABLES = (
+    "AZURE_ENDPOINT",
+    "AZURE_STORAGE_USE_EMULATOR",
+    "AZURITE_BLOB_STORAGE_URL",
+    "AZURE_STORAGE_TOKEN",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_CREDENTIAL_TYPE",
+    "AZURE_SKIP_SIGNATURE",
+    "AZURE_USE_AZURE_CLI",
+)
+
+
+@pytest.fixture(scope="session")
+def azurite_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """azurite's blob service on 127.0.0.1 (a port it picks), its data in memory; yields the
+    server's URL. Skips when azurite is not installed, fails so under CI=true."""
+    program = str(AZURITE) if AZURITE.exists() else shutil.which("azurite-blob")
+    if program is None:
+        unavailable(
+            "azurite-blob is not installed (`make test` puts it in .tools/azurite when npm is "
+            "there): the Azure tests need it; `make test` installs it in CI"
+        )
+    log = tmp_path_factory.mktemp("azurite") / "azurite.log"
+    options = ["--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence"]
+    # Any API version obstore sends; no telemetry (no network here, none wanted); no access log.
+    options += ["--skipApiVersionCheck", "--disableTelemetry", "--silent"]
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [program, *options], stdout=out, stderr=subprocess.STDOUT, cwd=log.parent
+        )
+    try:
+        yield _listening_url(server, log)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _listening_url(server: subprocess.Popen[bytes], log: Path) -> str:
+    """The URL azurite prints once it listens (port 0 makes it pick one)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = re.search(rb"successfully listens on (http://\S+)", log.read_bytes())
+        if found:
+            return found.group(1).decode()
+        if server.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"azurite did not start: {log.read_text(errors='replace')}")
+
+
+def azurite_request(endpoint: str, method: str, path: str, query: str = "") -> dict[str, str]:
+    """One bodiless request to azurite signed with the account key (Shared Key), for what
+    obstore has no call for (creating a container) or hides (the raw metadata headers);
+    returns the answer's headers, names in lower case. ``path`` is ``container[/blob]``."""
+    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
+    canonical = "".join(f"{name}:{value}\n" for name, value in sorted(headers.items()))
+    # The account is in the path (azurite's URLs) and once more before it in the resource.
+    resource = f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{path}"
+    if query:
+        resource += "".join(f"\n{p.replace('=', ':', 1)}" for p in sorted(query.split("&")))
+    # VERB, then eleven standard headers (all empty here), then the x-ms- ones and the resource.
+    text = f"{method}\n" + "\n" * 11 + canonical + resource
+    key = base64.b64decode(AZURITE_KEY)
+    signature = base64.b64encode(hmac.new(key, text.encode(), hashlib.sha256).digest())
+    headers["Authorization"] = f"SharedKey {AZURITE_ACCOUNT}:{signature.decode()}"
+    url = f"{endpoint}/{path}" + (f"?{query}" if query else "")
+    request = urllib.request.Request(url, method=method, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return {name.lower(): value for name, value in answer.headers.items()}
+
+
+@pytest.fixture
+def azure_endpoint(azurite_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The account's endpoint, set in the environment as a user sets it for azurite."""
+    endpoint = f"{azurite_url}/{AZURITE_ACCOUNT}"
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", AZURITE_ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY)
+    monkeypatch.setenv("AZURE_STORAGE_ENDPOINT", endpoint)
+    for name in _AZURE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return endpoint
+
+
+@pytest.fixture
+def container(azure_endpoint: str) -> str:
+    """A new, empty container."""
+    name = f"stc-test-{next(_bucket_numbers)}"
+    azurite_request(azure_endpoint, "PUT", name, "restype=container")
     return name
 
 

@@ -296,6 +296,11 @@ def _open(prefix: RemotePrefix, *, retries: bool = True) -> Any:
             # A local S3-compatible server speaks plain http; obstore refuses it unless told.
             client["allow_http"] = endpoint.startswith("http://")
         options["checksum_algorithm"] = "sha256"  # S3 rejects a body corrupted on the way
+    elif prefix.scheme in AZURE_SCHEMES:
+        # obstore reads the endpoint by itself, but refuses an emulator's plain http unless told.
+        endpoint = os.environ.get("AZURE_STORAGE_ENDPOINT") or os.environ.get("AZURE_ENDPOINT")
+        if endpoint:
+            client["allow_http"] = endpoint.startswith("http://")
     elif prefix.scheme == "http":
         client["allow_http"] = True
     try:
