@@ -53,6 +53,12 @@ PARTS_IN_FLIGHT = 2
 # The HTTP status in obstore's messages ("… non-2xx status code: 503 Service Unavailable …").
 STATUS = re.compile(r"status code: (\d{3})")
 THROTTLE_STATUSES = (429, 503)  # "slow down" (S3 answers 503 SlowDown; GCS and Azure 429/503)
+# A request or its answer lost on the way, in obstore's (reqwest's, hyper's) words.
+LOST_ON_THE_WAY = re.compile(
+    r"error sending request|connection|timed out|timeout|broken pipe|reset by peer"
+    r"|error decoding response body|unexpected eof|incomplete",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,9 @@ class ObstoreStore:
         self.requests = 0
         self._prefix = prefix
         self._once: Any = None  # the same store without obstore's retries, made when needed
+        # GCS replaces an object only if its generation matches, and obstore asks for it with
+        # the ETag: the generation ("version") of every ETag seen, to send along.
+        self._versions: dict[str, str] = {}
         self._sha256_name = (
             SHA256_ATTRIBUTE_AZURE if prefix.scheme in AZURE_SCHEMES else SHA256_ATTRIBUTE
         )
@@ -134,6 +143,7 @@ class ObstoreStore:
         retry: bool = True,
     ) -> str | None:
         attributes: Attributes | None = {self._sha256_name: sha256} if sha256 else None
+        mode = with_version(mode, self._versions)
         if not retry and self._once is None:
             self._once = _open(self._prefix, retries=False)
         store = self._store if retry else self._once
@@ -147,7 +157,7 @@ class ObstoreStore:
                 attributes=attributes,
                 use_multipart=False,
             )
-            return result["e_tag"]
+            return self._seen(result)
 
         verb = "write" if mode in ("overwrite", "create") else "replace"
         try:
@@ -172,7 +182,7 @@ class ObstoreStore:
                 chunk_size=PART_SIZE,
                 max_concurrency=PARTS_IN_FLIGHT,
             )
-            return result["e_tag"]
+            return self._seen(result)
 
         return self._call(key, "write", call)
 
@@ -186,6 +196,7 @@ class ObstoreStore:
             )
         except FileNotFoundError:
             return None
+        self._seen(result.meta)
         info = _info(key, result.meta)
         stored = result.attributes.get(self._sha256_name)
         return replace(info, sha256=stored) if isinstance(stored, str) else info
@@ -199,7 +210,7 @@ class ObstoreStore:
             result = self._call(key, "read", lambda: obstore.get(self._store, self._key(key)))
         except FileNotFoundError:
             return None, None
-        return bytes(result.bytes()), result.meta.get("e_tag")
+        return bytes(result.bytes()), self._seen(result.meta)
 
     def get_range(self, key: str, start: int, end: int) -> memoryview:
         if end <= start:
@@ -231,6 +242,15 @@ class ObstoreStore:
         except FileNotFoundError:
             return
 
+    def _seen(self, answer: Any) -> str | None:
+        """The ETag of a put result or object meta, its generation remembered for GCS."""
+        etag, version = answer.get("e_tag"), answer.get("version")
+        if not isinstance(etag, str):
+            return None
+        if isinstance(version, str) and version:
+            self._versions[etag] = version
+        return etag
+
     def _key(self, key: str) -> str:
         return f"{self._base}/{key}" if self._base else key
 
@@ -261,12 +281,24 @@ class ObstoreStore:
             if verb == "list" and "404 Not Found" in str(exc):
                 raise StoreError(f"cannot list {where}: no such bucket") from exc
             message = f"cannot {verb} {where}: {_first_line(exc)}"
-            status = STATUS.search(str(exc))
-            if status is None or int(status.group(1)) >= 500 or int(status.group(1)) == 429:
-                # No status: the request or its answer was lost on the way (or timed out).
-                throttled = status is not None and int(status.group(1)) in THROTTLE_STATUSES
+            found = STATUS.search(str(exc))
+            status = int(found.group(1)) if found else None
+            if (status is None and LOST_ON_THE_WAY.search(str(exc))) or (
+                status is not None and (status >= 500 or status == 429)
+            ):
+                throttled = status in THROTTLE_STATUSES
                 raise TransientStoreError(message, throttled=throttled) from exc
             raise StoreError(message) from exc
+
+
+def with_version(mode: PutMode, versions: dict[str, str]) -> PutMode:
+    """An If-Match put mode with the generation of its ETag added, when one was seen (GCS
+    needs it; S3 and Azure match on the ETag alone)."""
+    if isinstance(mode, dict) and not mode.get("version"):
+        version = versions.get(mode.get("e_tag") or "")
+        if version:
+            return {**mode, "version": version}
+    return mode
 
 
 def open_store(prefix: RemotePrefix) -> Store:
