@@ -59,6 +59,7 @@ UPLOAD_BUFFER = 64 * 2**20
 # Chunks bigger than this stream into multipart uploads instead of being held whole.
 STREAM_THRESHOLD = 16 * 2**20
 STREAM_QUEUE_PIECES = 4  # pieces of a streamed chunk waiting for its uploader
+STREAMS_IN_FLIGHT = 2  # streamed chunks uploading at once (each: PARTS_IN_FLIGHT parts)
 # Ranged GETs of one chunk in flight while unpacking, and their size: 4 x 4 MiB of memory.
 RANGE_SIZE = 4 * 2**20
 RANGES_IN_FLIGHT = 4
@@ -354,8 +355,9 @@ class RemoteChunkSink:
         self._pool.shutdown(wait=True)
 
     def _start_stream(self, name: str) -> None:
-        """One streamed chunk at a time: the one before must be stored first."""
-        while self._uploads:
+        """STREAMS_IN_FLIGHT streamed chunks at most: the one before may still be finishing
+        its last parts while this one's first part fills, so the link does not wait."""
+        while len(self._uploads) >= STREAMS_IN_FLIGHT:
             self._settle_oldest()
         self._stream = _StreamedUpload(self._pool, self._store, name)
         self._filled = 0
