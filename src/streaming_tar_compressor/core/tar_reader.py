@@ -49,6 +49,10 @@ _DEVMINOR = slice(337, 345)
 _PREFIX = slice(345, 500)
 # Only POSIX ustar has a prefix field; GNU's "ustar  \0" keeps atime/ctime at the same place.
 _POSIX_MAGIC = b"ustar\x00"
+# The fields _layered_fields reads, in one struct: name, mode, uid, gid, size, mtime, chksum,
+# typeflag, linkname, magic, (version skipped) uname, gname, (devmajor, devminor skipped)
+# prefix, (12 bytes of padding).
+_HEADER_FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s6s2x32s32s16x155s12x")
 
 # POSIX ustar: the checksum is the sum of the header bytes with the chksum field taken as eight
 # spaces. Some old tars summed signed chars; GNU tar and tarfile accept both, and so do we.
@@ -291,7 +295,7 @@ class TarReader:
             return
         _verify_checksum(block, offset)
         flag = block[_TYPEFLAG]
-        size = _header_number(block, _SIZE, "size", offset)
+        size = _header_number(block[_SIZE], "size", offset)
         if size > MAX_MEMBER_SIZE:
             raise CorruptStreamError(f"tar header at offset {offset} has an absurd size {size}")
         if flag in _EXTENDED_FLAGS:
@@ -341,22 +345,28 @@ class TarReader:
         self._state, self._need = _State.HEADER, BLOCK_SIZE
 
     def _layered_fields(self, block: bytes, size: int, offset: int) -> _Fields:
-        name = _nul_terminated(block[_NAME])
-        if block[_MAGIC] == _POSIX_MAGIC:
-            prefix = _nul_terminated(block[_PREFIX])
+        # One unpack of the whole header: a slice per field costs more than the parsing.
+        (name, mode, uid, gid, _, mtime, _, _, linkname, magic, uname, gname, prefix) = (
+            _HEADER_FIELDS.unpack(block)
+        )
+        name = _nul_terminated(name)
+        if magic == _POSIX_MAGIC:
+            prefix = _nul_terminated(prefix)
             if prefix:
                 name = prefix + b"/" + name
         fields = _Fields(
             name=name,
-            linkname=_nul_terminated(block[_LINKNAME]),
+            linkname=_nul_terminated(linkname),
             size=size,
-            mode=_header_number(block, _MODE, "mode", offset) & 0o7777,
-            mtime=float(_header_number(block, _MTIME, "mtime", offset, signed=True)),
-            uid=_header_number(block, _UID, "uid", offset),
-            gid=_header_number(block, _GID, "gid", offset),
-            uname=_nul_terminated(block[_UNAME]),
-            gname=_nul_terminated(block[_GNAME]),
+            mode=_header_number(mode, "mode", offset) & 0o7777,
+            mtime=float(_header_number(mtime, "mtime", offset, signed=True)),
+            uid=_header_number(uid, "uid", offset),
+            gid=_header_number(gid, "gid", offset),
+            uname=_nul_terminated(uname),
+            gname=_nul_terminated(gname),
         )
+        if not (self._pax or self._globals) and self._long_name is self._long_link is None:
+            return fields  # a plain header: nothing to layer over it
         # POSIX: an empty 'x' value deletes the keyword, global value included.
         deleted = {key for key, value in self._pax.items() if not value}
         _apply_pax(fields, {k: v for k, v in self._globals.items() if k not in deleted})
@@ -397,8 +407,8 @@ class TarReader:
             uname=_text(fields.uname),
             gname=_text(fields.gname),
             linkname=_text(fields.linkname),
-            devmajor=_header_number(block, _DEVMAJOR, "devmajor", offset) if is_device else 0,
-            devminor=_header_number(block, _DEVMINOR, "devminor", offset) if is_device else 0,
+            devmajor=_header_number(block[_DEVMAJOR], "devmajor", offset) if is_device else 0,
+            devminor=_header_number(block[_DEVMINOR], "devminor", offset) if is_device else 0,
             offset=offset if first is None else first,
         )
 
@@ -413,7 +423,7 @@ def _text(raw: bytes) -> str:
 
 
 def _verify_checksum(block: bytes, offset: int) -> None:
-    stored = _header_number(block, _CHKSUM, "checksum", offset)
+    stored = _header_number(block[_CHKSUM], "checksum", offset)
     unsigned = sum(block) - sum(block[_CHKSUM]) + _CHKSUM_AS_SPACES
     if (
         stored != unsigned
@@ -425,11 +435,8 @@ def _verify_checksum(block: bytes, offset: int) -> None:
         )
 
 
-def _header_number(
-    block: bytes, field: slice, what: str, offset: int, *, signed: bool = False
-) -> int:
+def _header_number(raw: bytes, what: str, offset: int, *, signed: bool = False) -> int:
     """A numeric header field: octal text, or GNU base-256 when the first byte's top bit is set."""
-    raw = block[field]
     if raw[0] & 0x80:
         # GNU tar manual, "Basic Tar Format": base-256, two's complement, 0x40 is the sign bit.
         if raw[0] & 0x40:
