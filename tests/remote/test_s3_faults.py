@@ -4,7 +4,10 @@ with a clear error, and never with a manifest that claims an archive that is not
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +15,7 @@ import streaming_tar_compressor as stc
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.storage import remote
 from streaming_tar_compressor.storage.pacer import Pacer
+from streaming_tar_compressor.storage.remote import RemoteChunkSink
 from tests.helpers import random_files, snapshot
 from tests.remote.conftest import Fault, FaultProxy
 from tests.remote.test_s3_resume import without_created
@@ -149,3 +153,39 @@ def test_a_store_that_keeps_throttling_ends_the_pack_resumably(
     assert manifest is None or json.loads(manifest)["complete"] is False
     stc.pack(src, prefix, resume=True, **SMALL)  # the store answers again
     packed_alike(s3_client, bucket)
+
+
+def test_stopping_a_pack_does_not_wait_for_an_upload_backing_off(
+    src: Path,
+    bucket: str,
+    s3_client: object,
+    fault_proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C while an upload waits to retry a throttled PUT: it gives up at once, not after
+    its back-off, and nothing claims the archive."""
+    backing_off = threading.Event()
+
+    def long_backoff(attempt: int) -> float:
+        backing_off.set()
+        return 3600.0
+
+    monkeypatch.setattr(remote, "backoff", long_backoff)
+    fault_proxy.add(Fault("PUT", "/a.part0000", "slowdown"))
+    write = RemoteChunkSink.write
+
+    def interrupted(sink: RemoteChunkSink, index: int, data: Any, name: str) -> None:
+        if index >= 1:  # chunk 0 is with its uploader, which the store told to slow down
+            assert backing_off.wait(60), "chunk 0's upload never backed off"
+            raise KeyboardInterrupt
+        write(sink, index, data, name)
+
+    monkeypatch.setattr(RemoteChunkSink, "write", interrupted)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        stc.pack(src, f"s3://{bucket}/a", **SMALL)
+    assert time.monotonic() - started < 120  # the back-off was an hour
+    stored = objects(s3_client, bucket)
+    assert "a.part0000" not in stored and ".a.lock" not in stored
+    manifest = stored.get("a.manifest.json")
+    assert manifest is None or json.loads(manifest)["complete"] is False

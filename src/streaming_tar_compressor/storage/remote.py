@@ -281,6 +281,7 @@ class RemoteChunkSink:
             store.delete(prefix.name + ".sha256")
         self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stc-upload")
         self.pacer = Pacer(UPLOADS_IN_FLIGHT)
+        self._stopping = threading.Event()  # abort(): uploads waiting to retry give up
         self._uploads: deque[tuple[ChunkInfo, Future[str | None]]] = deque()
         self._uploaded = resumed_chunks or 0  # chunks 0 … this-1 are stored
         self._chunk_size_hint = 0  # the first chunk grows its buffer; later ones get it whole
@@ -344,8 +345,10 @@ class RemoteChunkSink:
         self._pool.shutdown(wait=True)
 
     def abort(self) -> None:
-        """Stop: uploads not started are dropped, those running end; what is stored stays
-        (a checkpoint names only stored chunks), and no manifest claims the archive."""
+        """Stop: uploads not started are dropped, those waiting to retry give up, those
+        running end; what is stored stays (a checkpoint names only stored chunks), and no
+        manifest claims the archive."""
+        self._stopping.set()
         if self._stream is not None:
             self._stream.abort()
             self._stream = None
@@ -380,6 +383,8 @@ class RemoteChunkSink:
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1
+            if self._stopping.is_set():
+                raise OutputError(f"the pack stopped before {info.name} was stored")
             with self.pacer.slot():
                 try:
                     etag = self._store.put(info.name, data, sha256=info.checksum, retry=False)
@@ -394,7 +399,7 @@ class RemoteChunkSink:
                             f"{exc} (tried {attempt} times in {spent:.0f} s)",
                             throttled=exc.throttled,
                         ) from exc
-            time.sleep(backoff(attempt))
+            self._stopping.wait(backoff(attempt))
 
     def _held(self) -> int:
         """Bytes of the chunks cut and not yet known to be stored."""
