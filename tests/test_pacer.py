@@ -92,3 +92,19 @@ def test_backoff_is_jittered_under_a_doubling_ceiling() -> None:
         waits = [backoff(attempt, rng) for _ in range(200)]
         assert all(0 <= wait <= ceiling for wait in waits)
         assert max(waits) > ceiling * 0.8 and min(waits) < ceiling * 0.2  # spread out
+
+
+def test_after_stop_a_waiting_upload_gets_through_to_see_it() -> None:
+    pacer = Pacer(1)
+    through = threading.Event()
+    with pacer.slot():
+
+        def waiting() -> None:
+            with pacer.slot():
+                through.set()
+
+        worker = threading.Thread(target=waiting)
+        worker.start()
+        pacer.stop()
+        assert through.wait(30)  # while ours still holds the only slot
+    worker.join(30)

@@ -44,7 +44,7 @@ def gcs_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ObstoreStore:
 def test_an_if_match_put_with_a_known_etag_is_sent_with_its_generation(
     gcs_store: ObstoreStore,
 ) -> None:
-    gcs_store._versions['"v1"'] = "1712345678901234"
+    gcs_store._versions["a.manifest.json", '"v1"'] = "1712345678901234"
     with pytest.raises(TransientStoreError, match="error sending request"):
         gcs_store.put("a.manifest.json", b"{}", mode={"e_tag": '"v1"'}, retry=False)
 
@@ -56,14 +56,16 @@ def test_without_a_generation_obstore_refuses_before_sending(gcs_store: ObstoreS
 
 
 def test_with_version_adds_only_a_generation_it_knows() -> None:
-    versions = {'"abc"': "1712345678901234"}
-    assert with_version({"e_tag": '"abc"'}, versions) == {
+    versions = {("a.manifest.json", '"abc"'): "1712345678901234"}
+    assert with_version({"e_tag": '"abc"'}, versions, "a.manifest.json") == {
         "e_tag": '"abc"',
         "version": "1712345678901234",
     }
-    assert with_version({"e_tag": '"other"'}, versions) == {"e_tag": '"other"'}
-    assert with_version({"e_tag": '"abc"', "version": "7"}, versions) == {
+    # The same ETag on another object (GCS ETags are content hashes): not its generation.
+    assert with_version({"e_tag": '"abc"'}, versions, ".a.lock") == {"e_tag": '"abc"'}
+    assert with_version({"e_tag": '"other"'}, versions, "a.manifest.json") == {"e_tag": '"other"'}
+    assert with_version({"e_tag": '"abc"', "version": "7"}, versions, "a.manifest.json") == {
         "e_tag": '"abc"',
         "version": "7",
     }
-    assert with_version("create", versions) == "create"
+    assert with_version("create", versions, "a.manifest.json") == "create"

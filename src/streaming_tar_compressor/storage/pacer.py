@@ -29,14 +29,16 @@ class Pacer:
         self.throttles = 0  # answers that said to slow down, for reports
         self.lowest = most  # the lowest limit reached, for reports
         self._running = 0
+        self._stopped = False
         self._successes = 0  # in a row, since the limit last changed
         self._changed = threading.Condition()
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        """Wait until fewer than ``limit`` uploads run, then run this one."""
+        """Wait until fewer than ``limit`` uploads run, then run this one; after ``stop``,
+        at once (the caller sees its work was stopped, and gives up)."""
         with self._changed:
-            self._changed.wait_for(lambda: self._running < self.limit)
+            self._changed.wait_for(lambda: self._running < self.limit or self._stopped)
             self._running += 1
         try:
             yield
@@ -44,6 +46,12 @@ class Pacer:
             with self._changed:
                 self._running -= 1
                 self._changed.notify_all()
+
+    def stop(self) -> None:
+        """Let every waiting upload through, so that each can see it is to give up."""
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
 
     def throttled(self) -> None:
         """The store said to slow down: half as many uploads from now on."""

@@ -289,7 +289,8 @@ class RemoteChunkSink:
         self._stream: _StreamedUpload | None = None
         self._buffer = bytearray()  # the chunk being cut, allocated once at its full size
         self._filled = 0
-        self._checkpoint: Manifest | None = None
+        # Checkpoints not yet written, oldest first: each waits for the chunks it names.
+        self._checkpoints: deque[Manifest] = deque()
 
     def write(self, index: int, data: bytes | memoryview, name: str) -> None:
         self._lock.refresh()  # a clock check; a PUT every LOCK_REFRESH_SECONDS
@@ -327,8 +328,8 @@ class RemoteChunkSink:
         return replace(info, path=self.prefix.key(info.name))
 
     def write_checkpoint(self, manifest: Manifest) -> None:
-        """Written once every chunk it lists is stored: the latest one waits for that."""
-        self._checkpoint = manifest
+        """Written once every chunk it lists is stored (unless a newer one is by then)."""
+        self._checkpoints.append(manifest)
         while self._uploads and self._uploads[0][1].done():
             self._settle_oldest()
         self._write_checkpoint_if_covered()
@@ -349,6 +350,7 @@ class RemoteChunkSink:
         running end; what is stored stays (a checkpoint names only stored chunks), and no
         manifest claims the archive."""
         self._stopping.set()
+        self.pacer.stop()
         if self._stream is not None:
             self._stream.abort()
             self._stream = None
@@ -380,12 +382,14 @@ class RemoteChunkSink:
     def _upload(self, info: ChunkInfo, data: memoryview) -> str | None:
         """One chunk, retried with back-off while the store's answer may change; every
         answer that says to slow down leaves fewer uploads in flight."""
-        started, attempt = time.monotonic(), 0
+        started: float | None = None  # the retry budget counts from the first try
+        attempt = 0
         while True:
             attempt += 1
-            if self._stopping.is_set():
-                raise OutputError(f"the pack stopped before {info.name} was stored")
             with self.pacer.slot():
+                if self._stopping.is_set():
+                    raise OutputError(f"the pack stopped before {info.name} was stored")
+                started = time.monotonic() if started is None else started
                 try:
                     etag = self._store.put(info.name, data, sha256=info.checksum, retry=False)
                     self.pacer.succeeded()
@@ -412,10 +416,14 @@ class RemoteChunkSink:
         self._write_checkpoint_if_covered()
 
     def _write_checkpoint_if_covered(self) -> None:
-        checkpoint = self._checkpoint
-        if checkpoint is not None and checkpoint.total_chunks <= self._uploaded:
-            self._checkpoint = None
-            self._put_manifest(checkpoint)
+        """Write the newest checkpoint whose chunks are all stored (older ones are covered by
+        it). Keeping every waiting one matters while the pack runs ahead of the uploads: the
+        newest always names a chunk still queued, and would never be written on its own."""
+        covered: Manifest | None = None
+        while self._checkpoints and self._checkpoints[0].total_chunks <= self._uploaded:
+            covered = self._checkpoints.popleft()
+        if covered is not None:
+            self._put_manifest(covered)
 
     def _put_manifest(self, manifest: Manifest) -> None:
         mode: PutMode = {"e_tag": self._manifest_etag} if self._manifest_etag else "create"

@@ -53,6 +53,10 @@ PARTS_IN_FLIGHT = 2
 # The HTTP status in obstore's messages ("… non-2xx status code: 503 Service Unavailable …").
 STATUS = re.compile(r"status code: (\d{3})")
 THROTTLE_STATUSES = (429, 503)  # "slow down" (S3 answers 503 SlowDown; GCS and Azure 429/503)
+# Answers that may change if asked again: a timeout, "slow down", a server error (but 501, "not
+# implemented", stays so), and S3's 400s for a body damaged on the way.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+DAMAGED_ON_THE_WAY = ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest")
 # A request or its answer lost on the way, in obstore's (reqwest's, hyper's) words.
 LOST_ON_THE_WAY = re.compile(
     r"error sending request|connection|timed out|timeout|broken pipe|reset by peer"
@@ -120,7 +124,8 @@ class ObstoreStore:
         self._once: Any = None  # the same store without obstore's retries, made when needed
         # GCS replaces an object only if its generation matches, and obstore asks for it with
         # the ETag: the generation ("version") of every ETag seen, to send along.
-        self._versions: dict[str, str] = {}
+        self._versions: dict[tuple[str, str], str] = {}  # (key, ETag) → generation
+        self._once_made = threading.Lock()
         self._sha256_name = (
             SHA256_ATTRIBUTE_AZURE if prefix.scheme in AZURE_SCHEMES else SHA256_ATTRIBUTE
         )
@@ -143,9 +148,11 @@ class ObstoreStore:
         retry: bool = True,
     ) -> str | None:
         attributes: Attributes | None = {self._sha256_name: sha256} if sha256 else None
-        mode = with_version(mode, self._versions)
-        if not retry and self._once is None:
-            self._once = _open(self._prefix, retries=False)
+        mode = with_version(mode, self._versions, key)
+        if not retry:
+            with self._once_made:  # several uploaders may ask at once: one client for all
+                if self._once is None:
+                    self._once = _open(self._prefix, retries=False)
         store = self._store if retry else self._once
 
         def call() -> str | None:
@@ -157,7 +164,7 @@ class ObstoreStore:
                 attributes=attributes,
                 use_multipart=False,
             )
-            return self._seen(result)
+            return self._seen(key, result)
 
         verb = "write" if mode in ("overwrite", "create") else "replace"
         try:
@@ -182,7 +189,7 @@ class ObstoreStore:
                 chunk_size=PART_SIZE,
                 max_concurrency=PARTS_IN_FLIGHT,
             )
-            return self._seen(result)
+            return self._seen(key, result)
 
         return self._call(key, "write", call)
 
@@ -196,7 +203,7 @@ class ObstoreStore:
             )
         except FileNotFoundError:
             return None
-        self._seen(result.meta)
+        self._seen(key, result.meta)
         info = _info(key, result.meta)
         stored = result.attributes.get(self._sha256_name)
         return replace(info, sha256=stored) if isinstance(stored, str) else info
@@ -210,7 +217,7 @@ class ObstoreStore:
             result = self._call(key, "read", lambda: obstore.get(self._store, self._key(key)))
         except FileNotFoundError:
             return None, None
-        return bytes(result.bytes()), self._seen(result.meta)
+        return bytes(result.bytes()), self._seen(key, result.meta)
 
     def get_range(self, key: str, start: int, end: int) -> memoryview:
         if end <= start:
@@ -242,13 +249,13 @@ class ObstoreStore:
         except FileNotFoundError:
             return
 
-    def _seen(self, answer: Any) -> str | None:
+    def _seen(self, key: str, answer: Any) -> str | None:
         """The ETag of a put result or object meta, its generation remembered for GCS."""
         etag, version = answer.get("e_tag"), answer.get("version")
         if not isinstance(etag, str):
             return None
         if isinstance(version, str) and version:
-            self._versions[etag] = version
+            self._versions[key, etag] = version
         return etag
 
     def _key(self, key: str) -> str:
@@ -280,22 +287,22 @@ class ObstoreStore:
         except Exception as exc:  # obstore raises plain ones too (GenericError, OSError…)
             if verb == "list" and "404 Not Found" in str(exc):
                 raise StoreError(f"cannot list {where}: no such bucket") from exc
-            message = f"cannot {verb} {where}: {_first_line(exc)}"
-            found = STATUS.search(str(exc))
-            status = int(found.group(1)) if found else None
-            if (status is None and LOST_ON_THE_WAY.search(str(exc))) or (
-                status is not None and (status >= 500 or status == 429)
-            ):
-                throttled = status in THROTTLE_STATUSES
+            # The first line says what happened; the rest is a debug dump of the client's
+            # settings (its "retry_timeout" would match any wording about timeouts).
+            answer = _first_line(exc)
+            message = f"cannot {verb} {where}: {answer}"
+            if _may_change(answer):
+                found = STATUS.search(answer)
+                throttled = found is not None and int(found.group(1)) in THROTTLE_STATUSES
                 raise TransientStoreError(message, throttled=throttled) from exc
             raise StoreError(message) from exc
 
 
-def with_version(mode: PutMode, versions: dict[str, str]) -> PutMode:
-    """An If-Match put mode with the generation of its ETag added, when one was seen (GCS
-    needs it; S3 and Azure match on the ETag alone)."""
+def with_version(mode: PutMode, versions: dict[tuple[str, str], str], key: str) -> PutMode:
+    """An If-Match put mode with the generation of ``key``'s ETag added, when one was seen
+    (GCS needs it; S3 and Azure match on the ETag alone)."""
     if isinstance(mode, dict) and not mode.get("version"):
-        version = versions.get(mode.get("e_tag") or "")
+        version = versions.get((key, mode.get("e_tag") or ""))
         if version:
             return {**mode, "version": version}
     return mode
@@ -380,6 +387,18 @@ def _info(key: str, meta: Any) -> ObjectInfo:
         size=int(meta["size"]),
         etag=meta.get("e_tag"),
         modified=meta["last_modified"].timestamp(),
+    )
+
+
+def _may_change(answer: str) -> bool:
+    """Whether asking again may get another answer (see RETRYABLE_STATUSES); with no status,
+    whether the request or its answer was lost on the way."""
+    found = STATUS.search(answer)
+    if found is None:
+        return LOST_ON_THE_WAY.search(answer) is not None
+    status = int(found.group(1))
+    return status in RETRYABLE_STATUSES or (
+        status == 400 and any(code in answer for code in DAMAGED_ON_THE_WAY)
     )
 
 
