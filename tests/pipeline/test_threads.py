@@ -1,14 +1,17 @@
-"""in_background: order kept, errors carried over, bounded, and no thread left behind."""
+"""in_background: order kept, errors carried over, bounded, and no thread left behind;
+HashInThread: the same digest as hashlib, and its thread gone once closed."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from streaming_tar_compressor.pipeline.threads import in_background
+from streaming_tar_compressor.pipeline.threads import HashInThread, in_background
 
 
 def names() -> set[str]:
@@ -81,3 +84,28 @@ def test_closing_from_inside_the_producer_does_not_deadlock():
     assert next(producer) == 1
     producer.close()
     assert "stc-test-self" not in names()
+
+
+def test_a_hash_in_a_thread_equals_hashlib_over_the_same_pieces_in_order() -> None:
+    noise = random.Random(8)
+    pieces = [noise.randbytes(noise.randrange(0, 70_000)) for _ in range(60)]
+    hashed = HashInThread(hashlib.sha256(), depth=3)
+    try:
+        for piece in pieces:
+            hashed.update(memoryview(piece))
+        assert hashed.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
+        hashed.update(b"more")  # a digest midway does not end it
+        assert hashed.hexdigest() == hashlib.sha256(b"".join(pieces) + b"more").hexdigest()
+    finally:
+        hashed.close()
+
+
+def test_a_closed_hash_thread_is_gone_and_takes_no_more() -> None:
+    hashed = HashInThread(hashlib.sha256(), name="stc-test-hash")
+    hashed.update(b"abc")
+    assert "stc-test-hash" in names()
+    hashed.close()
+    assert "stc-test-hash" not in names()
+    with pytest.raises(RuntimeError, match="after close"):
+        hashed.update(b"d")
+    hashed.close()  # twice is fine

@@ -37,8 +37,10 @@ class Chunker:
     """Slices a byte stream into fixed-size chunks; only the last one may be shorter.
 
     Pieces are never copied: a chunk boundary inside a piece yields two memoryview slices.
-    ``resume_at`` = (chunks done, their total size, hashlib sha256 of them) continues a stream
-    whose first chunks are already written (a resumed pack).
+    ``resume_at`` = (chunks done, their total size) continues a stream whose first chunks are
+    already written (a resumed pack). ``stream_hash`` hashes the whole stream (anything with
+    ``update`` and ``hexdigest``, e.g. one that runs in another thread; on resume, already fed
+    the chunks done); by default a hashlib sha256 of its own.
     """
 
     def __init__(
@@ -47,7 +49,8 @@ class Chunker:
         prefix_name: str,
         width: int = 4,
         *,
-        resume_at: tuple[int, int, Any] | None = None,
+        resume_at: tuple[int, int] | None = None,
+        stream_hash: Any = None,
     ) -> None:
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
@@ -57,11 +60,11 @@ class Chunker:
         self._index = 0
         self._filled = 0
         self._hash = hashlib.sha256()
-        self._stream_hash = hashlib.sha256()
+        self._stream_hash = hashlib.sha256() if stream_hash is None else stream_hash
         self._total = 0
         self._finished = False
         if resume_at is not None:
-            self._index, self._total, self._stream_hash = resume_at
+            self._index, self._total = resume_at
             if self._total != self._index * chunk_size:
                 raise ValueError("resumed chunks must all be full-size")
 

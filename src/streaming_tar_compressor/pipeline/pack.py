@@ -64,7 +64,7 @@ from .checkpoint import (
     made_with,
 )
 from .parallel import ordered_map
-from .threads import in_background
+from .threads import HashInThread, in_background
 
 DEFAULT_CHUNK_SIZE = 50 * 2**20  # bytes
 AUTO = 0  # PackSettings.chunk_size: choose from the input's size
@@ -210,7 +210,8 @@ def pack_events(
         max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
         width = suffix_width(max_stream, settings.chunk_size)
         start = ResumePoint(0, 0, 0, encoder.state(), NO_SOURCES)
-        chunker = Chunker(settings.chunk_size, prefix_name, width)
+        stream_hash = HashInThread(hashlib.sha256())
+        chunker = Chunker(settings.chunk_size, prefix_name, width, stream_hash=stream_hash)
     else:
         width, start = resume.suffix_width, resume.point
         max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
@@ -221,11 +222,13 @@ def pack_events(
                 "more digits; pack again with --force",
             )
         encoder.restore(start.encoder_state)
+        stream_hash = HashInThread(resume.stream_hash)
         chunker = Chunker(
             settings.chunk_size,
             prefix_name,
             width,
-            resume_at=(len(resume.chunks), resume.stream_done, resume.stream_hash),
+            resume_at=(len(resume.chunks), resume.stream_done),
+            stream_hash=stream_hash,
         )
     chunks: list[ChunkInfo] = list(resume.chunks) if resume else []
     blocks: list[tuple[int, int]] = list(resume.blocks) if resume else []
@@ -265,64 +268,67 @@ def pack_events(
         end = position + size
         return end // settings.chunk_size > position // settings.chunk_size and far_enough(end)
 
-    if start.block == 0:
-        yield from cut(encoder.header())
-    raw_offset = start.raw_offset
-    window = settings.workers * BLOCKS_IN_FLIGHT_PER_WORKER
-
-    def encode(block: _TarBlock) -> tuple[EncodedBlock, _TarBlock]:
-        return encoder.encode_block(block.data), block
-
-    tar = _TarState(start.raw_offset, expect=start.sources if resume else None)
-    # The tar stream (walking, reading files) is made in its own thread, ahead of us.
-    tar_blocks = in_background(
-        _tar_blocks(iter_entries(sources, skipped, exclude), settings.block_size, tar),
-        depth=BLOCKS_IN_FLIGHT_PER_WORKER,
-        name="stc-tar",
-    )
     try:
-        with ThreadPoolExecutor(settings.workers, thread_name_prefix="stc-pack") as pool:
-            for encoded, block in ordered_map(encode, tar_blocks, pool=pool, window=window):
-                # add_block returns encoded.data: its length tells whether a chunk ends in it.
-                point = None
-                if checkpoint_due(len(encoded.data)):
-                    # Block 0's bytes include the codec header, which a resume makes again.
-                    offset = position if blocks else 0
-                    point = ResumePoint(
-                        len(blocks), raw_offset, offset, encoder.state(), block.sources
-                    )
-                blocks.append((raw_offset, position))
-                raw_offset += encoded.raw_size
-                yield from cut(encoder.add_block(encoded))
-                yield PackProgress(encoded.raw_size, block.files)
-    finally:
-        tar_blocks.close()
-    assert tar.end is not None, "the tar stream ended without its source check"
-    point = ResumePoint(len(blocks), raw_offset, position, encoder.state(), tar.end)
-    trailer_offset = position
-    yield from cut(encoder.trailer())
-    for event in chunker.finish():
-        assert isinstance(event, ChunkEnd)
-        chunks.append(event.info)
-        yield event
-    yield PackEnd(
-        Manifest(
-            compression=settings.compression,
-            level=settings.level,
-            block_size=settings.block_size,
-            chunk_size=settings.chunk_size,
-            chunks=tuple(chunks),
-            compressed_size=chunker.total_size,
-            uncompressed_size=raw_offset,
-            sha256=chunker.stream_sha256,
-            blocks=tuple(blocks),
-            trailer_offset=trailer_offset,
-            complete=True,
-            restore_command=restore_command(codec, prefix_name),
-            created=created or _now(),
-            tool=f"streaming-tar-compressor {__version__}",
+        if start.block == 0:
+            yield from cut(encoder.header())
+        raw_offset = start.raw_offset
+        window = settings.workers * BLOCKS_IN_FLIGHT_PER_WORKER
+
+        def encode(block: _TarBlock) -> tuple[EncodedBlock, _TarBlock]:
+            return encoder.encode_block(block.data), block
+
+        tar = _TarState(start.raw_offset, expect=start.sources if resume else None)
+        # The tar stream (walking, reading files) is made in its own thread, ahead of us.
+        tar_blocks = in_background(
+            _tar_blocks(iter_entries(sources, skipped, exclude), settings.block_size, tar),
+            depth=BLOCKS_IN_FLIGHT_PER_WORKER,
+            name="stc-tar",
         )
-    )
+        try:
+            with ThreadPoolExecutor(settings.workers, thread_name_prefix="stc-pack") as pool:
+                for encoded, block in ordered_map(encode, tar_blocks, pool=pool, window=window):
+                    # add_block returns encoded.data: its length tells whether a chunk ends in it.
+                    point = None
+                    if checkpoint_due(len(encoded.data)):
+                        # Block 0's bytes include the codec header, which a resume makes again.
+                        offset = position if blocks else 0
+                        point = ResumePoint(
+                            len(blocks), raw_offset, offset, encoder.state(), block.sources
+                        )
+                    blocks.append((raw_offset, position))
+                    raw_offset += encoded.raw_size
+                    yield from cut(encoder.add_block(encoded))
+                    yield PackProgress(encoded.raw_size, block.files)
+        finally:
+            tar_blocks.close()
+        assert tar.end is not None, "the tar stream ended without its source check"
+        point = ResumePoint(len(blocks), raw_offset, position, encoder.state(), tar.end)
+        trailer_offset = position
+        yield from cut(encoder.trailer())
+        for event in chunker.finish():
+            assert isinstance(event, ChunkEnd)
+            chunks.append(event.info)
+            yield event
+        yield PackEnd(
+            Manifest(
+                compression=settings.compression,
+                level=settings.level,
+                block_size=settings.block_size,
+                chunk_size=settings.chunk_size,
+                chunks=tuple(chunks),
+                compressed_size=chunker.total_size,
+                uncompressed_size=raw_offset,
+                sha256=chunker.stream_sha256,
+                blocks=tuple(blocks),
+                trailer_offset=trailer_offset,
+                complete=True,
+                restore_command=restore_command(codec, prefix_name),
+                created=created or _now(),
+                tool=f"streaming-tar-compressor {__version__}",
+            )
+        )
+    finally:
+        stream_hash.close()  # its thread ends with the pack, done or stopped
 
 
 def pack(

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -97,3 +97,44 @@ def in_background(items: Iterable[T], *, depth: int, name: str) -> Generator[T, 
         yield from producer
     finally:
         producer.close()
+
+
+class HashInThread:
+    """A hashlib object fed in order from a thread of its own, so that hashing one stream
+    overlaps the caller's other work (hashlib releases the GIL on large updates): the pack
+    hashes each chunk and the whole stream, two passes over every byte, on two cores.
+
+    At most ``depth`` pieces wait (memory stays bounded: a full queue makes ``update`` wait);
+    the pieces must not change until hashed, as the encoder's output blocks never do.
+    ``hexdigest`` waits for the pieces before it; ``close`` ends the thread.
+    """
+
+    def __init__(self, digest: Any, *, depth: int = 8, name: str = "stc-hash") -> None:
+        self._digest = digest
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def update(self, data: bytes | memoryview) -> None:
+        if not self._thread.is_alive():
+            raise RuntimeError("HashInThread.update() after close()")
+        self._queue.put(data)
+
+    def hexdigest(self) -> str:
+        self._queue.join()
+        return str(self._digest.hexdigest())
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            data = self._queue.get()
+            try:
+                if data is None:
+                    return
+                self._digest.update(data)
+            finally:
+                self._queue.task_done()
