@@ -200,6 +200,11 @@ def _measure(work: Path, stc: str, python: str, args: argparse.Namespace) -> dic
         "unpack from a folder": f"{stc} unpack local/a -C out1 -q",
         "download of its chunks": f"{python} -c {transfer} download s3://bench/plain",
         "unpack from S3": f"{stc} unpack s3://bench/stc/a -C out2 -q",
+        # No network: the folder's chunks read no faster than the link brings them.
+        "unpack from a folder at the link's rate": (
+            f"{python} {shlex.quote(str(HERE / 'throttled_unpack.py'))} {args.rate:g} local/a "
+            "-C out3 -q"
+        ),
     }
     rows: dict[str, dict] = {}
     for name, command in commands.items():
@@ -225,6 +230,10 @@ def _report(rows: dict[str, dict], args: argparse.Namespace) -> None:
     unpack = rows["unpack from S3"]["seconds"] / max(
         rows["unpack from a folder"]["seconds"], rows["download of its chunks"]["seconds"]
     )
+    at_link_rate = (
+        rows["unpack from S3"]["seconds"]
+        / rows["unpack from a folder at the link's rate"]["seconds"]
+    )
     archive = rows["archive"]
     print(
         f"\n{args.size_mib} MiB mixed corpus, {args.codec}, {archive['bytes'] / MIB:.0f} MiB in "
@@ -233,8 +242,10 @@ def _report(rows: dict[str, dict], args: argparse.Namespace) -> None:
     for label, value in (("pack", pack), ("unpack", unpack)):
         verdict = "PASS" if value <= GOAL else "FAIL"
         print(f"{label} with S3 / the longer of its parts: {value:.2f}x (goal <= {GOAL}) {verdict}")
+    print(f"unpack with S3 / unpack from a folder read at the link's rate: {at_link_rate:.2f}x")
     report = {"settings": vars(args) | {"json": str(args.json)}, "rows": rows,
-              "ratios": {"pack": round(pack, 3), "unpack": round(unpack, 3)}}  # fmt: skip
+              "ratios": {"pack": round(pack, 3), "unpack": round(unpack, 3),
+                         "unpack_vs_link_rate": round(at_link_rate, 3)}}  # fmt: skip
     args.json.write_text(json.dumps(report, indent=1) + "\n")
     print(f"JSON: {args.json}")
 
