@@ -348,11 +348,7 @@ class LocalChunkSource:
         self.directory, self.name = split_prefix(prefix)
         self.prefix = prefix
         self.manifest = read_manifest_if_present(prefix)
-        if self.manifest is not None and not self.manifest.complete:
-            raise ManifestError(
-                f"{prefix} is an interrupted pack ({self.manifest.total_chunks} chunk(s) so "
-                "far): finish it first with stc pack … --resume (resume=True)"
-            )
+        refuse_interrupted(self.manifest, prefix, " with stc pack … --resume (resume=True)")
         if self.manifest is not None:
             self.chunks: list[ChunkInfo] = list(self.manifest.chunks)
         else:
@@ -415,6 +411,15 @@ def _numbered_chunks(name: str, names: list[str], directory: str) -> list[ChunkI
             )
         raise MissingChunkError(index, directory)
     return [ChunkInfo(index=i, name=n, size=-1, checksum="") for i, n in enumerate(names)]
+
+
+def refuse_interrupted(manifest: Manifest | None, where: str, how: str) -> None:
+    """An interrupted pack's checkpoint is not an archive to read: say how to finish it."""
+    if manifest is not None and not manifest.complete:
+        raise ManifestError(
+            f"{where} is an interrupted pack ({manifest.total_chunks} chunk(s) so far): "
+            f"finish it first{how}"
+        )
 
 
 def read_manifest_if_present(prefix: str) -> Manifest | None:

@@ -37,7 +37,13 @@ from ..errors import (
 )
 from ..models import ChunkInfo
 from ..pipeline.parallel import ordered_map
-from .local import MANIFEST_SUFFIX, MAX_MANIFEST_SIZE, numbered_part, suffix_width_of
+from .local import (
+    MANIFEST_SUFFIX,
+    MAX_MANIFEST_SIZE,
+    numbered_part,
+    refuse_interrupted,
+    suffix_width_of,
+)
 from .location import RemotePrefix
 from .pacer import Pacer, backoff
 from .store import ObjectInfo, Store, iter_ranges, open_store
@@ -441,11 +447,7 @@ class RemoteChunkSource:
         self._store = store or open_store(prefix)
         self._ahead: tuple[ChunkInfo, Future[bytearray]] | None = None  # fetched ahead
         self.manifest = read_remote_manifest(prefix, self._store)
-        if self.manifest is not None and not self.manifest.complete:
-            raise ManifestError(
-                f"{prefix.url} is an interrupted pack ({self.manifest.total_chunks} chunk(s) so "
-                "far): finish it first, or pack again with --force"
-            )
+        refuse_interrupted(self.manifest, prefix.url, ", or pack again with --force")
         if self.manifest is not None:
             self.chunks: list[ChunkInfo] = list(self.manifest.chunks)
             return
