@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import json
 import os
@@ -415,7 +416,8 @@ class StreamingTarCompressor:
         """
         bridge = LoopBridge(asyncio.get_running_loop(), progress_callback, self.progress)
         worker = _Worker(bridge)
-        unpacker = self._unpacker(
+        make = functools.partial(
+            self._unpacker,
             output_dir,
             manifest,
             verify_checksum,
@@ -424,6 +426,12 @@ class StreamingTarCompressor:
             max_members=max_members,
             same_permissions=same_permissions,
         )
+        try:
+            # Loading a manifest from a store takes requests: not on the event loop.
+            unpacker = await worker.run(make)
+        except BaseException:
+            worker.close()
+            raise
         pending: asyncio.Future[None] | None = None
         try:
             async for item in _as_async(chunks):

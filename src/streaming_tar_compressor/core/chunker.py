@@ -67,6 +67,7 @@ class Chunker:
             self._index, self._total = resume_at
             if self._total != self._index * chunk_size:
                 raise ValueError("resumed chunks must all be full-size")
+        self._name = self.name_of(self._index)  # of the chunk being filled: once, not per piece
 
     @property
     def stream_sha256(self) -> str:
@@ -90,7 +91,7 @@ class Chunker:
             view = view[len(piece) :]
             self._hash.update(piece)
             self._filled += len(piece)
-            events.append(ChunkPiece(self._index, piece, self.name_of(self._index)))
+            events.append(ChunkPiece(self._index, piece, self._name))
             if self._filled == self._chunk_size:
                 events.append(self._close_chunk())
         return events
@@ -109,12 +110,10 @@ class Chunker:
 
     def _close_chunk(self) -> ChunkEnd:
         info = ChunkInfo(
-            index=self._index,
-            name=self.name_of(self._index),
-            size=self._filled,
-            checksum=self._hash.hexdigest(),
+            index=self._index, name=self._name, size=self._filled, checksum=self._hash.hexdigest()
         )
         self._index += 1
+        self._name = self.name_of(self._index)
         self._filled = 0
         self._hash = hashlib.sha256()
         return ChunkEnd(info)

@@ -129,10 +129,7 @@ def _verify_stored(
             digest = stored.sha256
             if digest is None:  # uploaded by another tool: hash its bytes
                 report.downloaded += 1
-                hashed = hashlib.sha256()
-                for piece in source.read(chunk):
-                    hashed.update(piece)
-                digest = hashed.hexdigest()
+                digest = source.stored_sha256(chunk)
             if digest != chunk.checksum:
                 report.problems.append(f"{chunk.name}: corrupt, SHA-256 does not match")
     finally:

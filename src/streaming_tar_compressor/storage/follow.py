@@ -19,7 +19,7 @@ from ..errors import ChecksumMismatchError, ManifestError, MissingChunkError, Us
 from ..models import ChunkInfo
 from .local import MANIFEST_SUFFIX
 from .location import RemotePrefix
-from .remote import FETCH_ATTEMPTS, read_ranges, read_remote_manifest
+from .remote import fetch_checked, read_remote_manifest
 from .store import Store, open_store
 
 FIRST_POLL_SECONDS = 0.5
@@ -40,15 +40,12 @@ class FollowingSource:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.prefix = prefix
-        self.directory = prefix.folder
         self._store = store or open_store(prefix)
         if not 0 < timeout < float("inf"):
             raise UsageError(f"the follow timeout must be a number of seconds, not {timeout}")
         self._timeout = timeout
         self._sleep = sleep
         self._seen: tuple[object, ...] | None = None  # the manifest version last read
-        self.manifest: Manifest | None = None  # the final one, once the pack is complete
-        self.stream_bytes = 0
 
     def chunks(self) -> Iterator[tuple[ChunkInfo, bytearray]]:
         """Each chunk with its bytes, checked against the manifest's SHA-256 before use."""
@@ -65,7 +62,6 @@ class FollowingSource:
             for chunk in listed[len(done) :]:
                 data = self._fetch(chunk)
                 stream.update(data)
-                self.stream_bytes += len(data)
                 done.append(chunk)
                 yield chunk, data
             if latest.complete:
@@ -73,7 +69,6 @@ class FollowingSource:
                     raise ChecksumMismatchError(
                         "the whole stream", latest.sha256, stream.hexdigest()
                     )
-                self.manifest = latest
                 return
 
     def _wait_for_news(self, known: int) -> Manifest:
@@ -108,14 +103,7 @@ class FollowingSource:
                 f"{chunk.size} bytes (at most {MAX_FOLLOWED_CHUNK >> 20} MiB): unpack without "
                 "--follow once the pack is complete"
             )
-        data = bytearray(chunk.size)
-        for _ in range(FETCH_ATTEMPTS):
-            filled = 0
-            for piece in read_ranges(self._store, self.prefix, chunk, chunk.size):
-                data[filled : filled + len(piece)] = piece
-                filled += len(piece)
-            if hashlib.sha256(data).hexdigest() == chunk.checksum:
-                return data
-        raise ChecksumMismatchError(
-            chunk.name, f"sha256 {chunk.checksum}", f"sha256 {hashlib.sha256(data).hexdigest()}"
-        )
+        data, digest = fetch_checked(self._store, self.prefix, chunk, chunk.size)
+        if digest != chunk.checksum:
+            raise ChecksumMismatchError(chunk.name, f"sha256 {chunk.checksum}", f"sha256 {digest}")
+        return data

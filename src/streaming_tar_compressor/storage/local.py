@@ -225,10 +225,10 @@ class LocalChunkSink:
         self._waiting: list[tuple[str, str]] = []  # (temp, final) while replacing
 
     def write(self, index: int, data: bytes | memoryview, name: str = "") -> None:
-        """The next bytes of chunk ``index`` (``name``: its final name, taken at finish)."""
-        name = f"{self.name}.part{index}"
+        """The next bytes of chunk ``index``, into a temporary file of its own (``name``, the
+        final one, is taken at finish)."""
         if self._handle is None:
-            temp = os.path.join(self.directory, f".{name}.tmp")
+            temp = os.path.join(self.directory, f".{self.name}.part{index}.tmp")
             try:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp)  # a leftover of an interrupted run, or a planted link

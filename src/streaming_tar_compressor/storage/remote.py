@@ -475,15 +475,12 @@ class RemoteChunkSource:
             if numbered_part(self.name, info.key) != chunk.index:
                 raise MissingChunkError(chunk.index, prefix.folder)
 
-    def path(self, chunk: ChunkInfo) -> str:
-        return self.prefix.key(chunk.name)
-
     def read(self, chunk: ChunkInfo) -> Iterator[bytes | memoryview]:
         """The chunk in ranges of RANGE_SIZE, RANGES_IN_FLIGHT fetched at once. A chunk of up
         to WHOLE_CHUNK_LIMIT with a known SHA-256 is checked before any of it is passed on and
         fetched again (FETCH_ATTEMPTS in all) when its bytes do not match: a flipped bit on the
         way costs a download, not the unpack."""
-        size = chunk.size if chunk.size >= 0 else self._size(chunk)
+        size = chunk.size  # from the manifest or the listing: always known
         if not chunk.checksum or size > WHOLE_CHUNK_LIMIT:
             return read_ranges(self._store, self.prefix, chunk, size)
         return self._read_checked(chunk, size)
@@ -506,16 +503,8 @@ class RemoteChunkSource:
             yield view[start : start + RANGE_SIZE]
 
     def _fetch_checked(self, chunk: ChunkInfo, size: int) -> bytearray:
-        data = bytearray(size)
-        for _ in range(FETCH_ATTEMPTS):
-            filled = 0
-            for piece in read_ranges(self._store, self.prefix, chunk, size):
-                data[filled : filled + len(piece)] = piece
-                filled += len(piece)
-            if hashlib.sha256(data).hexdigest() == chunk.checksum:
-                break
         # Still wrong after every attempt: the bytes go on, and the verifier names the chunk.
-        return data
+        return fetch_checked(self._store, self.prefix, chunk, size)[0]
 
     def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None:
         """What is wrong with the stored chunk against the manifest, if anything."""
@@ -524,14 +513,18 @@ class RemoteChunkSource:
             return None
         if info.size != chunk.size:
             return ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", f"{info.size} bytes")
-        digest = hashlib.sha256()
-        for piece in self.read(chunk):
-            digest.update(piece)
-        if digest.hexdigest() != chunk.checksum:
-            return ChecksumMismatchError(
-                chunk.name, f"sha256 {chunk.checksum}", f"sha256 {digest.hexdigest()}"
-            )
+        digest = self.stored_sha256(chunk)
+        if digest != chunk.checksum:
+            return ChecksumMismatchError(chunk.name, f"sha256 {chunk.checksum}", f"sha256 {digest}")
         return None
+
+    def stored_sha256(self, chunk: ChunkInfo) -> str:
+        """The SHA-256 of the chunk's stored bytes: one plain download, not the unpack's read
+        (no fetching again on a mismatch, nothing fetched ahead)."""
+        digest = hashlib.sha256()
+        for piece in read_ranges(self._store, self.prefix, chunk, chunk.size):
+            digest.update(piece)
+        return digest.hexdigest()
 
     @property
     def requests(self) -> int:
@@ -547,12 +540,6 @@ class RemoteChunkSource:
         if self.prefix.read_only:
             return None
         return [info.key for info in _parts(self._store, self.name)]
-
-    def _size(self, chunk: ChunkInfo) -> int:
-        info = self._store.head(chunk.name)
-        if info is None:
-            raise MissingChunkError(chunk.index, self.prefix.folder)
-        return info.size
 
 
 def _in_thread(function: Callable[..., T], *args: object) -> Future[T]:
@@ -603,6 +590,23 @@ def read_ranges(
         yield from ordered_map(
             fetch, iter_ranges(size, RANGE_SIZE), pool=pool, window=RANGES_IN_FLIGHT
         )
+
+
+def fetch_checked(
+    store: Store, prefix: RemotePrefix, chunk: ChunkInfo, size: int
+) -> tuple[bytearray, str]:
+    """The chunk whole and its SHA-256, downloaded again (FETCH_ATTEMPTS in all) while that
+    does not match the manifest's: a flipped bit on the way costs a download."""
+    data = bytearray(size)
+    for _ in range(FETCH_ATTEMPTS):
+        filled = 0
+        for piece in read_ranges(store, prefix, chunk, size):
+            data[filled : filled + len(piece)] = piece
+            filled += len(piece)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == chunk.checksum:
+            break
+    return data, digest
 
 
 def checkpoint_reader(
