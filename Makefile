@@ -11,17 +11,32 @@ AZURITE_VERSION := 3.35.0
 AZURITE_DIR := .tools/azurite
 DEMO_DIR := demo-out
 
-.PHONY: all venv test lint typecheck unit interop-tools azurite demo bench-codecs bench bench-remote clean
+.PHONY: all venv compiler test lint typecheck unit interop-tools azurite demo bench-codecs bench bench-remote clean
 
 all: test
 
-$(STAMP): pyproject.toml
+# setup.py builds the optional C extension (src/streaming_tar_compressor/_native.c) into src/.
+$(STAMP): pyproject.toml setup.py src/streaming_tar_compressor/_native.c
+	@$(MAKE) --no-print-directory compiler
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The C extension is optional: without a compiler and Python's headers stc runs its Python
+# fallback. Under CI=true both suites must run, so install them (Debian) when missing.
+compiler:
+	@if [ "$$CI" = "true" ]; then \
+	  headers=$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	  if ! command -v cc >/dev/null 2>&1 || [ ! -f "$$headers/Python.h" ]; then \
+	    echo "installing a C compiler and Python's headers (for the C extension)"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq gcc python3-dev >/dev/null; \
+	  fi; \
+	fi
 
 # Under CI=true the interop tests must not skip, so install what they need first.
 interop-tools:
@@ -58,14 +73,16 @@ azurite:
 	else echo "could not install azurite: the Azure tests will skip"; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check setup.py src tests benchmarks examples
+	$(BIN)/ruff format --check setup.py src tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The whole suite twice: with the C extension, then with the Python fallback it replaces.
 unit: $(STAMP) interop-tools azurite
 	$(BIN)/python -m pytest -q
+	STC_PURE_PYTHON=1 $(BIN)/python -m pytest -q
 
 test: lint typecheck unit
 
@@ -104,4 +121,4 @@ bench-remote: $(STAMP)
 	$(BIN)/python benchmarks/remote_bench.py $(REMOTE_BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_DIR) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis build src/streaming_tar_compressor/_native*.so

@@ -95,6 +95,7 @@ def test_deferred_files_stay_hidden_until_commit(tmp_path):
     out = tmp_path / "out"
     writer = TreeWriter(str(out), deferred=True)
     put(writer, *file("dir/f.txt", b"data"))
+    writer.flush()  # the file operations may run on a thread of their own
     assert not (out / "dir" / "f.txt").exists()
     hidden = [p.name for p in (out / "dir").iterdir()]
     assert len(hidden) == 1 and hidden[0].startswith(".") and hidden[0].endswith(".tmp")

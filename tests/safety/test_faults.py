@@ -25,6 +25,7 @@ import streaming_tar_compressor as stc
 from streaming_tar_compressor import sync
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.errors import OutputError, SourceError
+from streaming_tar_compressor.fs import ops as file_ops
 from streaming_tar_compressor.fs.journal import UnpackJournal
 from streaming_tar_compressor.pipeline import pack as pack_pipeline
 from tests.helpers import IN_CI, snapshot
@@ -116,6 +117,10 @@ def _name_in(directory: Path, fd: int) -> str | None:
 
 @pytest.fixture
 def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
+    """Injected faults reach only calls made from Python: the tree writer's file operations
+    run in Python for these tests (the compiled ones meet the real full disk below, and
+    tests/fs/test_ops.py checks that both report the same failures)."""
+    monkeypatch.setattr(file_ops, "native", None)
     return Faults(monkeypatch)
 
 

@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from .._compiled import native
 from ..errors import CorruptStreamError, TruncatedStreamError
 from ..models import MemberKind, TarMember
 
@@ -29,6 +30,10 @@ MAX_MTIME = 9e9
 MAX_MEMBER_SIZE = 2**63 - 1  # bytes
 
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
+# The compiled reading of a plain header (checksum, octal numbers, names in one C call), or
+# None: then _verify_checksum and _header_fields read every header in Python. The compiled one
+# returns None for a header they must read (they word the error, or decode base-256).
+_compiled_fields = native.header_fields if native is not None else None
 _OCTAL_DIGITS = b"01234567"
 
 # Header fields (offset, length) of POSIX ustar, "ustar Header Block".
@@ -125,6 +130,10 @@ class _State(enum.Enum):
     SKIP = "skip"  # skipping padding, or data the member's kind does not carry
     ZERO = "zero"  # one zero block seen: the block after it ends the archive, whatever it is
     END = "end"  # end-of-archive marker seen; the rest is ignored
+
+
+# What _native.header_fields returns: size, name, linkname, mode, mtime, uid, gid, uname, gname.
+_PlainFields: TypeAlias = tuple[int, bytes, bytes, int, int, int, int, bytes, bytes]
 
 
 @dataclass(slots=True)
@@ -293,15 +302,19 @@ class TarReader:
                 )
             self._state, self._skip = _State.ZERO, BLOCK_SIZE
             return
-        _verify_checksum(block, offset)
+        plain = _compiled_fields(block) if _compiled_fields is not None else None
+        if plain is None:
+            _verify_checksum(block, offset)
+            size = _header_number(block[_SIZE], "size", offset)
+        else:
+            size = plain[0]
         flag = block[_TYPEFLAG]
-        size = _header_number(block[_SIZE], "size", offset)
         if size > MAX_MEMBER_SIZE:
             raise CorruptStreamError(f"tar header at offset {offset} has an absurd size {size}")
         if flag in _EXTENDED_FLAGS:
             self._start_extended(flag, size, offset)
             return
-        fields = self._layered_fields(block, size, offset)
+        fields = self._layered_fields(block, size, offset, plain)
         member = self._member_from(block, fields, offset)
         self._member = member
         self._pax, self._long_name, self._long_link = {}, None, None
@@ -344,27 +357,16 @@ class TarReader:
             self._pax.update(_honoured(_pax_records(data, self._extended_offset)))
         self._state, self._need = _State.HEADER, BLOCK_SIZE
 
-    def _layered_fields(self, block: bytes, size: int, offset: int) -> _Fields:
-        # One unpack of the whole header: a slice per field costs more than the parsing.
-        (name, mode, uid, gid, _, mtime, _, _, linkname, magic, uname, gname, prefix) = (
-            _HEADER_FIELDS.unpack(block)
-        )
-        name = _nul_terminated(name)
-        if magic == _POSIX_MAGIC:
-            prefix = _nul_terminated(prefix)
-            if prefix:
-                name = prefix + b"/" + name
-        fields = _Fields(
-            name=name,
-            linkname=_nul_terminated(linkname),
-            size=size,
-            mode=_header_number(mode, "mode", offset) & 0o7777,
-            mtime=float(_header_number(mtime, "mtime", offset, signed=True)),
-            uid=_header_number(uid, "uid", offset),
-            gid=_header_number(gid, "gid", offset),
-            uname=_nul_terminated(uname),
-            gname=_nul_terminated(gname),
-        )
+    def _layered_fields(
+        self, block: bytes, size: int, offset: int, plain: _PlainFields | None
+    ) -> _Fields:
+        if plain is not None:
+            _, name, linkname, mode, mtime, uid, gid, uname, gname = plain
+            fields = _Fields(
+                name, linkname, size, mode & 0o7777, float(mtime), uid, gid, uname, gname
+            )
+        else:
+            fields = _header_fields(block, size, offset)
         if not (self._pax or self._globals) and self._long_name is self._long_link is None:
             return fields  # a plain header: nothing to layer over it
         # POSIX: an empty 'x' value deletes the keyword, global value included.
@@ -411,6 +413,30 @@ class TarReader:
             devminor=_header_number(block[_DEVMINOR], "devminor", offset) if is_device else 0,
             offset=offset if first is None else first,
         )
+
+
+def _header_fields(block: bytes, size: int, offset: int) -> _Fields:
+    """A header's own fields, each checked (what the compiled reading does for plain ones)."""
+    # One unpack of the whole header: a slice per field costs more than the parsing.
+    (name, mode, uid, gid, _, mtime, _, _, linkname, magic, uname, gname, prefix) = (
+        _HEADER_FIELDS.unpack(block)
+    )
+    name = _nul_terminated(name)
+    if magic == _POSIX_MAGIC:
+        prefix = _nul_terminated(prefix)
+        if prefix:
+            name = prefix + b"/" + name
+    return _Fields(
+        name=name,
+        linkname=_nul_terminated(linkname),
+        size=size,
+        mode=_header_number(mode, "mode", offset) & 0o7777,
+        mtime=float(_header_number(mtime, "mtime", offset, signed=True)),
+        uid=_header_number(uid, "uid", offset),
+        gid=_header_number(gid, "gid", offset),
+        uname=_nul_terminated(uname),
+        gname=_nul_terminated(gname),
+    )
 
 
 def _nul_terminated(field: bytes) -> bytes:

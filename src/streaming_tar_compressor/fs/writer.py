@@ -5,6 +5,11 @@ way is opened relative to its parent's descriptor with ``O_NOFOLLOW``, so neithe
 the archive nor one already on disk can redirect a write. Files are written under a temporary
 name and renamed when complete; with ``deferred`` commits they stay temporary until the caller
 says the bytes they came from have verified (``commit``), and ``abort`` removes them.
+
+The system calls that create, fill and rename files go through an OpRunner (fs/ops.py): with
+the compiled module they run in batches on a thread of their own, in order, while this thread
+parses on. Every decision stays here; the writer waits for them before anything that depends
+on them (a hardlink to a file, a commit, the end).
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from ..core.safety import check_member, hardlink_parts, safe_mode
-from ..errors import LimitExceededError, OutputError, UnsafeMemberError, UsageError
+from ..errors import LimitExceededError, OutputError, StcError, UnsafeMemberError, UsageError
 from ..models import MemberKind, TarMember
 from .journal import is_journal_name
+from .ops import CLOSE, CREATE, RENAME, SYMLINK_MTIME, UNLINK_SOURCE, Op, OpFailed, OpRunner
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -28,6 +34,8 @@ _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CL
 # leftover of an earlier one that no journal recorded.
 _temp_counter = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
 OPEN_DIRS_KEPT = 256  # folder descriptors kept open: a tree's working set, well below fd limits
+_NS_RANGE = range(-(2**63), 2**63)  # what a timespec holds
+_ID_RANGE = range(2**32 - 1)  # uid_t and gid_t, less (uid_t)-1 which means "unchanged"
 
 
 @dataclass(slots=True)
@@ -42,6 +50,19 @@ class _Pending:
     regular: bool  # a regular file (or a hardlink to one): what later hardlinks may name
     symlink_mtime_ns: int | None = None
     hardlink: bool = False
+
+
+@dataclass(slots=True)
+class _Writing:
+    """The regular file between its start and end. A file whose content comes in one piece
+    (most of a tree's) is created whole by one operation at its end; a longer one is opened
+    here as its second piece comes and written piece by piece. Its folder's descriptor is
+    looked up again when needed: a commit in between may have closed the one it had."""
+
+    pending: _Pending
+    size: int
+    data: bytes | None = None
+    fd: int = -1
 
 
 class TreeWriter:
@@ -87,7 +108,13 @@ class TreeWriter:
         self._pending_files: dict[str, _Pending] = {}  # by "a/b/name"
         self._directories: dict[tuple[str, ...], TarMember] = {}
         self._files: set[str] = set()  # "a/b/name" of regular files: what hardlinks may name
-        self._current: tuple[int, _Pending] | None = None
+        self._current: _Writing | None = None
+        self._ops = OpRunner()
+        # "a/b/name" of the renames queued and maybe not yet run: a folder walk through one
+        # of these names waits for them, or it would not see the symlink or file it meets.
+        # Only renames made outside a commit (which waits for its own) can stay queued.
+        self._queued_renames: set[str] = set()
+        self._track_renames = self._ops.compiled and not deferred
         self._resumed = resumed
         self._closed = False
         self.members_written = 0
@@ -112,7 +139,7 @@ class TreeWriter:
             parts[-1],
             member.name,
             regular=member.kind in (MemberKind.FILE, MemberKind.HARDLINK),
-            symlink_mtime_ns=_times_ns(member)[0] if member.kind is MemberKind.SYMLINK else None,
+            symlink_mtime_ns=self._mtime_ns(member) if member.kind is MemberKind.SYMLINK else None,
             hardlink=member.kind is MemberKind.HARDLINK,
         )
         try:
@@ -124,8 +151,7 @@ class TreeWriter:
                     self._refuse_replacing_a_file(member, pending, parent_fd)
                     os.symlink(member.linkname, pending.temp, dir_fd=parent_fd)
                 else:
-                    fd = os.open(pending.temp, _NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
-                    self._current = (fd, pending)
+                    self._current = _Writing(pending, member.size)
                     return
         except OSError as exc:
             raise OutputError(f"cannot create {member.name!r}: {exc}") from exc
@@ -140,28 +166,55 @@ class TreeWriter:
             self._directories[parts] = member
 
     def write(self, data: bytes | memoryview) -> None:
-        if self._current is None:
+        current = self._current
+        if current is None:
             return
-        fd = self._current[0]
-        view = memoryview(data)
+        if current.fd < 0 and current.data is None and len(data) == current.size:
+            current.data = bytes(data)  # the whole content: kept (the view's buffer is not)
+            return
         try:
+            if current.fd < 0:
+                parent_fd = self._open_dir(
+                    current.pending.parent, current.pending.name, create=False
+                )
+                current.fd = os.open(current.pending.temp, _NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
+            view = memoryview(data)
             while view:
-                view = view[os.write(fd, view) :]
+                view = view[os.write(current.fd, view) :]
         except OSError as exc:
-            raise OutputError(f"cannot write {self._current[1].name!r}: {exc}") from exc
+            raise OutputError(f"cannot write {current.pending.name!r}: {exc}") from exc
 
     def end(self, member: TarMember) -> None:
-        if self._current is None:
+        current = self._current
+        if current is None:
             return
-        fd, pending = self._current
         self._current = None
-        try:
-            self._apply_metadata(fd, member)
-        except OutputError:
-            self._discard(pending)
-            raise
-        finally:
-            os.close(fd)
+        pending = current.pending
+        if current.fd >= 0:
+            try:
+                self._apply_metadata(current.fd, member)
+            except OutputError:
+                self._discard(pending)
+                raise
+            finally:
+                os.close(current.fd)
+        else:
+            data = current.data if current.data is not None else b""
+            uid, gid = self._owner(member)
+            mode = safe_mode(member.mode, self._umask)
+            mtime_ns = self._mtime_ns(member)
+            op = (
+                CREATE,
+                self._open_dir(pending.parent, pending.name, create=False),
+                pending.temp,
+                data,
+                mode,
+                uid,
+                gid,
+                mtime_ns,
+                pending.name,
+            )
+            self._run(op, len(data))
         self._finished(pending)
 
     # -- verification boundary ------------------------------------------------------------
@@ -173,22 +226,25 @@ class TreeWriter:
         # Folder by folder (a stable sort keeps a name's later member last): each folder is
         # opened once. Order across names does not matter: hardlinks were made from temp names.
         ordered = sorted(pending, key=lambda item: item.parent)
-        for position, item in enumerate(ordered):
-            try:
+        try:
+            for item in ordered:
                 self._rename(item)
-            except BaseException:
-                self._pending = ordered[position:]  # still temporary: abort() removes them
-                raise
+            self.flush()
+        except BaseException:
+            # Some may still be temporary: abort() removes those (the others are gone).
+            self._pending = ordered
+            raise
 
     def abort(self) -> None:
         """Remove every temporary file: nothing unverified may look complete."""
+        self._clean_up_after(self._ops.abandon())
         pending, self._pending = self._pending, []
         self._pending_files.clear()
         if self._current is not None:
-            fd, item = self._current
-            self._current = None
-            os.close(fd)
-            pending.append(item)
+            current, self._current = self._current, None
+            if current.fd >= 0:
+                os.close(current.fd)
+            pending.append(current.pending)
         for item in pending:
             self._discard(item)
 
@@ -198,6 +254,7 @@ class TreeWriter:
             return
         self._closed = True
         try:
+            self.flush()
             # Deepest first (a parent may lose its x bit), siblings together (one open each).
             for parts in sorted(self._directories, key=lambda parts: (-len(parts), parts)):
                 member = self._directories[parts]
@@ -211,6 +268,7 @@ class TreeWriter:
         except OSError as exc:
             raise OutputError(f"cannot set directory metadata: {exc}") from exc
         finally:
+            self._clean_up_after(self._ops.abandon())
             self._drop_cache()
             os.close(self._root_fd)
 
@@ -243,13 +301,38 @@ class TreeWriter:
 
     def _apply_metadata(self, fd: int, member: TarMember) -> None:
         """Mode (special bits dropped), owner on request, and mtime, on an open descriptor."""
+        uid, gid = self._owner(member)
+        mtime_ns = self._mtime_ns(member)
         try:
             os.fchmod(fd, safe_mode(member.mode, self._umask))
-            if self._same_owner:
-                os.fchown(fd, member.uid, member.gid)
-            os.utime(fd, ns=_times_ns(member))
-        except (OSError, OverflowError, ValueError) as exc:
+            if uid >= 0:
+                os.fchown(fd, uid, gid)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+        except OSError as exc:
             raise OutputError(f"cannot set the metadata of {member.name!r}: {exc}") from exc
+
+    def _owner(self, member: TarMember) -> tuple[int, int]:
+        """The stored owner when restoring owners (root only), else (-1, -1): unchanged."""
+        if not self._same_owner:
+            return -1, -1
+        if member.uid not in _ID_RANGE or member.gid not in _ID_RANGE:
+            raise OutputError(
+                f"cannot set the metadata of {member.name!r}: "
+                f"owner {member.uid}:{member.gid} is out of range"
+            )
+        return member.uid, member.gid
+
+    @staticmethod
+    def _mtime_ns(member: TarMember) -> int:
+        try:
+            mtime_ns = _times_ns(member)[0]
+        except (OverflowError, ValueError):
+            mtime_ns = -1 - 2**63
+        if mtime_ns not in _NS_RANGE:
+            raise OutputError(
+                f"cannot set the metadata of {member.name!r}: mtime {member.mtime} is out of range"
+            )
+        return mtime_ns
 
     def _finished(self, pending: _Pending) -> None:
         self.members_written += 1
@@ -269,32 +352,42 @@ class TreeWriter:
             os.unlink(item.temp, dir_fd=self._open_dir(item.parent, item.name, create=False))
 
     def _rename(self, item: _Pending) -> None:
+        flags = (UNLINK_SOURCE if item.hardlink else 0) | (
+            SYMLINK_MTIME if item.symlink_mtime_ns is not None else 0
+        )
+        # rename() between two links to one file does nothing (POSIX), leaving the temp name:
+        # so a hardlink's goes when the link was already there (a member given twice, or
+        # extracted again by a resumed unpack).
         parent_fd = self._open_dir(item.parent, item.name, create=False)
+        if self._track_renames:
+            self._queued_renames.add("/".join((*item.parent, item.final)))
+        self._run(
+            (RENAME, parent_fd, item.temp, item.final, flags, item.symlink_mtime_ns or 0, item.name)
+        )
+
+    def _clean_up_after(self, unrun: list[Op]) -> None:
+        """Operations that did not run (an abort, or one failed): a file that a failed
+        operation half-made, or whose rename did not run, goes; a folder is closed."""
+        for op in unrun:
+            with contextlib.suppress(OSError):
+                if op[0] == CLOSE:
+                    os.close(op[1])
+                else:
+                    os.unlink(op[2], dir_fd=op[1])
+
+    def _run(self, op: Op, size: int = 0) -> None:
         try:
-            os.rename(item.temp, item.final, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
-        except IsADirectoryError:
-            os.unlink(item.temp, dir_fd=parent_fd)
-            raise UnsafeMemberError(
-                item.name, "it would replace a directory with a file or link"
-            ) from None
-        except OSError as exc:
-            raise OutputError(f"cannot rename {item.name!r} into place: {exc}") from exc
-        if item.hardlink:
-            # rename() between two links to one file does nothing (POSIX), leaving the temp
-            # name: so it goes when the link was already there (a member given twice, or
-            # extracted again by a resumed unpack).
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(item.temp, dir_fd=parent_fd)
-        if item.symlink_mtime_ns is not None:
-            try:
-                os.utime(
-                    item.final,
-                    ns=(item.symlink_mtime_ns, item.symlink_mtime_ns),
-                    dir_fd=parent_fd,
-                    follow_symlinks=False,
-                )
-            except (OSError, OverflowError, ValueError) as exc:
-                raise OutputError(f"cannot set mtime of {item.name!r}: {exc}") from exc
+            self._ops.add(op, size)
+        except OpFailed as failure:
+            raise _failure_error(failure) from None
+
+    def flush(self) -> None:
+        """Every file operation so far has been made (they may run on a thread of their own)."""
+        try:
+            self._ops.wait()
+        except OpFailed as failure:
+            raise _failure_error(failure) from None
+        self._queued_renames.clear()
 
     def _make_directory(self, member: TarMember, parts: tuple[str, ...]) -> None:
         self._open_dir(parts, member.name, create=True)
@@ -306,6 +399,7 @@ class TreeWriter:
         """A hardlink to a regular file extracted earlier — from its temporary name while that
         file still waits for verification, so nothing unverified is renamed early."""
         target = hardlink_parts(member)
+        self.flush()  # the target may still be queued
         if "/".join(target) not in self._files and not self._restored_file(target, member):
             raise UnsafeMemberError(
                 member.name,
@@ -358,6 +452,11 @@ class TreeWriter:
             if ancestor is not None:
                 start, fd = depth, ancestor
                 break
+        if self._queued_renames and any(
+            "/".join(parts[:depth]) in self._queued_renames
+            for depth in range(start + 1, len(parts) + 1)
+        ):
+            self.flush()
         try:
             for depth in range(start + 1, len(parts) + 1):
                 if create:
@@ -382,12 +481,25 @@ class TreeWriter:
         self._open_dirs[parts] = fd
         self._open_dirs.move_to_end(parts)
         if len(self._open_dirs) > OPEN_DIRS_KEPT:
-            os.close(self._open_dirs.popitem(last=False)[1])
+            # Closed after the operations queued before, which may still use it.
+            self._run((CLOSE, self._open_dirs.popitem(last=False)[1]))
 
     def _drop_cache(self) -> None:
         for fd in self._open_dirs.values():
             os.close(fd)
         self._open_dirs.clear()
+
+
+def _failure_error(failure: OpFailed) -> StcError:
+    """What a failed operation means, naming its member."""
+    op, error = failure.op, OSError(failure.errno, os.strerror(failure.errno))
+    if op[0] == CREATE:
+        return OutputError(f"cannot write {op[-1]!r}: {error}")
+    if op[0] == RENAME and failure.errno == errno.EISDIR:
+        return UnsafeMemberError(op[-1], "it would replace a directory with a file or link")
+    if op[0] == RENAME:
+        return OutputError(f"cannot rename {op[-1]!r} into place: {error}")
+    return OutputError(f"cannot close a folder of the output directory: {error}")
 
 
 def _times_ns(member: TarMember) -> tuple[int, int]:
@@ -397,7 +509,18 @@ def _times_ns(member: TarMember) -> tuple[int, int]:
 
 def _temp_name() -> str:
     """Hidden, short and unique, so a half-written file never passes for the real one."""
-    return f".stc-{os.getpid()}-{next(_temp_counter)}.tmp"
+    return f".stc-{_pid}-{next(_temp_counter)}.tmp"
+
+
+def _note_pid() -> None:
+    """The pid, read once: ``os.getpid`` is a system call, measured at ~3 µs of the ~40 per
+    extracted file while other threads run here (the fork hook keeps a child's own)."""
+    global _pid
+    _pid = os.getpid()
+
+
+_pid = os.getpid()
+os.register_at_fork(after_in_child=_note_pid)
 
 
 def current_umask() -> int:

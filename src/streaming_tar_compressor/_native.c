@@ -1,0 +1,348 @@
+/* stc's compiled hot paths: the unpack's file operations, run without the GIL, and the
+   reading of a plain tar header.
+
+   Extracting a tree of small files costs a handful of system calls per file; made from
+   Python each one takes the GIL back, so a writer thread in Python only convoys with the
+   thread that parses the tar stream. Here a whole batch runs with the GIL released while
+   that thread goes on. fs/ops.py holds the same operations in Python (the fallback, and
+   the reference the tests compare this with); fs/writer.py decides every name, mode and
+   check, so nothing here judges whether an operation is safe.
+
+   run_ops(ops) takes a list of tuples, runs them in order, and stops at the first that
+   fails, returning (its index, errno); None when all ran:
+
+     (CREATE, dir_fd, name, data, mode, uid, gid, mtime_ns, member)
+         openat(O_CREAT|O_EXCL|O_NOFOLLOW, 0600), write all of data, fchmod(mode),
+         fchown(uid, gid) when uid >= 0, futimens(mtime_ns), close
+     (RENAME, dir_fd, src, dst, flags, mtime_ns, member)
+         renameat(src, dst) in one folder (EISDIR: src is unlinked, then reported);
+         flags & 1: unlink src afterwards unless gone (two links to one file: rename did
+         nothing); flags & 2: set the symlink dst's mtime without following it
+     (CLOSE, fd)
+         close(fd): a folder descriptor the writer no longer uses, closed after the
+         operations queued before it
+
+   The member field is for the caller's messages and is not read here. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { OP_CREATE = 0, OP_RENAME = 1, OP_CLOSE = 2 };
+enum { RENAME_UNLINK_SOURCE = 1, RENAME_SYMLINK_MTIME = 2 };
+
+typedef struct {
+    int kind;
+    int fd;
+    PyObject *name;  /* bytes (file system encoding) */
+    PyObject *other; /* bytes: RENAME's destination */
+    Py_buffer data;  /* CREATE's content */
+    int has_data;
+    int mode;
+    int flags;
+    long long uid, gid;
+    long long mtime_ns;
+} op_t;
+
+static void release_ops(op_t *ops, Py_ssize_t count)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_XDECREF(ops[i].name);
+        Py_XDECREF(ops[i].other);
+        if (ops[i].has_data)
+            PyBuffer_Release(&ops[i].data);
+    }
+    PyMem_Free(ops);
+}
+
+/* PyLong_AsInt is public only from Python 3.13 on. */
+static int as_int(PyObject *value)
+{
+    long result = PyLong_AsLong(value);
+    if (result == -1 && PyErr_Occurred())
+        return -1;
+    if (result < INT_MIN || result > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "an int is out of range");
+        return -1;
+    }
+    return (int)result;
+}
+
+static int encode_name(PyObject *item, Py_ssize_t position, PyObject **out)
+{
+    PyObject *value = PyTuple_GET_ITEM(item, position);
+    if (!PyUnicode_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "a name must be a str");
+        return -1;
+    }
+    *out = PyUnicode_EncodeFSDefault(value);
+    return *out == NULL ? -1 : 0;
+}
+
+static int parse_op(PyObject *item, op_t *op)
+{
+    static const Py_ssize_t sizes[] = {9, 7, 2};
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2) {
+        PyErr_SetString(PyExc_TypeError, "an operation must be a tuple");
+        return -1;
+    }
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
+    if (kind == -1 && PyErr_Occurred())
+        return -1;
+    if (kind < OP_CREATE || kind > OP_CLOSE || PyTuple_GET_SIZE(item) != sizes[kind]) {
+        PyErr_SetString(PyExc_ValueError, "unknown operation");
+        return -1;
+    }
+    op->kind = (int)kind;
+    op->fd = as_int(PyTuple_GET_ITEM(item, 1));
+    if (op->fd == -1 && PyErr_Occurred())
+        return -1;
+    if (kind == OP_CLOSE)
+        return 0;
+    if (encode_name(item, 2, &op->name) < 0)
+        return -1;
+    if (kind == OP_CREATE) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 3), &op->data, PyBUF_SIMPLE) < 0)
+            return -1;
+        op->has_data = 1;
+        op->mode = as_int(PyTuple_GET_ITEM(item, 4));
+        op->uid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 5));
+        op->gid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 6));
+        op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 7));
+    } else {
+        if (encode_name(item, 3, &op->other) < 0)
+            return -1;
+        op->flags = as_int(PyTuple_GET_ITEM(item, 4));
+        op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 5));
+    }
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static struct timespec to_timespec(long long ns)
+{
+    struct timespec ts;
+    long long seconds = ns / 1000000000LL, rest = ns % 1000000000LL;
+    if (rest < 0) { /* before 1970: tv_nsec must stay in [0, 1e9) */
+        rest += 1000000000LL;
+        seconds -= 1;
+    }
+    ts.tv_sec = (time_t)seconds;
+    ts.tv_nsec = (long)rest;
+    return ts;
+}
+
+/* 0, or the errno of the system call that failed. */
+static int create_file(const op_t *op)
+{
+    const char *name = PyBytes_AS_STRING(op->name);
+    int fd = openat(op->fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    const char *data = op->data.buf;
+    Py_ssize_t left = op->data.len;
+    while (left > 0) {
+        ssize_t written = write(fd, data, (size_t)left);
+        if (written < 0) {
+            if (errno == EINTR)
+                continue;
+            goto failed;
+        }
+        data += written;
+        left -= written;
+    }
+    if (fchmod(fd, (mode_t)op->mode) < 0)
+        goto failed;
+    if (op->uid >= 0 && fchown(fd, (uid_t)op->uid, (gid_t)op->gid) < 0)
+        goto failed;
+    struct timespec times[2];
+    times[0] = times[1] = to_timespec(op->mtime_ns);
+    if (futimens(fd, times) < 0)
+        goto failed;
+    if (close(fd) < 0)
+        return errno;
+    return 0;
+failed: {
+    int error = errno;
+    close(fd);
+    return error;
+}
+}
+
+static int rename_file(const op_t *op)
+{
+    const char *src = PyBytes_AS_STRING(op->name), *dst = PyBytes_AS_STRING(op->other);
+    if (renameat(op->fd, src, op->fd, dst) < 0) {
+        int error = errno;
+        if (error == EISDIR)
+            unlinkat(op->fd, src, 0);
+        return error;
+    }
+    if ((op->flags & RENAME_UNLINK_SOURCE) && unlinkat(op->fd, src, 0) < 0 && errno != ENOENT)
+        return errno;
+    if (op->flags & RENAME_SYMLINK_MTIME) {
+        struct timespec times[2];
+        times[0] = times[1] = to_timespec(op->mtime_ns);
+        if (utimensat(op->fd, dst, times, AT_SYMLINK_NOFOLLOW) < 0)
+            return errno;
+    }
+    return 0;
+}
+
+static PyObject *run_ops(PyObject *module, PyObject *list)
+{
+    (void)module;
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "run_ops takes a list");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    op_t *ops = PyMem_Calloc((size_t)(count ? count : 1), sizeof(op_t));
+    if (ops == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (parse_op(PyList_GET_ITEM(list, i), &ops[i]) < 0) {
+            release_ops(ops, count);
+            return NULL;
+        }
+    }
+    Py_ssize_t failed_at = -1;
+    int error = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count && failed_at < 0; i++) {
+        switch (ops[i].kind) {
+        case OP_CREATE:
+            error = create_file(&ops[i]);
+            break;
+        case OP_RENAME:
+            error = rename_file(&ops[i]);
+            break;
+        default:
+            error = close(ops[i].fd) < 0 ? errno : 0;
+        }
+        if (error)
+            failed_at = i;
+    }
+    Py_END_ALLOW_THREADS
+    release_ops(ops, count);
+    if (failed_at < 0)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(ni)", failed_at, error);
+}
+
+/* header_fields(block): the fields of a plain 512-byte tar header in one call, or None when
+   the header needs core/tar_reader.py's own reading (which also words every error): a bad
+   checksum, or a numeric field that is not octal text (GNU base-256, damage).
+
+   Returns (size, name, linkname, mode, mtime, uid, gid, uname, gname): names as bytes up to
+   their first NUL, the POSIX prefix joined to the name when the magic is "ustar\0", numbers
+   read as tar_reader's _header_number reads octal: spaces and NULs around the digits are
+   skipped, an empty field is 0, anything else between them is not a number. */
+
+enum {
+    F_NAME = 0, F_MODE = 100, F_UID = 108, F_GID = 116, F_SIZE = 124, F_MTIME = 136,
+    F_CHKSUM = 148, F_LINKNAME = 157, F_MAGIC = 257, F_UNAME = 265, F_GNAME = 297,
+    F_PREFIX = 345, HEADER = 512,
+};
+
+/* 0 and *value set, or -1 when the field is not octal text. */
+static int octal(const unsigned char *field, int length, long long *value)
+{
+    int start = 0, end = length;
+    while (start < end && (field[start] == ' ' || field[start] == 0))
+        start++;
+    while (end > start && (field[end - 1] == ' ' || field[end - 1] == 0))
+        end--;
+    long long result = 0;
+    for (int i = start; i < end; i++) {
+        if (field[i] < '0' || field[i] > '7')
+            return -1;
+        result = result * 8 + (field[i] - '0'); /* at most 12 digits: fits */
+    }
+    *value = result;
+    return 0;
+}
+
+static Py_ssize_t text_length(const unsigned char *field, Py_ssize_t length)
+{
+    const unsigned char *nul = memchr(field, 0, (size_t)length);
+    return nul == NULL ? length : nul - field;
+}
+
+static PyObject *text(const unsigned char *field, Py_ssize_t length)
+{
+    return PyBytes_FromStringAndSize((const char *)field, text_length(field, length));
+}
+
+static PyObject *header_fields(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (view.len != HEADER) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "a tar header is 512 bytes");
+        return NULL;
+    }
+    const unsigned char *b = view.buf;
+    long long unsigned_sum = 8 * ' ', signed_sum = 8 * ' ';
+    for (int i = 0; i < HEADER; i++) {
+        if (i >= F_CHKSUM && i < F_CHKSUM + 8)
+            continue;
+        unsigned_sum += b[i];
+        signed_sum += (signed char)b[i];
+    }
+    long long stored, size, mode, mtime, uid, gid;
+    PyObject *result = NULL;
+    if (octal(b + F_CHKSUM, 8, &stored) < 0 || (stored != unsigned_sum && stored != signed_sum)
+        || octal(b + F_SIZE, 12, &size) < 0 || octal(b + F_MODE, 8, &mode) < 0
+        || octal(b + F_MTIME, 12, &mtime) < 0 || octal(b + F_UID, 8, &uid) < 0
+        || octal(b + F_GID, 8, &gid) < 0) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    PyObject *name;
+    Py_ssize_t name_length = text_length(b + F_NAME, 100);
+    Py_ssize_t prefix_length = memcmp(b + F_MAGIC, "ustar\0", 6) == 0
+        ? text_length(b + F_PREFIX, 155) : 0;
+    if (prefix_length) {
+        name = PyBytes_FromStringAndSize(NULL, prefix_length + 1 + name_length);
+        if (name != NULL) {
+            char *joined = PyBytes_AS_STRING(name);
+            memcpy(joined, b + F_PREFIX, (size_t)prefix_length);
+            joined[prefix_length] = '/';
+            memcpy(joined + prefix_length + 1, b + F_NAME, (size_t)name_length);
+        }
+    } else {
+        name = PyBytes_FromStringAndSize((const char *)b + F_NAME, name_length);
+    }
+    if (name != NULL) {
+        result = Py_BuildValue("(LNNLLLLNN)", size, name, text(b + F_LINKNAME, 100), mode,
+                               mtime, uid, gid, text(b + F_UNAME, 32), text(b + F_GNAME, 32));
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"run_ops", run_ops, METH_O, "Run file operations in order without the GIL."},
+    {"header_fields", header_fields, METH_O, "A plain tar header's fields, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_native",
+    .m_doc = "stc's compiled file operations.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }

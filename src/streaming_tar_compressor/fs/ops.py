@@ -1,0 +1,200 @@
+"""The file operations of an unpack, run in order: in C on a thread of their own when the
+compiled module is there, else in Python right away.
+
+TreeWriter decides every name, mode and check; what it hands over here is only system calls
+on folder descriptors it holds. Made from Python, each call takes the GIL back, so a Python
+writer thread convoys with the parsing thread (measured slower than inline); the C module
+(``_native.c``) runs a whole batch without the GIL while the tar stream is parsed on.
+
+An operation is a tuple (cheap to build by the hundred thousand):
+
+* ``(CREATE, dir_fd, name, data, mode, uid, gid, mtime_ns, member)``: a new file (O_EXCL,
+  never through a symlink) with its content, mode, owner (uid -1: leave it) and mtime;
+* ``(RENAME, dir_fd, src, dst, flags, mtime_ns, member)`` within one folder;
+  ``UNLINK_SOURCE``: remove ``src`` if rename left it (two links to one file),
+  ``SYMLINK_MTIME``: set the symlink ``dst``'s mtime; EISDIR unlinks ``src`` first;
+* ``(CLOSE, fd)``: a folder descriptor no longer used, closed after what came before it.
+
+``member`` names the archive member for messages. ``STC_PURE_PYTHON=1`` in the environment
+turns the compiled module off (the test suite runs both ways).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeAlias
+
+from .._compiled import built, native
+
+CREATE, RENAME, CLOSE = 0, 1, 2
+UNLINK_SOURCE, SYMLINK_MTIME = 1, 2
+Op: TypeAlias = tuple[Any, ...]
+Failure: TypeAlias = tuple[int, int]  # (index of the operation that failed, errno)
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+BATCH_OPS = 256  # operations handed to the C thread at once: one GIL release per batch
+BATCH_BYTES = 1 << 20  # file content a batch holds at most (it is copied, so memory is this)
+BATCHES_IN_FLIGHT = 2  # batches queued or running: a full queue makes the parser wait
+
+
+def run_ops_python(ops: list[Op]) -> Failure | None:
+    """The reference for ``_native.run_ops``: the same calls, in the same order."""
+    for index, op in enumerate(ops):
+        try:
+            _run_one(op)
+        except OSError as exc:
+            return index, exc.errno or errno.EIO
+    return None
+
+
+def _run_one(op: Op) -> None:
+    if op[0] == CREATE:
+        _create(op)
+    elif op[0] == RENAME:
+        _rename(op)
+    else:
+        os.close(op[1])
+
+
+def _create(op: Op) -> None:
+    _, dir_fd, name, data, mode, uid, gid, mtime_ns, _ = op
+    fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+        if uid >= 0:
+            os.fchown(fd, uid, gid)
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
+
+
+def _rename(op: Op) -> None:
+    _, dir_fd, src, dst, flags, mtime_ns, _ = op
+    try:
+        os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except IsADirectoryError:
+        os.unlink(src, dir_fd=dir_fd)
+        raise
+    if flags & UNLINK_SOURCE:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(src, dir_fd=dir_fd)
+    if flags & SYMLINK_MTIME:
+        os.utime(dst, ns=(mtime_ns, mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+
+
+class OpFailed(Exception):
+    """An operation failed: the writer turns it into a message that names the member."""
+
+    def __init__(self, op: Op, error: int) -> None:
+        super().__init__(op, error)
+        self.op = op
+        self.errno = error
+
+
+class OpRunner:
+    """Runs operations in the order they are added. With the C module, in batches on a thread
+    of its own (``wait`` until all ran); without, each one at once. A failure is raised as
+    OpFailed by the call that meets it; nothing after the failed operation runs, and
+    ``abandon`` hands back what did not run so the caller can clean up after it."""
+
+    def __init__(self, *, compiled: bool | None = None) -> None:
+        self._native = native if compiled is None else built if compiled else None
+        if compiled and self._native is None:
+            raise RuntimeError("the compiled module _native is not available")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="stc-write") if self._native else None
+        self._batch: list[Op] = []
+        self._batch_bytes = 0
+        self._in_flight: deque[tuple[list[Op], Future[object]]] = deque()
+        self._failed: OpFailed | None = None
+        self._unrun: list[Op] = []  # after a failure: the failed operation, then the rest
+        self._stopped = False  # set by the thread after a failure, or by abandon()
+
+    @property
+    def compiled(self) -> bool:
+        return self._native is not None
+
+    def add(self, op: Op, size: int = 0) -> None:
+        """Queue one operation (``size``: the bytes of content it holds)."""
+        if self._failed is not None:
+            raise self._failed
+        if self._pool is None:
+            try:
+                _run_one(op)
+            except OSError as exc:
+                self._fail([op], (0, exc.errno or errno.EIO))
+            return
+        self._batch.append(op)
+        self._batch_bytes += size
+        if len(self._batch) >= BATCH_OPS or self._batch_bytes >= BATCH_BYTES:
+            self._submit()
+
+    def wait(self) -> None:
+        """Every operation added so far has run (or raise the first failure)."""
+        if self._failed is not None:
+            raise self._failed
+        if self._batch:
+            self._submit()
+        while self._in_flight:
+            self._settle()
+
+    def abandon(self) -> list[Op]:
+        """Finish what was queued and keep no thread; after a failure nothing more runs.
+        Returns what did not run, in order: the failed operation first (it may have
+        half-happened). An abort for another reason so keeps every whole file made so far,
+        as a writer making the calls itself would have."""
+        if self._failed is None:
+            with contextlib.suppress(OpFailed):
+                self.wait()
+        self._stopped = True
+        self._failed = None  # reported already; what did not run is returned instead
+        while self._in_flight:
+            batch, future = self._in_flight.popleft()
+            outcome = future.result()
+            if outcome is SKIPPED:
+                self._unrun.extend(batch)
+            elif isinstance(outcome, tuple):
+                self._unrun.extend(batch[outcome[0] :])
+        self._unrun.extend(self._batch)
+        self._batch = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._pool = self._native = None  # what the caller still does runs at once
+        unrun, self._unrun = self._unrun, []
+        return unrun
+
+    def _submit(self) -> None:
+        assert self._pool is not None
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        self._in_flight.append((batch, self._pool.submit(self._run, batch)))
+        while len(self._in_flight) > BATCHES_IN_FLIGHT:
+            self._settle()
+
+    def _run(self, batch: list[Op]) -> object:
+        """On the thread: one batch, unless an earlier one failed or the writer gave up."""
+        assert self._native is not None
+        if self._stopped:
+            return SKIPPED
+        failure = self._native.run_ops(batch)
+        if failure is not None:
+            self._stopped = True
+        return failure
+
+    def _settle(self) -> None:
+        batch, future = self._in_flight.popleft()
+        outcome = future.result()
+        if isinstance(outcome, tuple):
+            self._fail(batch, outcome)
+
+    def _fail(self, batch: list[Op], failure: Failure) -> None:
+        self._failed = OpFailed(batch[failure[0]], failure[1])
+        self._unrun = batch[failure[0] :]
+        raise self._failed
+
+
+SKIPPED = object()  # what a batch returns when it did not run

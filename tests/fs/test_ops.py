@@ -1,0 +1,205 @@
+"""The unpack's file operations: the compiled ones (``_native.c``) do exactly what the Python
+reference does, failures included, and the runner keeps their order across batches."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streaming_tar_compressor.fs import ops
+from streaming_tar_compressor.fs.ops import (
+    CLOSE,
+    CREATE,
+    RENAME,
+    SYMLINK_MTIME,
+    UNLINK_SOURCE,
+    Op,
+    OpFailed,
+    OpRunner,
+    run_ops_python,
+)
+from streaming_tar_compressor.fs.writer import OPEN_DIRS_KEPT, TreeWriter
+from streaming_tar_compressor.models import MemberKind, TarMember
+from tests.helpers import unavailable
+
+
+@pytest.fixture
+def built() -> ModuleType:
+    """The compiled module, whatever STC_PURE_PYTHON says (that only steers the writers)."""
+    return built_module()
+
+
+def test_writers_use_what_the_environment_asks_for():
+    pure = os.environ.get("STC_PURE_PYTHON") == "1"
+    assert OpRunner().compiled == (not pure and ops.built is not None)
+
+
+# -- the same calls in C and in Python ---------------------------------------------------------
+
+NAMES = ["a", "b", "c", "d/", "é"]  # "d/" stands for a folder that is there from the start
+names = st.sampled_from([name.rstrip("/") for name in NAMES])
+creates = st.tuples(
+    st.just(CREATE),
+    names,
+    st.binary(max_size=300),
+    st.sampled_from([0o600, 0o644, 0o755, 0o400]),
+    st.integers(-(2**40), 2**62),
+)
+renames = st.tuples(st.just(RENAME), names, names, st.sampled_from([0, UNLINK_SOURCE]))
+
+
+def built_module() -> ModuleType:
+    if ops.built is None:
+        unavailable("the compiled module _native is not built (no C compiler or Python headers?)")
+    return ops.built
+
+
+def materialize(spec: tuple[object, ...], dir_fd: int) -> Op:
+    if spec[0] == CREATE:
+        _, name, data, mode, mtime_ns = spec
+        return (CREATE, dir_fd, name, data, mode, -1, -1, mtime_ns, f"member {name}")
+    _, src, dst, flags = spec
+    return (RENAME, dir_fd, src, dst, flags, 0, f"member {dst}")
+
+
+def state(root: Path) -> dict[str, tuple[object, ...]]:
+    found: dict[str, tuple[object, ...]] = {}
+    for path in sorted(root.iterdir()):
+        st_ = path.lstat()
+        if stat.S_ISDIR(st_.st_mode):
+            found[path.name] = ("dir",)
+        else:
+            found[path.name] = (path.read_bytes(), stat.S_IMODE(st_.st_mode), st_.st_mtime_ns)
+    return found
+
+
+@contextlib.contextmanager
+def folder(root: Path) -> Iterator[int]:
+    """A folder with the one subfolder "d" that NAMES promises, and its descriptor."""
+    root.mkdir()
+    (root / "d").mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(specs=st.lists(st.one_of(creates, renames), max_size=12))
+def test_compiled_operations_match_the_python_reference(built, tmp_path_factory, specs):
+    base = tmp_path_factory.mktemp("ops")
+    outcomes, states = [], []
+    for runner in (run_ops_python, built.run_ops):
+        root = base / runner.__module__.rsplit(".", 1)[-1]
+        with folder(root) as dir_fd:
+            outcomes.append(runner([materialize(spec, dir_fd) for spec in specs]))
+        states.append(state(root))
+    assert outcomes[0] == outcomes[1]
+    assert states[0] == states[1]
+
+
+@pytest.mark.parametrize("runner", ["python", "compiled"])
+def test_each_failure_is_reported_with_its_index_and_errno(tmp_path, runner):
+    run = run_ops_python if runner == "python" else built_module().run_ops
+    with folder(tmp_path / "out") as fd:
+        made = (CREATE, fd, "f", b"1", 0o644, -1, -1, 0, "f")
+        assert run([made]) is None
+        again = (CREATE, fd, "g", b"1", 0o644, -1, -1, 0, "g")
+        assert run([again, again]) == (1, errno.EEXIST)  # never replaces: O_EXCL
+        assert run([(CREATE, fd, "d/x", b"", 0o644, -1, -1, 0, "x")]) is None
+        assert run([(RENAME, fd, "nothing", "g", 0, 0, "g")]) == (0, errno.ENOENT)
+        # A file over a folder: refused, and the file goes (nothing else would remove it).
+        assert run([(CREATE, fd, "t", b"2", 0o644, -1, -1, 0, "t")]) is None
+        assert run([(RENAME, fd, "t", "d", 0, 0, "d")])[1] in (errno.EISDIR, errno.ENOTEMPTY)
+        assert not (tmp_path / "out" / "t").exists()
+        assert run([(CLOSE, 1_000_000)]) == (0, errno.EBADF)
+        # Never through a symlink: O_NOFOLLOW on the last name.
+        os.symlink("f", tmp_path / "out" / "s")
+        assert run([(CREATE, fd, "s", b"3", 0o644, -1, -1, 0, "s")]) == (0, errno.EEXIST)
+        assert (tmp_path / "out" / "f").read_bytes() == b"1"
+
+
+@pytest.mark.parametrize("runner", ["python", "compiled"])
+def test_a_rename_sets_a_symlinks_own_mtime_and_drops_a_second_link(tmp_path, runner):
+    run = run_ops_python if runner == "python" else built_module().run_ops
+    out = tmp_path / "out"
+    with folder(out) as fd:
+        os.symlink("missing-target", out / "tmp-link")
+        assert (
+            run([(RENAME, fd, "tmp-link", "link", SYMLINK_MTIME, 123_000_000_789, "link")]) is None
+        )
+        assert os.lstat(out / "link").st_mtime_ns == 123_000_000_789
+        (out / "file").write_bytes(b"x")
+        os.link(out / "file", out / "tmp-twin")
+        # Two links to one file: rename does nothing, so the temp name is unlinked after.
+        assert run([(RENAME, fd, "tmp-twin", "file", UNLINK_SOURCE, 0, "file")]) is None
+        assert sorted(os.listdir(out)) == ["d", "file", "link"]
+
+
+# -- the runner --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compiled_runner", [False, True])
+def test_order_holds_across_batches_and_nothing_runs_after_a_failure(tmp_path, compiled_runner):
+    if compiled_runner:
+        built_module()
+    out = tmp_path / "out"
+    with folder(out) as fd:
+        runner = OpRunner(compiled=compiled_runner)
+        count = 3 * ops.BATCH_OPS + 7
+        for index in range(count):  # each file renamed over by the next: order shows
+            runner.add((CREATE, fd, f"t{index}", str(index).encode(), 0o644, -1, -1, 0, "f"), 8)
+            runner.add((RENAME, fd, f"t{index}", "f", 0, 0, "f"))
+        runner.wait()
+        assert (out / "f").read_bytes() == str(count - 1).encode()
+        bad = (RENAME, fd, "missing", "g", 0, 0, "g")
+        after = [(CREATE, fd, f"late{i}", b"", 0o644, -1, -1, 0, "late") for i in range(600)]
+        with pytest.raises(OpFailed) as failure:
+            runner.add(bad)
+            for op in after:
+                runner.add(op)
+            runner.wait()
+        assert failure.value.op == bad and failure.value.errno == errno.ENOENT
+        unrun = runner.abandon()
+        assert unrun[0] == bad and set(unrun[1:]) <= set(after)
+        assert not list(out.glob("late*"))  # the failure stopped everything queued after it
+        # After abandon the runner still works, at once: a writer's cleanup goes through it.
+        runner.add((CREATE, fd, "after", b"", 0o644, -1, -1, 0, "after"))
+        assert (out / "after").exists()
+
+
+def test_a_file_ended_after_a_commit_that_closed_its_folder(tmp_path):
+    """A chunk may verify in the middle of a member: the commit's renames walk many folders,
+    which can close the one the open member's folder descriptor named."""
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True)
+    folders = OPEN_DIRS_KEPT + 50
+    for index in range(folders):
+        name = f"f{index:03d}/x"
+        member = TarMember(name=name, kind=MemberKind.FILE, size=1, mode=0o644, mtime=1e9)
+        writer.start(member)
+        writer.write(b"x")
+        writer.end(member)
+    last = TarMember(name="last/y", kind=MemberKind.FILE, size=4, mode=0o600, mtime=2e9)
+    writer.start(last)
+    writer.write(b"ab")  # the member's first piece...
+    writer.commit()  # ...then its chunk's neighbour verifies
+    writer.write(b"cd")
+    writer.end(last)
+    writer.commit()
+    writer.close()
+    assert (out / "last" / "y").read_bytes() == b"abcd"
+    assert len(list(out.glob("f*/x"))) == folders
+    assert not [p for p in out.rglob(".stc-*")]
