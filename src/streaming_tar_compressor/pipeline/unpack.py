@@ -76,6 +76,8 @@ class _Extractor:
     ) -> None:
         self._writer = writer
         self._progress = progress
+        # Nothing to tell NullProgress: no path joined per member (~1 µs of ~30 on small files).
+        self._reports_files = type(progress) is not NullProgress
         self._journal = journal
         # Member offsets count from where decoding began; the journal's from the stream start.
         self._base = resume.position if resume is not None else 0
@@ -98,8 +100,9 @@ class _Extractor:
             member = event.member
             if member.kind is MemberKind.DIRECTORY and self._journal is not None:
                 self._directories.append(member)
-            size = member.size if member.kind is MemberKind.FILE else 0
-            self._progress.file(os.path.join(self._writer.output_dir, member.name), size)
+            if self._reports_files:
+                size = member.size if member.kind is MemberKind.FILE else 0
+                self._progress.file(os.path.join(self._writer.output_dir, member.name), size)
 
     def committed(self) -> None:
         """Every ended member now has its real name: journal that the open member (or, when

@@ -1,0 +1,65 @@
+"""A source file's bytes for the tar stream: read by one C call when small and compiled, else
+in pieces by Python; both report a vanished, unreadable or shrunk file the same way."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from streaming_tar_compressor.errors import SourceChangedError, SourceError
+from streaming_tar_compressor.pipeline import pack
+from tests.fs.test_ops import built_module
+
+
+@pytest.fixture(params=["compiled", "python"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    read_file = built_module().read_file if request.param == "compiled" else None
+    monkeypatch.setattr(pack, "_read_file", read_file)
+    return str(request.param)
+
+
+def data(path: Path, size: int, skip: int = 0) -> bytes:
+    return b"".join(pack._file_data(str(path), size, skip))
+
+
+def test_whole_files_and_a_resumed_tail(tmp_path, reader):
+    path = tmp_path / "f"
+    content = os.urandom(3 * pack.READ_SIZE // 2)
+    path.write_bytes(content)
+    assert data(path, len(content)) == content  # larger than one read: Python's pieces
+    small = tmp_path / "small"
+    small.write_bytes(content[:5000])
+    assert data(small, 5000) == content[:5000]
+    assert data(small, 5000, skip=1000) == content[1000:5000]
+    (tmp_path / "empty").write_bytes(b"")
+    assert data(tmp_path / "empty", 0) == b""
+
+
+def test_a_file_that_shrank_since_the_walk(tmp_path, reader):
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    with pytest.raises(SourceChangedError, match=r"shrank while being packed \(3 of 10 bytes\)"):
+        data(path, 10)
+
+
+def test_a_file_that_grew_gives_the_size_the_header_said(tmp_path, reader):
+    path = tmp_path / "f"
+    path.write_bytes(b"abcdef")
+    assert data(path, 4) == b"abcd"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: None, "No such file or directory"),
+        (lambda p: p.mkdir(), "Is a directory"),
+    ],
+)
+def test_a_file_that_vanished_or_became_a_folder(tmp_path, reader, make, message):
+    path = tmp_path / "f"
+    make(path)
+    with pytest.raises(SourceError, match=message) as caught:
+        data(path, 10)
+    assert str(path) in str(caught.value)
