@@ -34,10 +34,12 @@ def _relative_parts(path: str, member_name: str) -> tuple[str, ...]:
     _check_length(path, member_name)
     if path.startswith("/"):
         raise UnsafeMemberError(member_name, "absolute names are refused")
-    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    parts = path.split("/")
+    if "" in parts or "." in parts:  # most names have neither: no filtering pass for them
+        parts = [p for p in parts if p not in ("", ".")]
     if ".." in parts:
         raise UnsafeMemberError(member_name, "names with '..' are refused")
-    return parts
+    return tuple(parts)
 
 
 def check_member(member: TarMember) -> tuple[str, ...]:
@@ -87,10 +89,13 @@ def hardlink_parts(member: TarMember) -> tuple[str, ...]:
 def _check_length(path: str, member_name: str) -> None:
     """Counted in the bytes the name has on disk: names that are not UTF-8 keep their bytes
     (the reader decodes them with surrogateescape, and ``os`` encodes them back)."""
-    try:
-        size = len(path.encode("utf-8", "surrogateescape"))
-    except UnicodeEncodeError:
-        raise UnsafeMemberError(member_name, "names must be UTF-8 or raw bytes") from None
+    if path.isascii():  # most names: one byte a character, nothing to validate
+        size = len(path)
+    else:
+        try:
+            size = len(path.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            raise UnsafeMemberError(member_name, "names must be UTF-8 or raw bytes") from None
     if size > MAX_NAME_BYTES:
         raise UnsafeMemberError(
             member_name, f"names and link targets longer than {MAX_NAME_BYTES} bytes are refused"
