@@ -1,8 +1,8 @@
 """The optional C extension; everything else about the package is in pyproject.toml.
 
-``_native.c`` runs the unpack's file operations without the GIL (README "Compiled file
-operations"). ``optional=True``: without a C compiler or Python's headers the install still
-succeeds, and fs/ops.py runs the same operations in Python.
+``_native.c`` holds the measured hot paths of pack and unpack (README "Compiled hot paths").
+``optional=True``: without a C compiler or Python's headers the install still succeeds, and
+the Python twins of those paths run instead.
 """
 
 from setuptools import Extension, setup

@@ -3,8 +3,11 @@ Python reading it stands in for, and leaves to it every header it cannot read th
 
 from __future__ import annotations
 
+import io
+import itertools
 import tarfile
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,3 +92,66 @@ def test_a_checksum_summed_over_signed_bytes_is_accepted():
     assert python_reading(bytes(block)) is not None
     fields = built_module().header_fields(bytes(block))
     assert fields is not None and fields[1] == "é-name".encode()
+
+
+@st.composite
+def archives(draw: st.DrawFn) -> bytes:
+    """A tar stream of varied members: plain ones, pax and GNU long names, links, devices,
+    a directory written as a regular file with a trailing slash, and one sized hardlink."""
+    out = io.BytesIO()
+    form = draw(st.sampled_from([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]))
+    with tarfile.open(fileobj=out, mode="w", format=form) as tar:
+        for index in range(draw(st.integers(0, 12))):
+            kind = draw(st.sampled_from(["file", "dir", "symlink", "hardlink", "fifo", "dev"]))
+            name = f"d{index % 3}/" + draw(st.sampled_from(["f", "ü", "x" * 120])) + str(index)
+            info = tarfile.TarInfo(name)
+            info.mtime = draw(st.integers(0, 2**33))
+            data = b""
+            if kind == "file":
+                data = draw(st.binary(max_size=2000))
+                info.size = len(data)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind in ("symlink", "hardlink"):
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.linkname = "d0/f0"
+            else:
+                info.type = tarfile.FIFOTYPE if kind == "fifo" else tarfile.CHRTYPE
+                info.devmajor, info.devminor = 1, 3
+            try:
+                tar.addfile(info, io.BytesIO(data) if data else None)
+            except ValueError:  # a name this format cannot hold
+                continue
+    stream = bytearray(out.getvalue())
+    if draw(st.booleans()) and len(stream) > 1536:  # a regular-file header named like a folder
+        stream[:0] = tarfile.TarInfo("folder/").tobuf(tarfile.USTAR_FORMAT)
+    return bytes(stream)
+
+
+def events_of(stream: bytes, cuts: list[int]) -> list[tuple[object, ...]]:
+    reader = tar_reader.TarReader()
+    seen: list[tuple[object, ...]] = []
+    points = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
+    for start, end in itertools.pairwise(points):
+        for event in reader.feed(stream[start:end]):
+            if isinstance(event, tar_reader.MemberData):
+                seen.append(("data", bytes(event.data)))
+            else:
+                seen.append((type(event).__name__, event.member))
+    reader.finish()
+    return seen
+
+
+@settings(max_examples=200, deadline=None)
+@given(stream=archives(), cuts=st.lists(st.integers(0, 2**20), max_size=6))
+def test_runs_read_in_one_call_give_the_events_of_the_header_by_header_path(stream, cuts):
+    module = built_module()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tar_reader, "_compiled_fields", module.header_fields)
+        patch.setattr(tar_reader, "_compiled_run", module.plain_members)
+        fast = events_of(stream, cuts)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tar_reader, "_compiled_fields", None)
+        patch.setattr(tar_reader, "_compiled_run", None)
+        slow = events_of(stream, cuts)
+    assert fast == slow

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -34,6 +35,11 @@ _ZERO_BLOCK = bytes(BLOCK_SIZE)
 # None: then _verify_checksum and _header_fields read every header in Python. The compiled one
 # returns None for a header they must read (they word the error, or decode base-256).
 _compiled_fields = native.header_fields if native is not None else None
+# Runs of plain members read in one C call (see _plain_run), or None.
+# What _native.header_fields returns: size, name, linkname, mode, mtime, uid, gid, uname, gname.
+_PlainFields: TypeAlias = tuple[int, bytes, bytes, int, int, int, int, bytes, bytes]
+_compiled_run: Callable[[memoryview, int], tuple[list[tuple[int, bytes, _PlainFields]], int]] | None
+_compiled_run = native.plain_members if native is not None else None
 _OCTAL_DIGITS = b"01234567"
 
 # Header fields (offset, length) of POSIX ustar, "ustar Header Block".
@@ -130,10 +136,6 @@ class _State(enum.Enum):
     SKIP = "skip"  # skipping padding, or data the member's kind does not carry
     ZERO = "zero"  # one zero block seen: the block after it ends the archive, whatever it is
     END = "end"  # end-of-archive marker seen; the rest is ignored
-
-
-# What _native.header_fields returns: size, name, linkname, mode, mtime, uid, gid, uname, gname.
-_PlainFields: TypeAlias = tuple[int, bytes, bytes, int, int, int, int, bytes, bytes]
 
 
 @dataclass(slots=True)
@@ -262,6 +264,24 @@ class TarReader:
                     assert self._member is not None
                     events.append(MemberEnd(self._member))
                     self._skip_then_header(-self._member.size % BLOCK_SIZE)
+            elif (
+                state is _State.HEADER
+                and _compiled_run is not None
+                and not self._buffer
+                and self._plain_next()
+            ):
+                taken = self._plain_run(view, pos, events)
+                if taken:
+                    pos += taken
+                    continue
+                take = min(self._need, end - pos)
+                if take == self._need:
+                    block = view[pos : pos + take].tobytes()
+                    self._offset += take
+                    pos += take
+                    self._on_header(block, events)
+                    continue
+                self._buffer += view[pos : pos + take]
             elif state is _State.HEADER or state is _State.EXTENDED:
                 take = min(self._need - len(self._buffer), end - pos)
                 if take == self._need:  # a whole block in the piece: one copy, no buffering
@@ -287,6 +307,36 @@ class TarReader:
                 take = end - pos
             self._offset += take
             pos += take
+
+    def _plain_next(self) -> bool:
+        """No extended header is waiting to apply to the next member."""
+        return (
+            not (self._pax or self._globals)
+            and self._long_name is self._long_link is None
+            and self._first_header_offset is None
+        )
+
+    def _plain_run(self, view: memoryview, pos: int, events: list[TarEvent]) -> int:
+        """The plain members lying whole in ``view[pos:]``, read by one C call, as the
+        header-by-header path reads them: the same members, events and offsets. Returns the
+        bytes taken (0: the next header is not plain, or its member is not all here)."""
+        assert _compiled_run is not None
+        found, stop = _compiled_run(view, pos)
+        base = self._offset - pos
+        for position, flag, plain in found:
+            size, name, linkname, mode, mtime, uid, gid, uname, gname = plain
+            fields = _Fields(
+                name, linkname, size, mode & 0o7777, float(mtime), uid, gid, uname, gname
+            )
+            member = self._member_from(flag, fields, base + position, None)
+            events.append(MemberStart(member))
+            if member.size:
+                data = position + BLOCK_SIZE
+                events.append(MemberData(view[data : data + member.size]))
+            events.append(MemberEnd(member))
+            self._member = member
+        self._offset += stop - pos
+        return stop - pos
 
     def _skip_then_header(self, count: int) -> None:
         self._skip = count
@@ -315,7 +365,7 @@ class TarReader:
             self._start_extended(flag, size, offset)
             return
         fields = self._layered_fields(block, size, offset, plain)
-        member = self._member_from(block, fields, offset)
+        member = self._member_from(block[_TYPEFLAG], fields, offset, block)
         self._member = member
         self._pax, self._long_name, self._long_link = {}, None, None
         self._first_header_offset = None
@@ -379,8 +429,10 @@ class TarReader:
         _apply_pax(fields, {k: v for k, v in self._pax.items() if v})
         return fields
 
-    def _member_from(self, block: bytes, fields: _Fields, offset: int) -> TarMember:
-        flag = block[_TYPEFLAG]
+    def _member_from(
+        self, flag: bytes, fields: _Fields, offset: int, block: bytes | None
+    ) -> TarMember:
+        """``block``: the header, for a device's numbers (the C reading of runs has none)."""
         name = _text(fields.name)
         kind = _KINDS.get(flag)
         if fields.sparse or flag == b"S":
@@ -395,6 +447,7 @@ class TarReader:
             name = name.rstrip("/") or name[:1]  # "/" stays "/": the safety layer judges it
         # Only devices read devmajor/devminor: v7 headers have no such fields.
         is_device = kind is MemberKind.CHAR_DEVICE or kind is MemberKind.BLOCK_DEVICE
+        assert block is not None or not is_device
         first = self._first_header_offset
         if not -MAX_MTIME <= fields.mtime <= MAX_MTIME:
             raise CorruptStreamError(f"member {name!r} has an absurd mtime {fields.mtime:g}")
@@ -409,8 +462,12 @@ class TarReader:
             uname=_text(fields.uname),
             gname=_text(fields.gname),
             linkname=_text(fields.linkname),
-            devmajor=_header_number(block[_DEVMAJOR], "devmajor", offset) if is_device else 0,
-            devminor=_header_number(block[_DEVMINOR], "devminor", offset) if is_device else 0,
+            devmajor=_header_number(block[_DEVMAJOR], "devmajor", offset)
+            if block and is_device
+            else 0,
+            devminor=_header_number(block[_DEVMINOR], "devminor", offset)
+            if block and is_device
+            else 0,
             offset=offset if first is None else first,
         )
 
