@@ -159,19 +159,30 @@ def pairs(cores: int) -> list[tuple[str, str]]:
 
 
 def goals(cores: int) -> list[Goal]:
-    """The performance issue's targets (its -p2/-T2 are this machine's core count here)."""
+    """The targets of the many-files issue (its -p2/-T2 are this machine's core count here),
+    plus the codecs it does not name, held where earlier work put them."""
     pigz, zstd, xz = f"pigz -p{cores} -6", f"zstd -3 -T{cores}", f"xz -6 -T{cores}"
     return [
         Goal(
-            f"gzip pack ≥ 1.2x {pigz}, size ≤ 1.03x gzip -6",
+            f"gzip pack ≥ 1.8x {pigz}, size ≤ 1.01x gzip -6",
             "pack",
             "stc gzip",
             pigz,
-            1.2,
+            1.8,
             size_vs="gzip -6",
-            max_size=1.03,
+            max_size=1.01,
+            corpora=("mixed",),
         ),
-        Goal(f"gzip -l 1 pack ≥ 2x {pigz}", "pack", "stc gzip -l 1", pigz, 2.0),
+        Goal(
+            f"gzip pack ≥ 1.5x {pigz}, size ≤ 1.01x gzip -6",
+            "pack",
+            "stc gzip",
+            pigz,
+            1.5,
+            size_vs="gzip -6",
+            max_size=1.01,
+            corpora=("small-files",),
+        ),
         Goal(
             f"zstd pack ≥ 1.0x {zstd}, size ≤ 1.02x",
             "pack",
@@ -181,12 +192,14 @@ def goals(cores: int) -> list[Goal]:
             size_vs=zstd,
             max_size=1.02,
         ),
-        Goal("lz4 pack ≥ 0.9x lz4 -1", "pack", "stc lz4", "lz4 -1", 0.9),
+        Goal("lz4 pack ≥ 1.0x lz4 -1", "pack", "stc lz4", "lz4 -1", 1.0),
+        Goal("none pack ≥ 0.8x tar | split", "pack", "stc none", "tar | split", 0.8),
         Goal(f"xz pack ≥ 1.0x {xz}", "pack", "stc xz", xz, 1.0),
         Goal(f"bzip2 pack ≥ 0.9x lbzip2 -n{cores}", "pack", "stc bzip2", f"lbzip2 -n{cores}", 0.9),
         Goal("gzip unpack ≥ 1.2x pigz -d | tar -x", "unpack", "stc gzip", pigz, 1.2),
         Goal("zstd unpack ≥ 1.0x zstd -d | tar -x", "unpack", "stc zstd", zstd, 1.0),
         Goal("lz4 unpack ≥ 1.0x lz4 -d | tar -x", "unpack", "stc lz4", "lz4 -1", 1.0),
+        Goal("none unpack ≥ 0.8x cat | tar -x", "unpack", "stc none", "tar | split", 0.8),
         Goal("xz unpack ≥ 1.0x xz -d | tar -x", "unpack", "stc xz", xz, 1.0),
         Goal(
             "random: gzip pack ≥ 0.8x tar | split",
