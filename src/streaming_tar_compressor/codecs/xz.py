@@ -282,9 +282,12 @@ class XzCodec:
     default_level = 6
     min_level = 0
     max_level = 9
-    # 4 MiB, not 8: liblzma's preset-6 encoder takes ~11x its dictionary per worker; measured on
-    # a 150 MiB mixed tree, peak RSS 339 -> 180 MiB for 0.6 % more output.
-    default_block_size = 4 * 2**20
+    # 2 MiB: liblzma's preset-6 encoder takes ~11x its dictionary (at most the block) per
+    # worker. Measured on a 150 MiB mixed tree, 8 -> 4 MiB took peak RSS from 339 to 180 MiB
+    # for 0.6 % more output; on a 60 MiB mixed tree (2 workers), 4 -> 2 MiB took it from
+    # 183-189 to 112-118 MiB (under the 128 MiB goal) and 13.7-16.3 -> 11.0-12.2 s, for 0.7 %
+    # more output (1.018x `xz -6 -T2`'s, which took 29.2 s and 259 MiB).
+    default_block_size = 2 * 2**20
     tar_flag = "-J"
 
     def new_encoder(self, level: int, block_size: int) -> XzEncoder:
