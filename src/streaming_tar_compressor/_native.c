@@ -392,6 +392,22 @@ static PyObject *plain_members(PyObject *module, PyObject *args)
     return Py_BuildValue("(Nn)", members, pos);
 }
 
+/* byte_sum(data): the sum of the bytes, as Python's sum(data) gives it: the checksum of a tar
+   header the pack writes (a loop of 512 Python ints cost ~3 µs a member). */
+static PyObject *byte_sum(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *b = view.buf;
+    unsigned long long total = 0;
+    for (Py_ssize_t i = 0; i < view.len; i++)
+        total += b[i];
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLongLong(total);
+}
+
 /* read_file(path, size): up to size bytes from the start of the file at path (fewer only at
    its end), opened, read and closed with the GIL released: a pack's tar thread reads a tree's
    small files this way in one call each, while the compressing threads run on. OSError as
@@ -451,6 +467,7 @@ static PyObject *read_file(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
+    {"byte_sum", byte_sum, METH_O, "The sum of a buffer's bytes."},
     {"read_file", read_file, METH_VARARGS, "Up to size bytes of a file, read without the GIL."},
     {"run_ops", run_ops, METH_O, "Run file operations in order without the GIL."},
     {"header_fields", header_fields, METH_O, "A plain tar header's fields, or None."},

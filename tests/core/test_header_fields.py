@@ -155,3 +155,10 @@ def test_runs_read_in_one_call_give_the_events_of_the_header_by_header_path(stre
         patch.setattr(tar_reader, "_compiled_run", None)
         slow = events_of(stream, cuts)
     assert fast == slow
+
+
+@given(data=st.binary(max_size=2048))
+def test_the_compiled_byte_sum_is_pythons(data):
+    """The pack's header checksum: the same number as sum() over the bytes."""
+    assert built_module().byte_sum(data) == sum(data)
+    assert built_module().byte_sum(bytearray(data)) == sum(data)

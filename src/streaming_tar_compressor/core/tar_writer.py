@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import struct
 import tarfile
+from collections.abc import Callable
 
+from .._compiled import native
 from ..models import MemberKind, TarMember
 
 BLOCK = 512
@@ -35,6 +37,10 @@ _USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
 _CHECKSUM_FIELD = slice(148, 156)
 _OCTAL_LIMIT_8 = 8**7  # largest value + 1 that 7 octal digits (an 8-byte field) hold
 _OCTAL_LIMIT_12 = 8**11
+
+
+# The header checksum's sum in C when compiled (sum() of 512 ints was ~3 µs a member).
+_byte_sum: Callable[[bytearray], int] = native.byte_sum if native is not None else sum
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -78,7 +84,7 @@ def _fast_header(member: TarMember, size: int, mtime: int) -> bytes | None:
             b"",
         )
     )
-    block[_CHECKSUM_FIELD] = b"%06o\0 " % sum(block)
+    block[_CHECKSUM_FIELD] = b"%06o\0 " % _byte_sum(block)
     return bytes(block)
 
 
