@@ -35,9 +35,9 @@ _ZERO_BLOCK = bytes(BLOCK_SIZE)
 # None: then _verify_checksum and _header_fields read every header in Python. The compiled one
 # returns None for a header they must read (they word the error, or decode base-256).
 _compiled_fields = native.header_fields if native is not None else None
-# Runs of plain members read in one C call (see _plain_run), or None.
 # What _native.header_fields returns: size, name, linkname, mode, mtime, uid, gid, uname, gname.
 _PlainFields: TypeAlias = tuple[int, bytes, bytes, int, int, int, int, bytes, bytes]
+# Runs of plain members read in one C call (see _plain_run), or None.
 _compiled_run: Callable[[memoryview, int], tuple[list[tuple[int, bytes, _PlainFields]], int]] | None
 _compiled_run = native.plain_members if native is not None else None
 _OCTAL_DIGITS = b"01234567"
@@ -264,25 +264,17 @@ class TarReader:
                     assert self._member is not None
                     events.append(MemberEnd(self._member))
                     self._skip_then_header(-self._member.size % BLOCK_SIZE)
-            elif (
-                state is _State.HEADER
-                and _compiled_run is not None
-                and not self._buffer
-                and self._plain_next()
-            ):
-                taken = self._plain_run(view, pos, events)
-                if taken:
-                    pos += taken
-                    continue
-                take = min(self._need, end - pos)
-                if take == self._need:
-                    block = view[pos : pos + take].tobytes()
-                    self._offset += take
-                    pos += take
-                    self._on_header(block, events)
-                    continue
-                self._buffer += view[pos : pos + take]
             elif state is _State.HEADER or state is _State.EXTENDED:
+                if (
+                    state is _State.HEADER
+                    and _compiled_run is not None
+                    and not self._buffer
+                    and self._plain_next()
+                ):
+                    taken = self._plain_run(view, pos, events)
+                    if taken:
+                        pos += taken
+                        continue
                 take = min(self._need - len(self._buffer), end - pos)
                 if take == self._need:  # a whole block in the piece: one copy, no buffering
                     block = view[pos : pos + take].tobytes()
@@ -324,11 +316,7 @@ class TarReader:
         found, stop = _compiled_run(view, pos)
         base = self._offset - pos
         for position, flag, plain in found:
-            size, name, linkname, mode, mtime, uid, gid, uname, gname = plain
-            fields = _Fields(
-                name, linkname, size, mode & 0o7777, float(mtime), uid, gid, uname, gname
-            )
-            member = self._member_from(flag, fields, base + position, None)
+            member = self._member_from(flag, _plain_fields(plain), base + position, None)
             events.append(MemberStart(member))
             if member.size:
                 data = position + BLOCK_SIZE
@@ -410,13 +398,7 @@ class TarReader:
     def _layered_fields(
         self, block: bytes, size: int, offset: int, plain: _PlainFields | None
     ) -> _Fields:
-        if plain is not None:
-            _, name, linkname, mode, mtime, uid, gid, uname, gname = plain
-            fields = _Fields(
-                name, linkname, size, mode & 0o7777, float(mtime), uid, gid, uname, gname
-            )
-        else:
-            fields = _header_fields(block, size, offset)
+        fields = _plain_fields(plain) if plain is not None else _header_fields(block, size, offset)
         if not (self._pax or self._globals) and self._long_name is self._long_link is None:
             return fields  # a plain header: nothing to layer over it
         # POSIX: an empty 'x' value deletes the keyword, global value included.
@@ -470,6 +452,12 @@ class TarReader:
             else 0,
             offset=offset if first is None else first,
         )
+
+
+def _plain_fields(plain: _PlainFields) -> _Fields:
+    """The compiled reading's fields as _header_fields gives them."""
+    size, name, linkname, mode, mtime, uid, gid, uname, gname = plain
+    return _Fields(name, linkname, size, mode & 0o7777, float(mtime), uid, gid, uname, gname)
 
 
 def _header_fields(block: bytes, size: int, offset: int) -> _Fields:

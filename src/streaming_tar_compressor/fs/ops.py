@@ -34,7 +34,8 @@ CREATE, RENAME, CLOSE = 0, 1, 2
 UNLINK_SOURCE, SYMLINK_MTIME = 1, 2
 Op: TypeAlias = tuple[Any, ...]
 Failure: TypeAlias = tuple[int, int]  # (index of the operation that failed, errno)
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# A new file, never one already there, never through a symlink.
+NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 BATCH_OPS = 256  # operations handed to the C thread at once: one GIL release per batch
 BATCH_BYTES = 1 << 20  # file content a batch holds at most (it is copied, so memory is this)
 BATCHES_IN_FLIGHT = 2  # batches queued or running: a full queue makes the parser wait
@@ -61,7 +62,7 @@ def _run_one(op: Op) -> None:
 
 def _create(op: Op) -> None:
     _, dir_fd, name, data, mode, uid, gid, mtime_ns, _ = op
-    fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+    fd = os.open(name, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
     try:
         view = memoryview(data)
         while view:

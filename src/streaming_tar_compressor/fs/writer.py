@@ -26,10 +26,19 @@ from ..core.safety import check_member, hardlink_parts, safe_mode
 from ..errors import LimitExceededError, OutputError, StcError, UnsafeMemberError, UsageError
 from ..models import MemberKind, TarMember
 from .journal import is_journal_name
-from .ops import CLOSE, CREATE, RENAME, SYMLINK_MTIME, UNLINK_SOURCE, Op, OpFailed, OpRunner
+from .ops import (
+    CLOSE,
+    CREATE,
+    NEW_FILE_FLAGS,
+    RENAME,
+    SYMLINK_MTIME,
+    UNLINK_SOURCE,
+    Op,
+    OpFailed,
+    OpRunner,
+)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # Starts at a random number: a later process with the same pid (containers) never meets a
 # leftover of an earlier one that no journal recorded.
 _temp_counter = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
@@ -177,7 +186,7 @@ class TreeWriter:
                 parent_fd = self._open_dir(
                     current.pending.parent, current.pending.name, create=False
                 )
-                current.fd = os.open(current.pending.temp, _NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
+                current.fd = os.open(current.pending.temp, NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
             view = memoryview(data)
             while view:
                 view = view[os.write(current.fd, view) :]
@@ -325,7 +334,7 @@ class TreeWriter:
     @staticmethod
     def _mtime_ns(member: TarMember) -> int:
         try:
-            mtime_ns = _times_ns(member)[0]
+            mtime_ns = int(member.mtime * 1e9)
         except (OverflowError, ValueError):
             mtime_ns = -1 - 2**63
         if mtime_ns not in _NS_RANGE:
@@ -500,11 +509,6 @@ def _failure_error(failure: OpFailed) -> StcError:
     if op[0] == RENAME:
         return OutputError(f"cannot rename {op[-1]!r} into place: {error}")
     return OutputError(f"cannot close a folder of the output directory: {error}")
-
-
-def _times_ns(member: TarMember) -> tuple[int, int]:
-    mtime_ns = int(member.mtime * 1e9)
-    return mtime_ns, mtime_ns
 
 
 def _temp_name() -> str:
