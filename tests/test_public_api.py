@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import streaming_tar_compressor as stc
@@ -19,6 +21,22 @@ def test_all_is_pinned():
         assert hasattr(stc, name), name
     for name in ("pack", "unpack", "unpack_stream", "verify", "list_members", "CompressionType"):
         assert name in stc.__all__
+
+
+def test_the_command_line_starts_without_asyncio():
+    """asyncio is ~40 ms of every ``stc`` start; the asyncio API loads when first used."""
+    probe = (
+        "import sys, streaming_tar_compressor.cli.main; "
+        "assert 'asyncio' not in sys.modules, 'asyncio imported'; "
+        "from streaming_tar_compressor import *; "
+        "assert compress_with_chunks.__module__ == 'streaming_tar_compressor.aio'"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_unknown_attribute_is_an_attribute_error():
+    assert not hasattr(stc, "compress")
 
 
 def test_every_error_is_rooted_in_stc_error_with_a_known_exit_code():

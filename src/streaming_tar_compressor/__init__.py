@@ -4,7 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .aio import StreamingTarCompressor, compress_with_chunks, decompress_from_chunks
+from typing import TYPE_CHECKING, Any
+
 from .core.manifest import Manifest
 from .errors import (
     ArchiveBusyError,
@@ -40,6 +41,23 @@ from .sync import (
     unpack_stream,
     verify,
 )
+
+if TYPE_CHECKING:
+    from .aio import StreamingTarCompressor, compress_with_chunks, decompress_from_chunks
+
+# The asyncio API is imported when first used: asyncio alone is ~40 ms of every ``stc`` start.
+_ASYNC_NAMES = frozenset(
+    {"StreamingTarCompressor", "compress_with_chunks", "decompress_from_chunks"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ASYNC_NAMES:
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ArchiveBusyError",

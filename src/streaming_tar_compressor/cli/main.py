@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
@@ -323,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.usage, end="", file=sys.stderr)
         print(f"stc: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    # What is alive now (modules, classes) lives until exit: out of the collector's sight, the
+    # full collections a tree of many members triggers no longer walk it (unpack ~5 % faster).
+    gc.freeze()
     if args.endpoint_url:  # what the store layer reads, the S3-only name first
         os.environ["AWS_ENDPOINT_URL_S3"] = os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     try:
