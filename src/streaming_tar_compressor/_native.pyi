@@ -12,4 +12,19 @@ def plain_members(
 ) -> tuple[
     list[tuple[int, bytes, tuple[int, bytes, bytes, int, int, int, int, bytes, bytes]]], int
 ]: ...
+
+class dir_stat:
+    st_mode: int
+    st_ino: int
+    st_dev: int
+    st_nlink: int
+    st_uid: int
+    st_gid: int
+    st_size: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+
+def lstat_names(
+    directory: str, names: list[str], check_access: bool
+) -> list[tuple[dir_stat | int, bool]]: ...
 def byte_sum(data: bytes | bytearray | memoryview) -> int: ...

@@ -14,12 +14,70 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
+from .._compiled import native
 from ..core.tar_writer import header_size_bound, padding
 from ..errors import SourceError
 from ..models import MemberKind, TarMember
 
 Exclude = Callable[[str], bool]
+
+# Names lstat'ed per call: a folder of a million names never holds a million results.
+STAT_BATCH = 512
+
+
+class EntryStat(Protocol):
+    """What the walk reads of an lstat: an os.stat_result, or the compiled module's dir_stat."""
+
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_dev(self) -> int: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_uid(self) -> int: ...
+    @property
+    def st_gid(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_ctime_ns(self) -> int: ...
+
+
+Listed = tuple[EntryStat | int, bool]
+"""(lstat, readable) of a folder's entry, or (errno, False) when its lstat failed."""
+
+
+def lstat_names_python(directory: str, names: list[str], check_access: bool) -> list[Listed]:
+    """The Python twin of ``_native.lstat_names``: each name's lstat and, with
+    ``check_access``, whether a file (or folder) can be read (and searched)."""
+    found: list[Listed] = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            found.append((exc.errno or 0, False))
+            continue
+        found.append((st, check_access and _readable(path, st.st_mode)))
+    return found
+
+
+_lstat_names: Callable[[str, list[str], bool], list[Listed]] = (
+    native.lstat_names if native is not None else lstat_names_python
+)
+
+
+def _readable(path: str, mode: int) -> bool:
+    if stat.S_ISDIR(mode):
+        return os.access(path, os.R_OK | os.X_OK)
+    return stat.S_ISREG(mode) and os.access(path, os.R_OK)
 
 
 def exclude_nothing(path: str) -> bool:
@@ -65,15 +123,14 @@ def scan(sources: Sequence[str], exclude: Exclude = exclude_nothing) -> SourceSu
         raise SourceError("(none)", "give at least one file or directory to pack")
     files = data = bound = 0
     for source in sources:
-        for path, name, st in _walk(source, exclude):
+        for path, name, st, readable in _walk(source, exclude, check_access=True):
             files += 1
-            size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+            mode = st.st_mode
+            size = st.st_size if stat.S_ISREG(mode) else 0
             data += size
-            link = len(os.readlink(path)) if stat.S_ISLNK(st.st_mode) else 0
+            link = len(os.readlink(path)) if stat.S_ISLNK(mode) else 0
             bound += header_size_bound(len(os.fsencode(name)), link) + size + len(padding(size))
-            if (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)) and not os.access(
-                path, os.R_OK | (os.X_OK if stat.S_ISDIR(st.st_mode) else 0)
-            ):
+            if not readable and (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise SourceError(path, "permission denied")
     return SourceSummary(files=files, data_bytes=data, tar_size_bound=bound + 20 * 512 * 2)
 
@@ -84,7 +141,7 @@ def iter_entries(
     """Members in walk order; sockets and device nodes are left out and listed in ``skipped``."""
     seen_inodes: dict[tuple[int, int], str] = {}
     for source in sources:
-        for path, name, st in _walk(source, exclude):
+        for path, name, st, _ in _walk(source, exclude, check_access=False):
             member = _member(path, name, st, seen_inodes)
             if member is None:
                 skipped.append(SkippedSource(path, "not a file, directory or symlink"))
@@ -95,56 +152,60 @@ def iter_entries(
             yield SourceEntry(member, path, stamp)
 
 
-def _walk(source: str, exclude: Exclude) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(path, member name, lstat) for the source and, for a directory, all below it, sorted."""
+Walked = tuple[str, str, EntryStat, bool]
+"""(path, member name, lstat, readable: only known when the walk checks access)."""
+
+
+def _walk(source: str, exclude: Exclude, *, check_access: bool) -> Iterator[Walked]:
+    """The source and, for a directory, all below it, sorted."""
     try:
         st = os.lstat(source)
     except OSError as exc:
         raise SourceError(source, exc.strerror or str(exc)) from exc
     root_name = member_name(source)
     if root_name != ".":
-        yield source, root_name, st
+        yield source, root_name, st, check_access and _readable(source, st.st_mode)
     if stat.S_ISDIR(st.st_mode):
-        yield from _walk_dir(source, "" if root_name == "." else root_name + "/", exclude)
+        prefix = "" if root_name == "." else root_name + "/"
+        yield from _walk_dir(source, prefix, exclude, check_access)
 
 
-def _walk_dir(
-    path: str, prefix: str, exclude: Exclude
-) -> Iterator[tuple[str, str, os.stat_result]]:
+def _walk_dir(path: str, prefix: str, exclude: Exclude, check_access: bool) -> Iterator[Walked]:
     """Depth-first, sorted, with an explicit stack: trees deeper than Python's recursion limit
     are legal and must pack."""
-    stack = [_children(path, prefix, exclude)]
+    stack = [_children(path, prefix, exclude, check_access)]
     while stack:
         entry = next(stack[-1], None)
         if entry is None:
             stack.pop()
             continue
         yield entry
-        child, name, st = entry
+        child, name, st, _ = entry
         if stat.S_ISDIR(st.st_mode):
-            stack.append(_children(child, name + "/", exclude))
+            stack.append(_children(child, name + "/", exclude, check_access))
 
 
-def _children(
-    path: str, prefix: str, exclude: Exclude
-) -> Iterator[tuple[str, str, os.stat_result]]:
+def _children(path: str, prefix: str, exclude: Exclude, check_access: bool) -> Iterator[Walked]:
+    """A folder's entries, sorted, lstat'ed STAT_BATCH at a time (in one call when compiled)."""
     try:
         names = sorted(os.listdir(path))
     except OSError as exc:
         raise SourceError(path, exc.strerror or str(exc)) from exc
-    for entry_name in names:
-        child = os.path.join(path, entry_name)
-        if exclude(child):
-            continue
-        try:
-            st = os.lstat(child)
-        except OSError as exc:
-            raise SourceError(child, exc.strerror or str(exc)) from exc
-        yield child, prefix + entry_name, st
+    for first in range(0, len(names), STAT_BATCH):
+        kept = [
+            (entry_name, child)
+            for entry_name in names[first : first + STAT_BATCH]
+            if not exclude(child := os.path.join(path, entry_name))
+        ]
+        listed = _lstat_names(path, [entry_name for entry_name, _ in kept], check_access)
+        for (entry_name, child), (st, readable) in zip(kept, listed, strict=True):
+            if isinstance(st, int):
+                raise SourceError(child, os.strerror(st))
+            yield child, prefix + entry_name, st, readable
 
 
 def _member(
-    path: str, name: str, st: os.stat_result, seen_inodes: dict[tuple[int, int], str]
+    path: str, name: str, st: EntryStat, seen_inodes: dict[tuple[int, int], str]
 ) -> TarMember | None:
     mode = st.st_mode
     if stat.S_ISREG(mode):
@@ -172,7 +233,7 @@ def _member(
         kind=kind,
         size=size,
         mode=stat.S_IMODE(mode),
-        mtime=int(st.st_mtime),
+        mtime=st.st_mtime_ns // 1_000_000_000,  # tv_sec, as GNU tar stores it
         uid=st.st_uid,
         gid=st.st_gid,
         uname=_user_name(st.st_uid),
