@@ -611,7 +611,87 @@ done:
     return results;
 }
 
+/* ustar_header(name, linkname, uname, gname, typeflag, mode, uid, gid, size, mtime): the
+   plain ustar header tar_writer._fast_header packs, or None where that returns None (a text
+   not ASCII or too long, a number its octal field cannot hold): building it from Python cost
+   ~5 µs a member, a fifth of a pack's tar thread on a tree of small files. */
+static int put_text(unsigned char *field, Py_ssize_t width, PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "header texts must be str");
+        return -1;
+    }
+    if (!PyUnicode_IS_ASCII(text) || PyUnicode_GET_LENGTH(text) > width)
+        return 0;
+    memcpy(field, PyUnicode_1BYTE_DATA(text), (size_t)PyUnicode_GET_LENGTH(text));
+    return 1;
+}
+
+static int put_octal(unsigned char *field, int width, long long value)
+{
+    /* width - 1 digits and a NUL, as b"%0*o\0" % (width - 1, value) */
+    long long limit = 1LL << (3 * (width - 1));
+    if (value < 0 || value >= limit)
+        return 0;
+    for (int i = width - 2; i >= 0; i--) {
+        field[i] = (unsigned char)('0' + (value & 7));
+        value >>= 3;
+    }
+    field[width - 1] = 0;
+    return 1;
+}
+
+/* 1 and *value set, 0 when the int is beyond long long (no octal field holds it), -1 on error */
+static int whole_number(PyObject *number, long long *value)
+{
+    int overflow;
+    *value = PyLong_AsLongLongAndOverflow(number, &overflow);
+    if (overflow)
+        return 0;
+    return *value == -1 && PyErr_Occurred() ? -1 : 1;
+}
+
+static PyObject *ustar_header(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *texts[4], *numbers[5];
+    char typeflag;
+    if (!PyArg_ParseTuple(args, "UUUUcO!O!O!O!O!:ustar_header", &texts[0], &texts[1],
+                          &texts[2], &texts[3], &typeflag, &PyLong_Type, &numbers[0],
+                          &PyLong_Type, &numbers[1], &PyLong_Type, &numbers[2], &PyLong_Type,
+                          &numbers[3], &PyLong_Type, &numbers[4]))
+        return NULL;
+    unsigned char b[HEADER] = {0};
+    const Py_ssize_t text_at[4] = {F_NAME, F_LINKNAME, F_UNAME, F_GNAME};
+    const Py_ssize_t text_width[4] = {100, 100, 32, 32};
+    const Py_ssize_t number_at[5] = {F_MODE, F_UID, F_GID, F_SIZE, F_MTIME};
+    const int number_width[5] = {8, 8, 8, 12, 12};
+    for (int i = 0; i < 4; i++) {
+        int status = put_text(b + text_at[i], text_width[i], texts[i]);
+        if (status <= 0)
+            return status < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    for (int i = 0; i < 5; i++) {
+        long long value;
+        int status = whole_number(numbers[i], &value);
+        if (status < 0)
+            return NULL;
+        if (status == 0 || !put_octal(b + number_at[i], number_width[i], value))
+            Py_RETURN_NONE;
+    }
+    b[F_CHKSUM + 8] = (unsigned char)typeflag;
+    memcpy(b + F_MAGIC, "ustar\0" "00", 8);
+    memset(b + F_CHKSUM, ' ', 8);
+    unsigned long sum = 0;
+    for (int i = 0; i < HEADER; i++)
+        sum += b[i];
+    snprintf((char *)b + F_CHKSUM, 8, "%06lo", sum);  /* six digits, then NUL, then the space */
+    b[F_CHKSUM + 7] = ' ';
+    return PyBytes_FromStringAndSize((const char *)b, HEADER);
+}
+
 static PyMethodDef methods[] = {
+    {"ustar_header", ustar_header, METH_VARARGS, "A plain ustar header, or None."},
     {"lstat_names", lstat_names, METH_VARARGS, "lstat (and access) a batch of a folder's names."},
     {"byte_sum", byte_sum, METH_O, "The sum of a buffer's bytes."},
     {"read_file", read_file, METH_VARARGS, "Up to size bytes of a file, read without the GIL."},

@@ -27,4 +27,16 @@ class dir_stat:
 def lstat_names(
     directory: str, names: list[str], check_access: bool
 ) -> list[tuple[dir_stat | int, bool]]: ...
+def ustar_header(
+    name: str,
+    linkname: str,
+    uname: str,
+    gname: str,
+    typeflag: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+) -> bytes | None: ...
 def byte_sum(data: bytes | bytearray | memoryview) -> int: ...

@@ -41,6 +41,11 @@ _OCTAL_LIMIT_12 = 8**11
 
 # The header checksum's sum in C when compiled (sum() of 512 ints was ~3 µs a member).
 _byte_sum: Callable[[bytearray], int] = native.byte_sum if native is not None else sum
+_DEVICES = (MemberKind.CHAR_DEVICE, MemberKind.BLOCK_DEVICE)
+# The whole plain header in one C call when compiled: from Python ~5 µs a member.
+_ustar_header: Callable[..., bytes | None] | None = (
+    native.ustar_header if native is not None else None
+)
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -48,8 +53,26 @@ def _octal(value: int, width: int) -> bytes:
 
 
 def _fast_header(member: TarMember, size: int, mtime: int) -> bytes | None:
-    """The plain ustar header tarfile's pax encoder writes when it needs no pax record."""
+    """The plain ustar header tarfile's pax encoder writes when it needs no pax record; in
+    one C call when compiled (devices aside, which a pack never writes)."""
     name = member.name + "/" if member.kind is MemberKind.DIRECTORY else member.name
+    if _ustar_header is not None and member.kind not in _DEVICES:
+        return _ustar_header(
+            name,
+            member.linkname,
+            member.uname,
+            member.gname,
+            _TYPEFLAGS[member.kind],
+            member.mode & 0o7777,
+            member.uid,
+            member.gid,
+            size,
+            mtime,
+        )
+    return _python_header(member, name, size, mtime)
+
+
+def _python_header(member: TarMember, name: str, size: int, mtime: int) -> bytes | None:
     texts = (name, member.linkname, member.uname, member.gname)
     if not all(text.isascii() for text in texts):
         return None
@@ -63,7 +86,7 @@ def _fast_header(member: TarMember, size: int, mtime: int) -> bytes | None:
         return None
     if not (0 <= member.devmajor < _OCTAL_LIMIT_8 and 0 <= member.devminor < _OCTAL_LIMIT_8):
         return None
-    device = member.kind in (MemberKind.CHAR_DEVICE, MemberKind.BLOCK_DEVICE)
+    device = member.kind in _DEVICES
     block = bytearray(
         _USTAR.pack(
             name.encode(),
