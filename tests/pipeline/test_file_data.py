@@ -1,5 +1,6 @@
-"""A source file's bytes for the tar stream: read by one C call when small and compiled, else
-in pieces by Python; both report a vanished, unreadable or shrunk file the same way."""
+"""A source file's bytes for the tar stream: read by one C call when small and compiled
+(``_read_small_file``), else in pieces by Python (``_file_data``); both report a vanished,
+unreadable or shrunk file the same way."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 
 
 def data(path: Path, size: int, skip: int = 0) -> bytes:
+    """What the tar thread reads, by the path it takes for this file."""
+    if pack._read_file is not None and not skip and size <= pack.READ_SIZE:
+        return pack._read_small_file(str(path), size)
     return b"".join(pack._file_data(str(path), size, skip))
 
 

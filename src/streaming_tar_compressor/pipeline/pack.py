@@ -1,13 +1,15 @@
-"""pack: sources → tar writer → blocker → block compressors (pool, ordered) → chunker → sink."""
+"""pack: sources → tar stream cut into blocks → block compressors (pool, ordered) → chunker →
+sink."""
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import hashlib
 import io
 import os
 import shlex
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -15,7 +17,6 @@ from .. import __version__
 from .._compiled import native
 from ..codecs import codec_for
 from ..codecs.base import Codec, EncodedBlock
-from ..core.blocker import Blocker
 from ..core.chunker import ChunkEnd, Chunker, ChunkPiece
 from ..core.manifest import Manifest
 from ..core.tar_writer import TarWriter, padding
@@ -76,7 +77,7 @@ READ_SIZE = 1 << 20  # bytes per read of a source file
 # A file of at most READ_SIZE bytes is opened, read and closed by one C call without the GIL
 # (_native.read_file) when the compiled module is there: ~1/5 of a pack's tar thread on small
 # files went to Python's open/read/close.
-_read_file = native.read_file if native is not None else None
+_read_file: Callable[[str, int], bytes] | None = native.read_file if native is not None else None
 MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
 BLOCKS_IN_FLIGHT_PER_WORKER = 2
 EVENTS_AHEAD = 4  # chunk pieces (slices of encoded blocks) framed ahead of the writer
@@ -625,20 +626,12 @@ def _memory_chunks(
 
 @dataclass(frozen=True, slots=True)
 class _TarBlock:
-    """A block of the tar stream, the sources that ended in it (or just before it), and the
-    check of the members that start before its end (a checkpoint's source check)."""
+    """A block of the tar stream, the sources whose last byte is in it, and the check of the
+    members that start before its end (a checkpoint's source check)."""
 
     data: bytes
     files: list[_FileDone]
     sources: SourceCheck
-
-
-@dataclass(frozen=True, slots=True)
-class _MemberMark:
-    """A member's header starts at ``offset``; ``fingerprint`` is its header and stamp."""
-
-    offset: int
-    fingerprint: bytes
 
 
 @dataclass(slots=True)
@@ -652,15 +645,17 @@ class _TarState:
 
 
 class _SourceDigest:
-    """Folds member marks, in stream order, into the check of the members seen so far."""
+    """Folds each member's fingerprint (its header and stamp), in stream order, into the check
+    of the members seen so far."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
         self._members = 0
 
-    def add(self, mark: _MemberMark) -> None:
-        self._hash.update(b"%d\0" % len(mark.fingerprint))
-        self._hash.update(mark.fingerprint)
+    def add(self, header: bytes, stamp: bytes) -> None:
+        self._hash.update(b"%d\0" % (len(header) + len(stamp)))
+        self._hash.update(header)
+        self._hash.update(stamp)
         self._members += 1
 
     def current(self) -> SourceCheck:
@@ -670,34 +665,70 @@ class _SourceDigest:
 def _tar_blocks(
     entries: Iterator[SourceEntry], block_size: int, state: _TarState
 ) -> Iterator[_TarBlock]:
+    """The pax tar stream of the entries from offset ``state.start`` on (bytes before it are
+    left out and their files not opened), cut into blocks of ``block_size``.
+
+    One loop appends each member's header, data and padding to one buffer and cuts blocks
+    when it holds one: per member, no generator hop or object besides the progress record
+    (a tree of small files spends its pack in this loop). File data is read in READ_SIZE
+    pieces, never whole, so the buffer stays under a block and a read.
+    """
     start = state.start
-    blocker = Blocker(block_size)
+    writer = TarWriter()
     digest = _SourceDigest()
-    first = True
+    buffer = bytearray()
+    buffer_offset = start  # where the buffer's first byte is in the stream
     finished: list[_FileDone] = []
+    finished_ends: list[int] = []  # where each of them ends in the stream
+    first = True
 
-    def block(data: bytes) -> _TarBlock:
-        nonlocal first, finished
-        # Marks come before their header bytes, so every member whose header starts before
-        # this block's end is in the digest now: all that the block's bytes depend on.
-        sources = digest.current()
-        if first:
-            _check_sources(state.expect, sources)
-            first = False
-        made = _TarBlock(data, finished, sources)
-        finished = []
-        return made
+    def cut(whole_only: bool = True) -> Iterator[_TarBlock]:
+        nonlocal first, finished, finished_ends, buffer_offset
+        count = len(buffer) // block_size if whole_only else 1
+        with memoryview(buffer) as view:
+            pieces = [bytes(view[i * block_size : (i + 1) * block_size]) for i in range(count)]
+        del buffer[: count * block_size]
+        for data in pieces:
+            buffer_offset += len(data)
+            # Every member whose header starts before this block's end is in the digest now
+            # (blocks are cut only after a member's header is added): all the block depends on.
+            sources = digest.current()
+            if first:
+                _check_sources(state.expect, sources)
+                first = False
+            ended = bisect.bisect_right(finished_ends, buffer_offset)
+            yield _TarBlock(data, finished[:ended], sources)
+            finished, finished_ends = finished[ended:], finished_ends[ended:]
 
-    for item in _tar_stream(entries, start):
-        if isinstance(item, _MemberMark):
-            digest.add(item)
-        elif isinstance(item, _FileDone):
-            finished.append(item)
-        else:
-            for data in blocker.feed(item):
-                yield block(data)
-    for data in blocker.finish():
-        yield block(data)
+    for entry in entries:
+        member = entry.member
+        offset = writer.offset
+        header = writer.header(member)
+        digest.add(header, entry.stamp)
+        if writer.offset <= start:
+            continue  # wholly before the resume point
+        drop = start - offset  # > 0 only for the member the resume point falls in
+        buffer += header if drop <= 0 else header[drop:]
+        if member.kind is MemberKind.FILE:
+            size = member.size
+            skip = min(size, max(0, drop - len(header)))
+            if _read_file is not None and not skip and size <= READ_SIZE:
+                buffer += _read_small_file(entry.path, size)
+            else:
+                for data in _file_data(entry.path, size, skip):
+                    buffer += data
+                    if len(buffer) >= block_size:
+                        yield from cut()
+            buffer += padding(size)[max(0, drop - len(header) - size) :]
+        finished.append(_FileDone(entry.path, member.size))
+        finished_ends.append(writer.offset)
+        if len(buffer) >= block_size:
+            yield from cut()
+    offset = writer.offset
+    buffer += writer.finish()[max(0, start - offset) :]
+    yield from cut()
+    if buffer:
+        yield from cut(whole_only=False)
     state.end = digest.current()
     if first:  # nothing after the start: the trailer is next
         _check_sources(state.expect, state.end)
@@ -728,50 +759,24 @@ def _check_sources(expected: SourceCheck | None, found: SourceCheck) -> None:
         )
 
 
-def _tar_stream(
-    entries: Iterator[SourceEntry], start: int = 0
-) -> Iterator[bytes | _FileDone | _MemberMark]:
-    """The pax tar stream of the entries from offset ``start`` on (bytes before it are left
-    out and their files not opened); file data is read in READ_SIZE pieces, never whole."""
-    writer = TarWriter()
-
-    def after_start(data: bytes, offset: int) -> bytes:
-        return data[max(0, start - offset) :]
-
-    for entry in entries:
-        member = entry.member
-        offset = writer.offset
-        header = writer.header(member)
-        yield _MemberMark(offset, header + entry.stamp)
-        if writer.offset <= start:
-            continue  # wholly before the resume point
-        if part := after_start(header, offset):
-            yield part
-        if member.kind is MemberKind.FILE:
-            data_offset = offset + len(header)
-            skip = min(member.size, max(0, start - data_offset))
-            yield from _file_data(entry.path, member.size, skip)
-            if part := after_start(padding(member.size), data_offset + member.size):
-                yield part
-        yield _FileDone(entry.path, member.size)
-    offset = writer.offset
-    yield after_start(writer.finish(), offset)
+def _read_small_file(path: str, size: int) -> bytes:
+    """A file of at most READ_SIZE bytes in one compiled call, its errors worded as
+    ``_file_data`` (its Python twin) words them."""
+    assert _read_file is not None
+    try:
+        data = _read_file(path, size)
+    except OSError as exc:
+        raise SourceError(path, exc.strerror or str(exc)) from exc
+    if len(data) < size:
+        raise SourceChangedError(
+            path, f"it shrank while being packed ({len(data)} of {size} bytes)"
+        )
+    return data
 
 
 def _file_data(path: str, size: int, skip: int = 0) -> Iterator[bytes]:
-    """The file's bytes after the first ``skip``; a file that shrank is an error."""
-    if _read_file is not None and not skip and size <= READ_SIZE:
-        try:
-            data = _read_file(path, size)
-        except OSError as exc:
-            raise SourceError(path, exc.strerror or str(exc)) from exc
-        if len(data) < size:
-            raise SourceChangedError(
-                path, f"it shrank while being packed ({len(data)} of {size} bytes)"
-            )
-        if data:
-            yield data
-        return
+    """The file's bytes after the first ``skip``, in READ_SIZE pieces; a file that shrank is
+    an error."""
     try:
         handle = open(path, "rb", buffering=0)  # noqa: SIM115
         if skip:

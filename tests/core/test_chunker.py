@@ -1,4 +1,5 @@
-"""Blocker and Chunker: any cut of the input gives the same blocks and chunks."""
+"""Chunker: any cut of the input gives the same chunks (tests/pipeline/test_tar_blocks.py
+covers the cutting of the tar stream into blocks)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streaming_tar_compressor.core.blocker import Blocker
 from streaming_tar_compressor.core.chunker import ChunkEnd, Chunker, ChunkPiece
 
 
 def cut(data: bytes, cuts: list[int]) -> list[bytes]:
     bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
-
-
-def drain_blocker(block_size: int, pieces: list[bytes]) -> list[bytes]:
-    blocker = Blocker(block_size)
-    out = [block for piece in pieces for block in blocker.feed(piece)]
-    return out + blocker.finish()
 
 
 def drain_chunker(chunk_size: int, pieces: list[bytes]) -> list[tuple[int, bytes, str, int]]:
@@ -36,15 +30,6 @@ def drain_chunker(chunk_size: int, pieces: list[bytes]) -> list[tuple[int, bytes
             assert isinstance(event, ChunkEnd)
             ends.append(event.info)
     return [(i.index, bytes(chunks.get(i.index, b"")), i.checksum, i.size) for i in ends]
-
-
-@given(st.binary(max_size=5000), st.lists(st.integers(0, 5000)), st.integers(1, 700))
-def test_any_cut_of_the_input_gives_the_same_blocks(data, cuts, block_size):
-    blocks = drain_blocker(block_size, cut(data, cuts))
-    assert blocks == drain_blocker(block_size, [data])
-    assert b"".join(blocks) == data
-    assert all(len(b) == block_size for b in blocks[:-1])
-    assert all(blocks)
 
 
 @given(st.binary(max_size=5000), st.lists(st.integers(0, 5000)), st.integers(1, 700))
@@ -76,11 +61,8 @@ def test_empty_stream_still_has_one_chunk():
     assert events[0].info.size == 0
 
 
-def test_stages_refuse_use_after_finish():
-    blocker, chunker = Blocker(4), Chunker(4, "b")
-    blocker.finish()
+def test_the_chunker_refuses_use_after_finish():
+    chunker = Chunker(4, "b")
     chunker.finish()
-    with pytest.raises(RuntimeError):
-        blocker.feed(b"x")
     with pytest.raises(RuntimeError):
         chunker.feed(b"x")

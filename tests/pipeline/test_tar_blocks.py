@@ -1,0 +1,95 @@
+"""The pack's tar thread: blocks are the tar stream cut at every ``block_size`` bytes, from any
+resume point on; each carries the check of exactly the members whose header starts before its
+end, and reports each file in the block its last byte is in."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streaming_tar_compressor.core.tar_writer import TarWriter
+from streaming_tar_compressor.fs.walk import iter_entries, member_name
+from streaming_tar_compressor.pipeline import pack
+from streaming_tar_compressor.pipeline.checkpoint import SourceCheck
+from streaming_tar_compressor.pipeline.pack import _tar_blocks, _TarBlock, _TarState
+
+trees = st.dictionaries(
+    st.sampled_from(["a", "b", "d/c", "d/e", "d/f/g", "long-" + "n" * 120, "é"]),
+    st.integers(0, 3000),  # file sizes, past several reads of 700 bytes
+    min_size=1,
+    max_size=6,
+)
+
+
+def blocks_of(root: Path, block_size: int, start: int = 0) -> list[_TarBlock]:
+    return list(_tar_blocks(iter_entries([str(root)], []), block_size, _TarState(start)))
+
+
+def members_of(root: Path, stream: bytes) -> list[tuple[str, int, int, SourceCheck]]:
+    """(path, header offset, end offset, the check of the members up to it) in stream order,
+    the check computed as a resumed pack computes it."""
+    with tarfile.open(fileobj=io.BytesIO(stream)) as archive:
+        infos = list(archive)
+    entries = list(iter_entries([str(root)], []))
+    assert [info.name for info in infos] == [entry.member.name for entry in entries]
+    digest = hashlib.sha256()
+    found = []
+    for count, (entry, info) in enumerate(zip(entries, infos, strict=True), 1):
+        fingerprint = TarWriter().header(entry.member) + entry.stamp
+        digest.update(b"%d\0" % len(fingerprint) + fingerprint)
+        end = info.offset_data + -(-info.size // 512) * 512
+        found.append((entry.path, info.offset, end, SourceCheck(count, digest.hexdigest())))
+    return found
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tree=trees,
+    block_size=st.integers(1, 4000),
+    start_fraction=st.floats(0, 1),
+    read_size=st.sampled_from([700, pack.READ_SIZE]),
+)
+def test_blocks_cut_the_stream_from_any_start(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tree: dict[str, int],
+    block_size: int,
+    start_fraction: float,
+    read_size: int,
+) -> None:
+    monkeypatch.setattr(pack, "READ_SIZE", read_size)  # larger files are read in pieces
+    root = tmp_path_factory.mktemp("tree") / "t"
+    for name, size in tree.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+    stream = b"".join(block.data for block in blocks_of(root, 1 << 30))
+    with tarfile.open(fileobj=io.BytesIO(stream)) as archive:
+        files = {info.name: archive.extractfile(info).read() for info in archive if info.isfile()}
+    top = member_name(str(root))
+    assert files == {f"{top}/{name}": (root / name).read_bytes() for name in tree}
+    assert len(stream) % 10240 == 0
+    members = members_of(root, stream)
+
+    start = int(start_fraction * (len(stream) - 1))
+    blocks = blocks_of(root, block_size, start)
+    assert b"".join(block.data for block in blocks) == stream[start:]
+    assert all(len(block.data) == block_size for block in blocks[:-1])
+    assert 0 < len(blocks[-1].data) <= block_size
+    block_start = start
+    for block in blocks:
+        block_end = block_start + len(block.data)
+        started = [check for _, offset, _, check in members if offset < block_end]
+        assert block.sources == started[-1]
+        ended_here = [path for path, _, end, _ in members if block_start < end <= block_end]
+        assert [done.path for done in block.files] == ended_here
+        block_start = block_end
