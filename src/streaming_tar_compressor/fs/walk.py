@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from .._compiled import native
-from ..core.tar_writer import header_size_bound, padding
+from ..core.tar_writer import BLOCK, header_size_bound
 from ..errors import SourceError
 from ..models import MemberKind, TarMember
 
@@ -129,7 +129,8 @@ def scan(sources: Sequence[str], exclude: Exclude = exclude_nothing) -> SourceSu
             size = st.st_size if stat.S_ISREG(mode) else 0
             data += size
             link = len(os.readlink(path)) if stat.S_ISLNK(mode) else 0
-            bound += header_size_bound(len(os.fsencode(name)), link) + size + len(padding(size))
+            name_length = len(name) if name.isascii() else len(os.fsencode(name))
+            bound += header_size_bound(name_length, link) + size + -size % BLOCK
             if not readable and (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise SourceError(path, "permission denied")
     return SourceSummary(files=files, data_bytes=data, tar_size_bound=bound + 20 * 512 * 2)
@@ -191,11 +192,12 @@ def _children(path: str, prefix: str, exclude: Exclude, check_access: bool) -> I
         names = sorted(os.listdir(path))
     except OSError as exc:
         raise SourceError(path, exc.strerror or str(exc)) from exc
+    base = path if path.endswith("/") else path + "/"  # os.path.join, without its cost
     for first in range(0, len(names), STAT_BATCH):
         kept = [
             (entry_name, child)
             for entry_name in names[first : first + STAT_BATCH]
-            if not exclude(child := os.path.join(path, entry_name))
+            if not exclude(child := base + entry_name)
         ]
         listed = _lstat_names(path, [entry_name for entry_name, _ in kept], check_access)
         for (entry_name, child), (st, readable) in zip(kept, listed, strict=True):
