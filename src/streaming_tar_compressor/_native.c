@@ -23,6 +23,11 @@
      (CLOSE, fd)
          close(fd): a folder descriptor the writer no longer uses, closed after the
          operations queued before it
+     (WRITE, fd, data, member)
+         write all of data to a file the writer opened (a file of several pieces)
+     (FINISH, fd, mode, uid, gid, mtime_ns, temp, parent, member)
+         fchmod, fchown when uid >= 0, futimens, then close(fd), even when one failed;
+         temp and parent are for the caller's clean-up and are not read here
 
    The member field is for the caller's messages and is not read here. */
 
@@ -37,7 +42,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { OP_CREATE = 0, OP_RENAME = 1, OP_CLOSE = 2 };
+enum { OP_CREATE = 0, OP_RENAME = 1, OP_CLOSE = 2, OP_WRITE = 3, OP_FINISH = 4 };
 enum { RENAME_UNLINK_SOURCE = 1, RENAME_SYMLINK_MTIME = 2 };
 
 typedef struct {
@@ -45,7 +50,7 @@ typedef struct {
     int fd;
     PyObject *name;  /* bytes (file system encoding) */
     PyObject *other; /* bytes: RENAME's destination */
-    Py_buffer data;  /* CREATE's content */
+    Py_buffer data;  /* CREATE's and WRITE's content */
     int has_data;
     int mode;
     int flags;
@@ -90,7 +95,7 @@ static int encode_name(PyObject *item, Py_ssize_t position, PyObject **out)
 
 static int parse_op(PyObject *item, op_t *op)
 {
-    static const Py_ssize_t sizes[] = {9, 7, 2};
+    static const Py_ssize_t sizes[] = {9, 7, 2, 4, 9};
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2) {
         PyErr_SetString(PyExc_TypeError, "an operation must be a tuple");
         return -1;
@@ -98,7 +103,7 @@ static int parse_op(PyObject *item, op_t *op)
     long kind = PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
     if (kind == -1 && PyErr_Occurred())
         return -1;
-    if (kind < OP_CREATE || kind > OP_CLOSE || PyTuple_GET_SIZE(item) != sizes[kind]) {
+    if (kind < OP_CREATE || kind > OP_FINISH || PyTuple_GET_SIZE(item) != sizes[kind]) {
         PyErr_SetString(PyExc_ValueError, "unknown operation");
         return -1;
     }
@@ -108,6 +113,19 @@ static int parse_op(PyObject *item, op_t *op)
         return -1;
     if (kind == OP_CLOSE)
         return 0;
+    if (kind == OP_WRITE) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 2), &op->data, PyBUF_SIMPLE) < 0)
+            return -1;
+        op->has_data = 1;
+        return 0;
+    }
+    if (kind == OP_FINISH) {
+        op->mode = as_int(PyTuple_GET_ITEM(item, 2));
+        op->uid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 3));
+        op->gid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 4));
+        op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 5));
+        return PyErr_Occurred() ? -1 : 0;
+    }
     if (encode_name(item, 2, &op->name) < 0)
         return -1;
     if (kind == OP_CREATE) {
@@ -141,40 +159,50 @@ static struct timespec to_timespec(long long ns)
 }
 
 /* 0, or the errno of the system call that failed. */
+static int write_all(int fd, const Py_buffer *content)
+{
+    const char *data = content->buf;
+    Py_ssize_t left = content->len;
+    while (left > 0) {
+        ssize_t written = write(fd, data, (size_t)left);
+        if (written < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        data += written;
+        left -= written;
+    }
+    return 0;
+}
+
+/* Mode, owner (uid >= 0) and mtime, then close: the descriptor is closed even on failure. */
+static int finish_file(int fd, const op_t *op)
+{
+    int error = 0;
+    struct timespec times[2];
+    times[0] = times[1] = to_timespec(op->mtime_ns);
+    if (fchmod(fd, (mode_t)op->mode) < 0 ||
+        (op->uid >= 0 && fchown(fd, (uid_t)op->uid, (gid_t)op->gid) < 0) ||
+        futimens(fd, times) < 0)
+        error = errno;
+    if (close(fd) < 0 && !error)
+        error = errno;
+    return error;
+}
+
 static int create_file(const op_t *op)
 {
     const char *name = PyBytes_AS_STRING(op->name);
     int fd = openat(op->fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno;
-    const char *data = op->data.buf;
-    Py_ssize_t left = op->data.len;
-    while (left > 0) {
-        ssize_t written = write(fd, data, (size_t)left);
-        if (written < 0) {
-            if (errno == EINTR)
-                continue;
-            goto failed;
-        }
-        data += written;
-        left -= written;
+    int error = write_all(fd, &op->data);
+    if (error) {
+        close(fd);
+        return error;
     }
-    if (fchmod(fd, (mode_t)op->mode) < 0)
-        goto failed;
-    if (op->uid >= 0 && fchown(fd, (uid_t)op->uid, (gid_t)op->gid) < 0)
-        goto failed;
-    struct timespec times[2];
-    times[0] = times[1] = to_timespec(op->mtime_ns);
-    if (futimens(fd, times) < 0)
-        goto failed;
-    if (close(fd) < 0)
-        return errno;
-    return 0;
-failed: {
-    int error = errno;
-    close(fd);
-    return error;
-}
+    return finish_file(fd, op);
 }
 
 static int rename_file(const op_t *op)
@@ -224,6 +252,12 @@ static PyObject *run_ops(PyObject *module, PyObject *list)
             break;
         case OP_RENAME:
             error = rename_file(&ops[i]);
+            break;
+        case OP_WRITE:
+            error = write_all(ops[i].fd, &ops[i].data);
+            break;
+        case OP_FINISH:
+            error = finish_file(ops[i].fd, &ops[i]);
             break;
         default:
             error = close(ops[i].fd) < 0 ? errno : 0;

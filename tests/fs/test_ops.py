@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
+import signal
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -15,13 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streaming_tar_compressor.errors import OutputError
 from streaming_tar_compressor.fs import ops
 from streaming_tar_compressor.fs.ops import (
     CLOSE,
     CREATE,
+    FINISH,
+    NEW_FILE_FLAGS,
     RENAME,
     SYMLINK_MTIME,
     UNLINK_SOURCE,
+    WRITE,
     Op,
     OpFailed,
     OpRunner,
@@ -132,6 +138,28 @@ def test_each_failure_is_reported_with_its_index_and_errno(tmp_path, runner):
 
 
 @pytest.mark.parametrize("runner", ["python", "compiled"])
+def test_a_file_of_several_pieces_is_written_then_finished_and_closed(tmp_path, runner):
+    run = run_ops_python if runner == "python" else built_module().run_ops
+    with folder(tmp_path / "out") as dir_fd:
+        fd = os.open("t", NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+        pieces = [b"first ", memoryview(b"--second--")[2:8], b""]
+        finish = (FINISH, fd, 0o640, -1, -1, -(10**9) - 5, "t", (), "member")
+        assert run([*((WRITE, fd, piece, "member") for piece in pieces), finish]) is None
+        path = tmp_path / "out" / "t"
+        assert path.read_bytes() == b"first second"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        assert path.stat().st_mtime_ns == -(10**9) - 5
+        with pytest.raises(OSError) as closed:
+            os.fstat(fd)  # FINISH closed it
+        assert closed.value.errno == errno.EBADF
+        # A failed FINISH still closes; a WRITE to a descriptor that is not open fails.
+        reader = os.open("t", os.O_RDONLY, dir_fd=dir_fd)
+        assert run([(WRITE, reader, b"x", "member")]) == (0, errno.EBADF)
+        assert run([(FINISH, reader, 0o600, -1, -1, 2**62, "t", (), "member")]) is None
+        assert run([(FINISH, 1_000_000, 0o600, -1, -1, 0, "t", (), "member")]) == (0, errno.EBADF)
+
+
+@pytest.mark.parametrize("runner", ["python", "compiled"])
 def test_a_rename_sets_a_symlinks_own_mtime_and_drops_a_second_link(tmp_path, runner):
     run = run_ops_python if runner == "python" else built_module().run_ops
     out = tmp_path / "out"
@@ -178,6 +206,72 @@ def test_order_holds_across_batches_and_nothing_runs_after_a_failure(tmp_path, c
         # After abandon the runner still works, at once: a writer's cleanup goes through it.
         runner.add((CREATE, fd, "after", b"", 0o644, -1, -1, 0, "after"))
         assert (out / "after").exists()
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def file_size_limit() -> Iterator[Callable[[int], None]]:
+    """A real write failure in any thread, C ones included: writes past the limit fail with
+    EFBIG (RLIMIT_FSIZE; SIGXFSZ ignored so the process lives), until the test ends."""
+    previous = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        yield lambda size: resource.setrlimit(resource.RLIMIT_FSIZE, (size, previous[1]))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous)
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+@pytest.mark.parametrize("compiled_runner", [False, True])
+def test_a_write_that_fails_on_the_thread_leaves_no_file_and_no_descriptor(
+    tmp_path, monkeypatch, file_size_limit, compiled_runner
+):
+    if compiled_runner:
+        built_module()
+    monkeypatch.setattr(ops, "native", ops.built if compiled_runner else None)
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True)
+    before = open_descriptors()
+    member = TarMember(name="big", kind=MemberKind.FILE, size=3 * 300_000, mode=0o644, mtime=1)
+    file_size_limit(500_000)
+    with pytest.raises(OutputError, match=r"cannot write 'big'.*File too large"):
+        writer.start(member)
+        for _ in range(3):  # pieces small enough to go to the thread as WRITE operations
+            writer.write(b"x" * 300_000)
+        writer.end(member)
+        writer.flush()
+    writer.abort()
+    writer.close()
+    assert not list(out.iterdir())  # neither the temp file nor the member
+    assert open_descriptors() == before - 1  # and the output folder's own is closed too
+
+
+def test_a_failure_met_while_queueing_a_finish_leaves_no_file(
+    tmp_path, monkeypatch, file_size_limit
+):
+    """One operation a batch, one batch ahead: the failed second piece is met when the FINISH
+    is queued, so end() raises before the file is recorded; the unrun FINISH is cleaned up."""
+    built_module()
+    monkeypatch.setattr(ops, "native", ops.built)
+    monkeypatch.setattr(ops, "BATCH_OPS", 1)
+    monkeypatch.setattr(ops, "BATCHES_IN_FLIGHT", 1)
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True)
+    before = open_descriptors()
+    member = TarMember(name="big", kind=MemberKind.FILE, size=2 * 300_000, mode=0o644, mtime=1)
+    file_size_limit(400_000)
+    writer.start(member)
+    writer.write(b"x" * 300_000)
+    writer.write(b"x" * 300_000)
+    with pytest.raises(OutputError, match=r"cannot write 'big'.*File too large"):
+        writer.end(member)
+    writer.abort()
+    writer.close()
+    assert not list(out.iterdir())
+    assert open_descriptors() == before - 1
 
 
 def test_a_file_ended_after_a_commit_that_closed_its_folder(tmp_path):

@@ -13,7 +13,12 @@ An operation is a tuple (cheap to build by the hundred thousand):
 * ``(RENAME, dir_fd, src, dst, flags, mtime_ns, member)`` within one folder;
   ``UNLINK_SOURCE``: remove ``src`` if rename left it (two links to one file),
   ``SYMLINK_MTIME``: set the symlink ``dst``'s mtime; EISDIR unlinks ``src`` first;
-* ``(CLOSE, fd)``: a folder descriptor no longer used, closed after what came before it.
+* ``(CLOSE, fd)``: a folder descriptor no longer used, closed after what came before it;
+* ``(WRITE, fd, data, member)``: the next piece of a file of several pieces, which the
+  writer opened itself (its temp name; a file that arrives whole is one CREATE);
+* ``(FINISH, fd, mode, uid, gid, mtime_ns, temp, parent, member)``: that file's mode, owner
+  and mtime, then ``close(fd)`` (even when one of them failed); ``temp`` in the folder
+  ``parent`` (path parts) is for the caller's clean-up, not read here.
 
 ``member`` names the archive member for messages. ``STC_PURE_PYTHON=1`` in the environment
 turns the compiled module off (the test suite runs both ways).
@@ -30,7 +35,7 @@ from typing import Any, TypeAlias
 
 from .._compiled import built, native
 
-CREATE, RENAME, CLOSE = 0, 1, 2
+CREATE, RENAME, CLOSE, WRITE, FINISH = 0, 1, 2, 3, 4
 UNLINK_SOURCE, SYMLINK_MTIME = 1, 2
 Op: TypeAlias = tuple[Any, ...]
 Failure: TypeAlias = tuple[int, int]  # (index of the operation that failed, errno)
@@ -52,10 +57,15 @@ def run_ops_python(ops: list[Op]) -> Failure | None:
 
 
 def _run_one(op: Op) -> None:
-    if op[0] == CREATE:
+    kind = op[0]
+    if kind == CREATE:
         _create(op)
-    elif op[0] == RENAME:
+    elif kind == RENAME:
         _rename(op)
+    elif kind == WRITE:
+        _write_all(op[1], op[2])
+    elif kind == FINISH:
+        _finish(op[1], *op[2:6])
     else:
         os.close(op[1])
 
@@ -64,9 +74,21 @@ def _create(op: Op) -> None:
     _, dir_fd, name, data, mode, uid, gid, mtime_ns, _ = op
     fd = os.open(name, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
+    except OSError:
+        os.close(fd)
+        raise
+    _finish(fd, mode, uid, gid, mtime_ns)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _finish(fd: int, mode: int, uid: int, gid: int, mtime_ns: int) -> None:
+    try:
         os.fchmod(fd, mode)
         if uid >= 0:
             os.fchown(fd, uid, gid)
@@ -102,7 +124,8 @@ class OpRunner:
     """Runs operations in the order they are added. With the C module, in batches on a thread
     of its own (``wait`` until all ran); without, each one at once. A failure is raised as
     OpFailed by the call that meets it; nothing after the failed operation runs, and
-    ``abandon`` hands back what did not run so the caller can clean up after it."""
+    ``abandon`` hands back what did not run so the caller can clean up after it: every
+    operation added either runs or is handed back (a FINISH closes its descriptor either way)."""
 
     def __init__(self, *, compiled: bool | None = None) -> None:
         self._native = native if compiled is None else built if compiled else None
@@ -123,6 +146,7 @@ class OpRunner:
     def add(self, op: Op, size: int = 0) -> None:
         """Queue one operation (``size``: the bytes of content it holds)."""
         if self._failed is not None:
+            self._batch.append(op)  # it never runs: abandon() hands it back, in order
             raise self._failed
         if self._pool is None:
             try:

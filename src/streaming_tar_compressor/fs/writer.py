@@ -27,12 +27,15 @@ from ..errors import LimitExceededError, OutputError, StcError, UnsafeMemberErro
 from ..models import MemberKind, TarMember
 from .journal import is_journal_name
 from .ops import (
+    BATCH_BYTES,
     CLOSE,
     CREATE,
+    FINISH,
     NEW_FILE_FLAGS,
     RENAME,
     SYMLINK_MTIME,
     UNLINK_SOURCE,
+    WRITE,
     Op,
     OpFailed,
     OpRunner,
@@ -65,8 +68,9 @@ class _Pending:
 class _Writing:
     """The regular file between its start and end. A file whose content comes in one piece
     (most of a tree's) is created whole by one operation at its end; a longer one is opened
-    here as its second piece comes and written piece by piece. Its folder's descriptor is
-    looked up again when needed: a commit in between may have closed the one it had."""
+    here as its second piece comes, and its pieces and metadata go to the operations thread
+    (WRITE, FINISH) so that the parser goes on meanwhile. Its folder's descriptor is looked
+    up again when needed: a commit in between may have closed the one it had."""
 
     pending: _Pending
     size: int
@@ -181,12 +185,21 @@ class TreeWriter:
         if current.fd < 0 and current.data is None and len(data) == current.size:
             current.data = bytes(data)  # the whole content: kept (the view's buffer is not)
             return
-        try:
-            if current.fd < 0:
+        if current.fd < 0:
+            try:
                 parent_fd = self._open_dir(
                     current.pending.parent, current.pending.name, create=False
                 )
                 current.fd = os.open(current.pending.temp, NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
+            except OSError as exc:
+                raise OutputError(f"cannot write {current.pending.name!r}: {exc}") from exc
+        if len(data) < BATCH_BYTES:
+            self._run((WRITE, current.fd, _unchanging(data), current.pending.name), len(data))
+            return
+        # A large piece is written here, after what is queued: holding whole decoded blocks
+        # for the thread measured slower (a 3 GB file: 3.4-3.6 s -> 3.9-4.2 s).
+        self.flush()
+        try:
             view = memoryview(data)
             while view:
                 view = view[os.write(current.fd, view) :]
@@ -201,12 +214,17 @@ class TreeWriter:
         pending = current.pending
         if current.fd >= 0:
             try:
-                self._apply_metadata(current.fd, member)
+                mode, uid, gid = safe_mode(member.mode, self._umask), *self._owner(member)
+                mtime_ns = self._mtime_ns(member)
             except OutputError:
+                with contextlib.suppress(StcError):
+                    self.flush()  # its writes ran, or never will: the descriptor is ours again
+                os.close(current.fd)
                 self._discard(pending)
                 raise
-            finally:
-                os.close(current.fd)
+            # The runner owns the descriptor now: FINISH closes it, or abandon() hands it back.
+            finish = (FINISH, current.fd, mode, uid, gid, mtime_ns, pending.temp, pending.parent)
+            self._run((*finish, pending.name))
         else:
             data = current.data if current.data is not None else b""
             uid, gid = self._owner(member)
@@ -375,13 +393,19 @@ class TreeWriter:
         )
 
     def _clean_up_after(self, unrun: list[Op]) -> None:
-        """Operations that did not run (an abort, or one failed): a file that a failed
-        operation half-made, or whose rename did not run, goes; a folder is closed."""
-        for op in unrun:
-            with contextlib.suppress(OSError):
+        """Operations that did not run (an abort, or the first of them failed): a file that a
+        failed operation half-made, or whose rename or finish did not run, goes; a folder and
+        a file not finished are closed (a FINISH that failed closed its file itself)."""
+        for index, op in enumerate(unrun):
+            with contextlib.suppress(OSError, StcError):
                 if op[0] == CLOSE:
                     os.close(op[1])
-                else:
+                elif op[0] == FINISH:
+                    if index:
+                        os.close(op[1])
+                    temp, parent, name = op[6:]
+                    os.unlink(temp, dir_fd=self._open_dir(parent, name, create=False))
+                elif op[0] != WRITE:  # a WRITE's file goes with its FINISH
                     os.unlink(op[2], dir_fd=op[1])
 
     def _run(self, op: Op, size: int = 0) -> None:
@@ -508,7 +532,19 @@ def _failure_error(failure: OpFailed) -> StcError:
         return UnsafeMemberError(op[-1], "it would replace a directory with a file or link")
     if op[0] == RENAME:
         return OutputError(f"cannot rename {op[-1]!r} into place: {error}")
+    if op[0] == WRITE:
+        return OutputError(f"cannot write {op[-1]!r}: {error}")
+    if op[0] == FINISH:
+        return OutputError(f"cannot set the metadata of {op[-1]!r}: {error}")
     return OutputError(f"cannot close a folder of the output directory: {error}")
+
+
+def _unchanging(data: bytes | memoryview) -> bytes | memoryview:
+    """Content an operation may hold until it runs: bytes, or a view of bytes (a decoded
+    block, which nothing changes), as they are; a view of anything else is copied."""
+    if isinstance(data, bytes) or (isinstance(data, memoryview) and isinstance(data.obj, bytes)):
+        return data
+    return bytes(data)
 
 
 def _temp_name() -> str:

@@ -708,6 +708,9 @@ def _tar_blocks(
         if writer.offset <= start:
             continue  # wholly before the resume point
         drop = start - offset  # > 0 only for the member the resume point falls in
+        # Reported with the block its last byte goes to, which may be cut while it is read.
+        finished.append(_FileDone(entry.path, member.size))
+        finished_ends.append(writer.offset)
         buffer += header if drop <= 0 else header[drop:]
         if member.kind is MemberKind.FILE:
             size = member.size
@@ -720,8 +723,6 @@ def _tar_blocks(
                     if len(buffer) >= block_size:
                         yield from cut()
             buffer += padding(size)[max(0, drop - len(header) - size) :]
-        finished.append(_FileDone(entry.path, member.size))
-        finished_ends.append(writer.offset)
         if len(buffer) >= block_size:
             yield from cut()
     offset = writer.offset
