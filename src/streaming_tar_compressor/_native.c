@@ -1,7 +1,7 @@
 /* stc's compiled hot paths (README "Compiled hot paths"): the unpack's file operations, run
    without the GIL; the reading of plain tar headers, one or a run at a time; the pack's read
-   of a small source file and its walk's lstat of a folder's entries. Each has a Python twin
-   that the tests compare it with.
+   of a small source file, its walk's lstat of a folder's entries and the making of plain
+   ustar headers. Each has a Python twin that the tests compare it with.
 
    Extracting a tree of small files costs a handful of system calls per file; made from
    Python each one takes the GIL back, so a writer thread in Python only convoys with the
@@ -316,6 +316,12 @@ static PyObject *text(const unsigned char *field, Py_ssize_t length)
     return PyBytes_FromStringAndSize((const char *)field, text_length(field, length));
 }
 
+/* As bytes.decode("utf-8", "surrogateescape"): names that are not UTF-8 keep their bytes. */
+static PyObject *decoded(const unsigned char *field, Py_ssize_t length)
+{
+    return PyUnicode_DecodeUTF8((const char *)field, text_length(field, length), "surrogateescape");
+}
+
 typedef struct {
     long long size, mode, mtime, uid, gid;
 } numbers_t;
@@ -338,28 +344,51 @@ static int read_numbers(const unsigned char *b, numbers_t *n)
     return 0;
 }
 
-/* (size, name, linkname, mode, mtime, uid, gid, uname, gname), a new reference or NULL. */
-static PyObject *fields_tuple(const unsigned char *b, const numbers_t *n)
+/* The name, the POSIX prefix joined to it when the magic is "ustar\0"; returns its length. */
+static Py_ssize_t joined_name(const unsigned char *b, char out[256])
 {
-    PyObject *name;
     Py_ssize_t name_length = text_length(b + F_NAME, 100);
     Py_ssize_t prefix_length = memcmp(b + F_MAGIC, "ustar\0", 6) == 0
         ? text_length(b + F_PREFIX, 155) : 0;
+    Py_ssize_t at = 0;
     if (prefix_length) {
-        name = PyBytes_FromStringAndSize(NULL, prefix_length + 1 + name_length);
-        if (name == NULL)
-            return NULL;
-        char *joined = PyBytes_AS_STRING(name);
-        memcpy(joined, b + F_PREFIX, (size_t)prefix_length);
-        joined[prefix_length] = '/';
-        memcpy(joined + prefix_length + 1, b + F_NAME, (size_t)name_length);
-    } else {
-        name = PyBytes_FromStringAndSize((const char *)b + F_NAME, name_length);
-        if (name == NULL)
-            return NULL;
+        memcpy(out, b + F_PREFIX, (size_t)prefix_length);
+        out[prefix_length] = '/';
+        at = prefix_length + 1;
     }
-    return Py_BuildValue("(LNNLLLLNN)", n->size, name, text(b + F_LINKNAME, 100), n->mode,
-                         n->mtime, n->uid, n->gid, text(b + F_UNAME, 32), text(b + F_GNAME, 32));
+    memcpy(out + at, b + F_NAME, (size_t)name_length);
+    return at + name_length;
+}
+
+/* (size, name, linkname, mode, mtime, uid, gid, uname, gname), a new reference or NULL. */
+static PyObject *fields_tuple(const unsigned char *b, const numbers_t *n)
+{
+    char name[256];
+    Py_ssize_t length = joined_name(b, name);
+    return Py_BuildValue("(Ly#NLLLLNN)", n->size, name, length, text(b + F_LINKNAME, 100),
+                         n->mode, n->mtime, n->uid, n->gid, text(b + F_UNAME, 32),
+                         text(b + F_GNAME, 32));
+}
+
+/* For plain_members: (size, name, linkname, mode, mtime, uid, gid, uname, gname) as the tar
+   reader makes a member of them: texts decoded, the permission bits of mode, mtime a float. */
+static PyObject *member_tuple(const unsigned char *b, const numbers_t *n)
+{
+    char name[256];
+    Py_ssize_t length = joined_name(b, name);
+    PyObject *texts[4] = {
+        PyUnicode_DecodeUTF8(name, length, "surrogateescape"),
+        decoded(b + F_LINKNAME, 100),
+        decoded(b + F_UNAME, 32),
+        decoded(b + F_GNAME, 32),
+    };
+    if (texts[0] == NULL || texts[1] == NULL || texts[2] == NULL || texts[3] == NULL) {
+        for (int i = 0; i < 4; i++)
+            Py_XDECREF(texts[i]);
+        return NULL;
+    }
+    return Py_BuildValue("(LNNLdLLNN)", n->size, texts[0], texts[1], n->mode & 07777,
+                         (double)n->mtime, n->uid, n->gid, texts[2], texts[3]);
 }
 
 static PyObject *header_fields(PyObject *module, PyObject *arg)
@@ -382,7 +411,9 @@ static PyObject *header_fields(PyObject *module, PyObject *arg)
 
 /* plain_members(buffer, start) -> (members, end): the plain members that lie whole in
    buffer[start:], one after another, read in one call; members is a list of
-   (header position, typeflag, fields tuple as header_fields gives it). It stops before the
+   (header position, typeflag, (size, name, linkname, mode, mtime, uid, gid, uname, gname)):
+   header_fields' fields with the texts decoded (surrogateescape), mode's permission bits and
+   mtime as a float, as the tar reader makes a member of them. It stops before the
    first header that is not plain (end of archive, extended header, device, unknown type,
    one header_fields leaves to Python) or whose data and padding do not all lie in the buffer;
    end is where it stopped. Regular files (typeflag 0, NUL, 7) carry their padded size in
@@ -412,7 +443,7 @@ static PyObject *plain_members(PyObject *module, PyObject *args)
         long long carried = regular ? numbers.size + (-numbers.size & (HEADER - 1)) : 0;
         if (carried > view.len - pos - HEADER)
             break;
-        PyObject *fields = fields_tuple(b, &numbers);
+        PyObject *fields = member_tuple(b, &numbers);
         PyObject *item = fields == NULL ? NULL : Py_BuildValue("(ny#N)", pos, &flag, (Py_ssize_t)1, fields);
         if (item == NULL || PyList_Append(members, item) < 0) {
             Py_XDECREF(item);

@@ -37,8 +37,11 @@ _ZERO_BLOCK = bytes(BLOCK_SIZE)
 _compiled_fields = native.header_fields if native is not None else None
 # What _native.header_fields returns: size, name, linkname, mode, mtime, uid, gid, uname, gname.
 _PlainFields: TypeAlias = tuple[int, bytes, bytes, int, int, int, int, bytes, bytes]
+# What _native.plain_members gives for each member: the same, as a member holds them (texts
+# decoded, mode's permission bits, mtime a float).
+_PlainMember: TypeAlias = tuple[int, str, str, int, float, int, int, str, str]
 # Runs of plain members read in one C call (see _plain_run), or None.
-_compiled_run: Callable[[memoryview, int], tuple[list[tuple[int, bytes, _PlainFields]], int]] | None
+_compiled_run: Callable[[memoryview, int], tuple[list[tuple[int, bytes, _PlainMember]], int]] | None
 _compiled_run = native.plain_members if native is not None else None
 _OCTAL_DIGITS = b"01234567"
 
@@ -316,7 +319,22 @@ class TarReader:
         found, stop = _compiled_run(view, pos)
         base = self._offset - pos
         for position, flag, plain in found:
-            member = self._member_from(flag, _plain_fields(plain), base + position, None)
+            size, name, linkname, mode, mtime, uid, gid, uname, gname = plain
+            member = self._make_member(
+                flag,
+                name,
+                False,
+                linkname,
+                size,
+                mode,
+                mtime,
+                uid,
+                gid,
+                uname,
+                gname,
+                base + position,
+                None,
+            )
             events.append(MemberStart(member))
             if member.size:
                 data = position + BLOCK_SIZE
@@ -414,10 +432,42 @@ class TarReader:
     def _member_from(
         self, flag: bytes, fields: _Fields, offset: int, block: bytes | None
     ) -> TarMember:
+        """``block``: the header, for a device's numbers."""
+        return self._make_member(
+            flag,
+            _text(fields.name),
+            fields.sparse,
+            _text(fields.linkname),
+            fields.size,
+            fields.mode,
+            fields.mtime,
+            fields.uid,
+            fields.gid,
+            _text(fields.uname),
+            _text(fields.gname),
+            offset,
+            block,
+        )
+
+    def _make_member(
+        self,
+        flag: bytes,
+        name: str,
+        sparse: bool,
+        linkname: str,
+        size: int,
+        mode: int,
+        mtime: float,
+        uid: int,
+        gid: int,
+        uname: str,
+        gname: str,
+        offset: int,
+        block: bytes | None,
+    ) -> TarMember:
         """``block``: the header, for a device's numbers (the C reading of runs has none)."""
-        name = _text(fields.name)
         kind = _KINDS.get(flag)
-        if fields.sparse or flag == b"S":
+        if sparse or flag == b"S":
             raise CorruptStreamError(f"unsupported tar member type 'GNU sparse file' for {name!r}")
         if kind is None:
             raise CorruptStreamError(
@@ -431,19 +481,19 @@ class TarReader:
         is_device = kind is MemberKind.CHAR_DEVICE or kind is MemberKind.BLOCK_DEVICE
         assert block is not None or not is_device
         first = self._first_header_offset
-        if not -MAX_MTIME <= fields.mtime <= MAX_MTIME:
-            raise CorruptStreamError(f"member {name!r} has an absurd mtime {fields.mtime:g}")
+        if not -MAX_MTIME <= mtime <= MAX_MTIME:
+            raise CorruptStreamError(f"member {name!r} has an absurd mtime {mtime:g}")
         return TarMember(
             name=name,
             kind=kind,
-            size=fields.size if kind is MemberKind.FILE else 0,
-            mode=fields.mode,
-            mtime=fields.mtime,
-            uid=fields.uid,
-            gid=fields.gid,
-            uname=_text(fields.uname),
-            gname=_text(fields.gname),
-            linkname=_text(fields.linkname),
+            size=size if kind is MemberKind.FILE else 0,
+            mode=mode,
+            mtime=mtime,
+            uid=uid,
+            gid=gid,
+            uname=uname,
+            gname=gname,
+            linkname=linkname,
             devmajor=_header_number(block[_DEVMAJOR], "devmajor", offset)
             if block and is_device
             else 0,
