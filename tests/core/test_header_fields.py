@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import tarfile
 
 import pytest
@@ -94,17 +95,22 @@ def test_a_checksum_summed_over_signed_bytes_is_accepted():
     assert fields is not None and fields[1] == "é-name".encode()
 
 
+NOT_UTF8 = os.fsdecode(b"n\xff\xfe")  # the bytes of a name that is not UTF-8
+
+
 @st.composite
 def archives(draw: st.DrawFn) -> bytes:
     """A tar stream of varied members: plain ones, pax and GNU long names, links, devices,
     a directory written as a regular file with a trailing slash, and one sized hardlink."""
     out = io.BytesIO()
     form = draw(st.sampled_from([tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]))
-    with tarfile.open(fileobj=out, mode="w", format=form) as tar:
+    # Names that are not UTF-8 are written as their bytes (surrogateescape), as GNU tar keeps them.
+    with tarfile.open(fileobj=out, mode="w", format=form, errors="surrogateescape") as tar:
         for index in range(draw(st.integers(0, 12))):
             kind = draw(st.sampled_from(["file", "dir", "symlink", "hardlink", "fifo", "dev"]))
-            name = f"d{index % 3}/" + draw(st.sampled_from(["f", "ü", "x" * 120])) + str(index)
-            info = tarfile.TarInfo(name)
+            base = draw(st.sampled_from(["f", "ü", "x" * 120, NOT_UTF8]))
+            info = tarfile.TarInfo(f"d{index % 3}/{base}{index}")
+            info.uname = info.gname = draw(st.sampled_from(["", "root", "é", NOT_UTF8]))
             info.mtime = draw(st.integers(0, 2**33))
             data = b""
             if kind == "file":
@@ -114,7 +120,7 @@ def archives(draw: st.DrawFn) -> bytes:
                 info.type = tarfile.DIRTYPE
             elif kind in ("symlink", "hardlink"):
                 info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
-                info.linkname = "d0/f0"
+                info.linkname = draw(st.sampled_from(["d0/f0", f"d1/{NOT_UTF8}"]))
             else:
                 info.type = tarfile.FIFOTYPE if kind == "fifo" else tarfile.CHRTYPE
                 info.devmajor, info.devminor = 1, 3
