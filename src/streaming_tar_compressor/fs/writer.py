@@ -68,9 +68,10 @@ class _Pending:
 class _Writing:
     """The regular file between its start and end. A file whose content comes in one piece
     (most of a tree's) is created whole by one operation at its end; a longer one is opened
-    here as its second piece comes, and its pieces and metadata go to the operations thread
-    (WRITE, FINISH) so that the parser goes on meanwhile. Its folder's descriptor is looked
-    up again when needed: a commit in between may have closed the one it had."""
+    here as its second piece comes: its pieces under BATCH_BYTES and its metadata go to the
+    operations thread (WRITE, FINISH) so that the parser goes on meanwhile, larger pieces are
+    written here. Its folder's descriptor is looked up again when needed: a commit in
+    between may have closed the one it had."""
 
     pending: _Pending
     size: int
