@@ -474,64 +474,6 @@ static PyObject *byte_sum(PyObject *module, PyObject *arg)
     return PyLong_FromUnsignedLongLong(total);
 }
 
-/* read_file(path, size): up to size bytes from the start of the file at path (fewer only at
-   its end), opened, read and closed with the GIL released: a pack's tar thread reads a tree's
-   small files this way in one call each, while the compressing threads run on. OSError as
-   open() raises it. */
-static PyObject *read_file(PyObject *module, PyObject *args)
-{
-    (void)module;
-    PyObject *path;
-    Py_ssize_t size;
-    if (!PyArg_ParseTuple(args, "O&n:read_file", PyUnicode_FSConverter, &path, &size))
-        return NULL;
-    if (size < 0) {
-        Py_DECREF(path);
-        PyErr_SetString(PyExc_ValueError, "size must be at least 0");
-        return NULL;
-    }
-    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
-    if (data == NULL) {
-        Py_DECREF(path);
-        return NULL;
-    }
-    const char *name = PyBytes_AS_STRING(path);
-    char *buffer = PyBytes_AS_STRING(data);
-    Py_ssize_t done = 0;
-    int error = 0;
-    Py_BEGIN_ALLOW_THREADS
-    int fd = open(name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        error = errno;
-    } else {
-        while (done < size) {
-            ssize_t got = read(fd, buffer + done, (size_t)(size - done));
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got < 0) {
-                error = errno;
-                break;
-            }
-            if (got == 0)
-                break;
-            done += got;
-        }
-        close(fd);
-    }
-    Py_END_ALLOW_THREADS
-    if (error) {
-        errno = error;
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
-        Py_DECREF(path);
-        Py_DECREF(data);
-        return NULL;
-    }
-    Py_DECREF(path);
-    if (done < size && _PyBytes_Resize(&data, done) < 0)
-        return NULL;
-    return data;
-}
-
 /* lstat_names(directory, names, check_access): for each name in the folder, (its lstat, whether
    it is readable) or (errno, False) when lstat failed. Readable means access(R_OK), and X_OK
    too for a folder, checked only for files and folders when check_access is true. The whole
@@ -755,11 +697,79 @@ static PyObject *ustar_header(PyObject *module, PyObject *args)
     return PyBytes_FromStringAndSize((const char *)b, HEADER);
 }
 
+/* append_file(buffer, path, size): appends up to size bytes from the start of the file at
+   path (fewer only at its end) to the bytearray buffer and returns how many: opened, read
+   and closed without the GIL, straight into the pack's block buffer (a pack's tar thread
+   reads a tree's small files this way, one call each, while the compressing threads run).
+   OSError as open() raises it, with buffer as it was. */
+static PyObject *append_file(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *buffer, *path;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "O!O&n:append_file", &PyByteArray_Type, &buffer,
+                          PyUnicode_FSConverter, &path, &size))
+        return NULL;
+    Py_ssize_t start = PyByteArray_GET_SIZE(buffer);
+    Py_buffer view;
+    if (size < 0 || size > PY_SSIZE_T_MAX - start) {
+        Py_DECREF(path);
+        PyErr_SetString(PyExc_ValueError, "size must be at least 0");
+        return NULL;
+    }
+    if (PyByteArray_Resize(buffer, start + size) < 0) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE) < 0) {  /* no resize while held */
+        PyByteArray_Resize(buffer, start);
+        Py_DECREF(path);
+        return NULL;
+    }
+    const char *name = PyBytes_AS_STRING(path);
+    char *at = (char *)view.buf + start;
+    Py_ssize_t done = 0;
+    int error = 0;
+    Py_BEGIN_ALLOW_THREADS
+    int fd = open(name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        error = errno;
+    } else {
+        while (done < size) {
+            ssize_t got = read(fd, at + done, (size_t)(size - done));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0) {
+                error = errno;
+                break;
+            }
+            if (got == 0)
+                break;
+            done += got;
+        }
+        close(fd);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (PyByteArray_Resize(buffer, start + (error ? 0 : done)) < 0) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    if (error) {
+        errno = error;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path);
+        Py_DECREF(path);
+        return NULL;
+    }
+    Py_DECREF(path);
+    return PyLong_FromSsize_t(done);
+}
+
 static PyMethodDef methods[] = {
     {"ustar_header", ustar_header, METH_VARARGS, "A plain ustar header, or None."},
+    {"append_file", append_file, METH_VARARGS, "Append a file's bytes to a bytearray."},
     {"lstat_names", lstat_names, METH_VARARGS, "lstat (and access) a batch of a folder's names."},
     {"byte_sum", byte_sum, METH_O, "The sum of a buffer's bytes."},
-    {"read_file", read_file, METH_VARARGS, "Up to size bytes of a file, read without the GIL."},
     {"run_ops", run_ops, METH_O, "Run file operations in order without the GIL."},
     {"header_fields", header_fields, METH_O, "A plain tar header's fields, or None."},
     {"plain_members", plain_members, METH_VARARGS, "The plain members lying whole in a buffer."},

@@ -1,5 +1,5 @@
 """A source file's bytes for the tar stream: read by one C call when small and compiled
-(``_read_small_file``), else in pieces by Python (``_file_data``); both report a vanished,
+(``_append_small_file``), else in pieces by Python (``_file_data``); both report a vanished,
 unreadable or shrunk file the same way."""
 
 from __future__ import annotations
@@ -16,15 +16,18 @@ from tests.fs.test_ops import built_module
 
 @pytest.fixture(params=["compiled", "python"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    read_file = built_module().read_file if request.param == "compiled" else None
-    monkeypatch.setattr(pack, "_read_file", read_file)
+    append_file = built_module().append_file if request.param == "compiled" else None
+    monkeypatch.setattr(pack, "_append_file", append_file)
     return str(request.param)
 
 
 def data(path: Path, size: int, skip: int = 0) -> bytes:
     """What the tar thread reads, by the path it takes for this file."""
-    if pack._read_file is not None and not skip and size <= pack.READ_SIZE:
-        return pack._read_small_file(str(path), size)
+    if pack._append_file is not None and not skip and size <= pack.READ_SIZE:
+        buffer = bytearray(b"before")
+        pack._append_small_file(buffer, str(path), size)
+        assert buffer.startswith(b"before")
+        return bytes(buffer[len(b"before") :])
     return b"".join(pack._file_data(str(path), size, skip))
 
 

@@ -74,10 +74,12 @@ AUTO_CHUNKS = 2000
 AUTO_MIN_CHUNK, AUTO_MAX_CHUNK = 8 * 2**20, 64 * 2**20
 MAX_STORE_CHUNK = 10_000 * PART_SIZE  # S3's most parts of one multipart upload
 READ_SIZE = 1 << 20  # bytes per read of a source file
-# A file of at most READ_SIZE bytes is opened, read and closed by one C call without the GIL
-# (_native.read_file) when the compiled module is there: ~1/5 of a pack's tar thread on small
-# files went to Python's open/read/close.
-_read_file: Callable[[str, int], bytes] | None = native.read_file if native is not None else None
+# A file of at most READ_SIZE bytes is opened, read into the block buffer and closed by one C
+# call without the GIL (_native.append_file) when the compiled module is there: ~1/5 of a
+# pack's tar thread on small files went to Python's open/read/close.
+_append_file: Callable[[bytearray, str, int], int] | None = (
+    native.append_file if native is not None else None
+)
 MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
 BLOCKS_IN_FLIGHT_PER_WORKER = 2
 EVENTS_AHEAD = 4  # chunk pieces (slices of encoded blocks) framed ahead of the writer
@@ -715,8 +717,8 @@ def _tar_blocks(
         if member.kind is MemberKind.FILE:
             size = member.size
             skip = min(size, max(0, drop - len(header)))
-            if _read_file is not None and not skip and size <= READ_SIZE:
-                buffer += _read_small_file(entry.path, size)
+            if _append_file is not None and not skip and size <= READ_SIZE:
+                _append_small_file(buffer, entry.path, size)
             else:
                 for data in _file_data(entry.path, size, skip):
                     buffer += data
@@ -760,19 +762,16 @@ def _check_sources(expected: SourceCheck | None, found: SourceCheck) -> None:
         )
 
 
-def _read_small_file(path: str, size: int) -> bytes:
-    """A file of at most READ_SIZE bytes in one compiled call, its errors worded as
-    ``_file_data`` (its Python twin) words them."""
-    assert _read_file is not None
+def _append_small_file(buffer: bytearray, path: str, size: int) -> None:
+    """A file of at most READ_SIZE bytes appended to ``buffer`` by one compiled call, its
+    errors worded as ``_file_data`` (its Python twin) words them."""
+    assert _append_file is not None
     try:
-        data = _read_file(path, size)
+        done = _append_file(buffer, path, size)
     except OSError as exc:
         raise SourceError(path, exc.strerror or str(exc)) from exc
-    if len(data) < size:
-        raise SourceChangedError(
-            path, f"it shrank while being packed ({len(data)} of {size} bytes)"
-        )
-    return data
+    if done < size:
+        raise SourceChangedError(path, f"it shrank while being packed ({done} of {size} bytes)")
 
 
 def _file_data(path: str, size: int, skip: int = 0) -> Iterator[bytes]:
