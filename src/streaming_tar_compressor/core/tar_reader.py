@@ -416,7 +416,13 @@ class TarReader:
     def _layered_fields(
         self, block: bytes, size: int, offset: int, plain: _PlainFields | None
     ) -> _Fields:
-        fields = _plain_fields(plain) if plain is not None else _header_fields(block, size, offset)
+        if plain is not None:
+            _, name, linkname, mode, mtime, uid, gid, uname, gname = plain
+            fields = _Fields(
+                name, linkname, size, mode & 0o7777, float(mtime), uid, gid, uname, gname
+            )
+        else:
+            fields = _header_fields(block, size, offset)
         if not (self._pax or self._globals) and self._long_name is self._long_link is None:
             return fields  # a plain header: nothing to layer over it
         # POSIX: an empty 'x' value deletes the keyword, global value included.
@@ -502,12 +508,6 @@ class TarReader:
             else 0,
             offset=offset if first is None else first,
         )
-
-
-def _plain_fields(plain: _PlainFields) -> _Fields:
-    """The compiled reading's fields as _header_fields gives them."""
-    size, name, linkname, mode, mtime, uid, gid, uname, gname = plain
-    return _Fields(name, linkname, size, mode & 0o7777, float(mtime), uid, gid, uname, gname)
 
 
 def _header_fields(block: bytes, size: int, offset: int) -> _Fields:
