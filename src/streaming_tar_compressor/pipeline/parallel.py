@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Executor, Future
 from typing import TypeVar
 
@@ -13,7 +13,7 @@ R = TypeVar("R")
 
 def ordered_map(
     fn: Callable[[T], R], items: Iterable[T], *, pool: Executor, window: int
-) -> Iterator[R]:
+) -> Generator[R, None, None]:
     """``pool.map`` in order, but never more than ``window`` items in flight.
 
     ``Executor.map`` submits all its input first (bpo-32306), which would pull the whole
