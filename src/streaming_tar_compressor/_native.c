@@ -28,6 +28,9 @@
      (FINISH, fd, mode, uid, gid, mtime_ns, temp, parent, member)
          fchmod, fchown when uid >= 0, futimens, then close(fd), even when one failed;
          temp and parent are for the caller's clean-up and are not read here
+     (FOLDER_FINISH, dir_fd, name, mode, uid, gid, mtime_ns, member)
+         openat(name, O_DIRECTORY|O_NOFOLLOW), then as FINISH: a folder's metadata, set
+         last
 
    The member field is for the caller's messages and is not read here. */
 
@@ -42,7 +45,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { OP_CREATE = 0, OP_RENAME = 1, OP_CLOSE = 2, OP_WRITE = 3, OP_FINISH = 4 };
+enum {
+    OP_CREATE = 0, OP_RENAME = 1, OP_CLOSE = 2, OP_WRITE = 3, OP_FINISH = 4, OP_FOLDER_FINISH = 5,
+};
 enum { RENAME_UNLINK_SOURCE = 1, RENAME_SYMLINK_MTIME = 2 };
 
 typedef struct {
@@ -95,7 +100,7 @@ static int encode_name(PyObject *item, Py_ssize_t position, PyObject **out)
 
 static int parse_op(PyObject *item, op_t *op)
 {
-    static const Py_ssize_t sizes[] = {9, 7, 2, 4, 9};
+    static const Py_ssize_t sizes[] = {9, 7, 2, 4, 9, 8};
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2) {
         PyErr_SetString(PyExc_TypeError, "an operation must be a tuple");
         return -1;
@@ -103,7 +108,7 @@ static int parse_op(PyObject *item, op_t *op)
     long kind = PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
     if (kind == -1 && PyErr_Occurred())
         return -1;
-    if (kind < OP_CREATE || kind > OP_FINISH || PyTuple_GET_SIZE(item) != sizes[kind]) {
+    if (kind < OP_CREATE || kind > OP_FOLDER_FINISH || PyTuple_GET_SIZE(item) != sizes[kind]) {
         PyErr_SetString(PyExc_ValueError, "unknown operation");
         return -1;
     }
@@ -128,6 +133,13 @@ static int parse_op(PyObject *item, op_t *op)
     }
     if (encode_name(item, 2, &op->name) < 0)
         return -1;
+    if (kind == OP_FOLDER_FINISH) {
+        op->mode = as_int(PyTuple_GET_ITEM(item, 3));
+        op->uid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 4));
+        op->gid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 5));
+        op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 6));
+        return PyErr_Occurred() ? -1 : 0;
+    }
     if (kind == OP_CREATE) {
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 3), &op->data, PyBUF_SIMPLE) < 0)
             return -1;
@@ -205,6 +217,15 @@ static int create_file(const op_t *op)
     return finish_file(fd, op);
 }
 
+static int finish_folder(const op_t *op)
+{
+    int fd = openat(op->fd, PyBytes_AS_STRING(op->name),
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    return finish_file(fd, op);
+}
+
 static int rename_file(const op_t *op)
 {
     const char *src = PyBytes_AS_STRING(op->name), *dst = PyBytes_AS_STRING(op->other);
@@ -258,6 +279,9 @@ static PyObject *run_ops(PyObject *module, PyObject *list)
             break;
         case OP_FINISH:
             error = finish_file(ops[i].fd, &ops[i]);
+            break;
+        case OP_FOLDER_FINISH:
+            error = finish_folder(&ops[i]);
             break;
         default:
             error = close(ops[i].fd) < 0 ? errno : 0;

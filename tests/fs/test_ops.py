@@ -23,6 +23,7 @@ from streaming_tar_compressor.fs.ops import (
     CLOSE,
     CREATE,
     FINISH,
+    FOLDER_FINISH,
     NEW_FILE_FLAGS,
     RENAME,
     SYMLINK_MTIME,
@@ -174,6 +175,25 @@ def test_a_rename_sets_a_symlinks_own_mtime_and_drops_a_second_link(tmp_path, ru
         # Two links to one file: rename does nothing, so the temp name is unlinked after.
         assert run([(RENAME, fd, "tmp-twin", "file", UNLINK_SOURCE, 0, "file")]) is None
         assert sorted(os.listdir(out)) == ["d", "file", "link"]
+
+
+@pytest.mark.parametrize("runner", ["python", "compiled"])
+def test_a_folder_is_finished_by_name_and_never_through_a_symlink(tmp_path, runner):
+    run = run_ops_python if runner == "python" else built_module().run_ops
+    out = tmp_path / "out"
+    with folder(out) as fd:
+        before = open_descriptors()
+        assert run([(FOLDER_FINISH, fd, "d", 0o705, -1, -1, -(10**9) - 7, "d/")]) is None
+        assert stat.S_IMODE((out / "d").stat().st_mode) == 0o705
+        assert (out / "d").stat().st_mtime_ns == -(10**9) - 7
+        assert open_descriptors() == before  # the folder it opened is closed again
+        os.symlink("d", out / "s")
+        refused = run([(FOLDER_FINISH, fd, "s", 0o700, -1, -1, 0, "s/")])
+        assert refused in ((0, errno.ELOOP), (0, errno.ENOTDIR))  # Linux says ENOTDIR
+        assert stat.S_IMODE((out / "d").stat().st_mode) == 0o705
+        (out / "f").write_bytes(b"")
+        assert run([(FOLDER_FINISH, fd, "f", 0o700, -1, -1, 0, "f/")]) == (0, errno.ENOTDIR)
+        assert run([(FOLDER_FINISH, fd, "none", 0o700, -1, -1, 0, "none/")]) == (0, errno.ENOENT)
 
 
 # -- the runner --------------------------------------------------------------------------------

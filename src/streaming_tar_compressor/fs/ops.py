@@ -18,7 +18,9 @@ An operation is a tuple (cheap to build by the hundred thousand):
   writer opened itself (its temp name; a file that arrives whole is one CREATE);
 * ``(FINISH, fd, mode, uid, gid, mtime_ns, temp, parent, member)``: that file's mode, owner
   and mtime, then ``close(fd)`` (even when one of them failed); ``temp`` in the folder
-  ``parent`` (path parts) is for the caller's clean-up, not read here.
+  ``parent`` (path parts) is for the caller's clean-up, not read here;
+* ``(FOLDER_FINISH, dir_fd, name, mode, uid, gid, mtime_ns, member)``: the folder ``name``
+  (opened without following a symlink) gets its mode, owner and mtime, set last.
 
 ``member`` names the archive member for messages. ``STC_PURE_PYTHON=1`` in the environment
 turns the compiled module off (the test suite runs both ways).
@@ -35,12 +37,13 @@ from typing import Any, TypeAlias
 
 from .._compiled import built, native
 
-CREATE, RENAME, CLOSE, WRITE, FINISH = 0, 1, 2, 3, 4
+CREATE, RENAME, CLOSE, WRITE, FINISH, FOLDER_FINISH = 0, 1, 2, 3, 4, 5
 UNLINK_SOURCE, SYMLINK_MTIME = 1, 2
 Op: TypeAlias = tuple[Any, ...]
 Failure: TypeAlias = tuple[int, int]  # (index of the operation that failed, errno)
 # A new file, never one already there, never through a symlink.
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 BATCH_OPS = 256  # operations handed to the C thread at once: one GIL release per batch
 BATCH_BYTES = 1 << 20  # file content a batch holds at most (it is copied, so memory is this)
 BATCHES_IN_FLIGHT = 2  # batches queued or running: a full queue makes the parser wait
@@ -66,6 +69,8 @@ def _run_one(op: Op) -> None:
         _write_all(op[1], op[2])
     elif kind == FINISH:
         _finish(op[1], *op[2:6])
+    elif kind == FOLDER_FINISH:
+        _finish(os.open(op[2], FOLDER_FLAGS, dir_fd=op[1]), *op[3:7])
     else:
         os.close(op[1])
 

@@ -31,6 +31,8 @@ from .ops import (
     CLOSE,
     CREATE,
     FINISH,
+    FOLDER_FINISH,
+    FOLDER_FLAGS,
     NEW_FILE_FLAGS,
     RENAME,
     SYMLINK_MTIME,
@@ -41,7 +43,6 @@ from .ops import (
     OpRunner,
 )
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Starts at a random number: a later process with the same pid (containers) never meets a
 # leftover of an earlier one that no journal recorded.
 _temp_counter = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
@@ -282,17 +283,17 @@ class TreeWriter:
             return
         self._closed = True
         try:
-            self.flush()
-            # Deepest first (a parent may lose its x bit), siblings together (one open each).
+            # Deepest first (a parent may lose its x bit), siblings together (their parent
+            # opened once), the calls on the operations thread.
             for parts in sorted(self._directories, key=lambda parts: (-len(parts), parts)):
                 member = self._directories[parts]
-                fd = os.open(
-                    ".", _DIR_FLAGS, dir_fd=self._open_dir(parts, member.name, create=False)
+                uid, gid = self._owner(member)
+                parent_fd = self._open_dir(parts[:-1], member.name, create=False)
+                mode, mtime_ns = safe_mode(member.mode, self._umask), self._mtime_ns(member)
+                self._run(
+                    (FOLDER_FINISH, parent_fd, parts[-1], mode, uid, gid, mtime_ns, member.name)
                 )
-                try:
-                    self._apply_metadata(fd, member)
-                finally:
-                    os.close(fd)
+            self.flush()
         except OSError as exc:
             raise OutputError(f"cannot set directory metadata: {exc}") from exc
         finally:
@@ -326,18 +327,6 @@ class TreeWriter:
             on_disk = False
         if on_disk or "/".join((*pending.parent, pending.final)) in self._files:
             raise UnsafeMemberError(member.name, "a symlink may not replace a regular file")
-
-    def _apply_metadata(self, fd: int, member: TarMember) -> None:
-        """Mode (special bits dropped), owner on request, and mtime, on an open descriptor."""
-        uid, gid = self._owner(member)
-        mtime_ns = self._mtime_ns(member)
-        try:
-            os.fchmod(fd, safe_mode(member.mode, self._umask))
-            if uid >= 0:
-                os.fchown(fd, uid, gid)
-            os.utime(fd, ns=(mtime_ns, mtime_ns))
-        except OSError as exc:
-            raise OutputError(f"cannot set the metadata of {member.name!r}: {exc}") from exc
 
     def _owner(self, member: TarMember) -> tuple[int, int]:
         """The stored owner when restoring owners (root only), else (-1, -1): unchanged."""
@@ -406,7 +395,7 @@ class TreeWriter:
                         os.close(op[1])
                     temp, parent, name = op[6:]
                     os.unlink(temp, dir_fd=self._open_dir(parent, name, create=False))
-                elif op[0] != WRITE:  # a WRITE's file goes with its FINISH
+                elif op[0] in (CREATE, RENAME):  # a WRITE's file goes with its FINISH
                     os.unlink(op[2], dir_fd=op[1])
 
     def _run(self, op: Op, size: int = 0) -> None:
@@ -496,7 +485,7 @@ class TreeWriter:
                 if create:
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(parts[depth - 1], 0o777, dir_fd=fd)
-                fd = os.open(parts[depth - 1], _DIR_FLAGS, dir_fd=fd)
+                fd = os.open(parts[depth - 1], FOLDER_FLAGS, dir_fd=fd)
                 self._keep(parts[:depth], fd)  # folders on the way are kept too: siblings
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -535,7 +524,7 @@ def _failure_error(failure: OpFailed) -> StcError:
         return OutputError(f"cannot rename {op[-1]!r} into place: {error}")
     if op[0] == WRITE:
         return OutputError(f"cannot write {op[-1]!r}: {error}")
-    if op[0] == FINISH:
+    if op[0] in (FINISH, FOLDER_FINISH):
         return OutputError(f"cannot set the metadata of {op[-1]!r}: {error}")
     return OutputError(f"cannot close a folder of the output directory: {error}")
 
