@@ -134,14 +134,22 @@ def archives(draw: st.DrawFn) -> bytes:
     return bytes(stream)
 
 
-def events_of(stream: bytes, cuts: list[int]) -> list[tuple[object, ...]]:
-    reader = tar_reader.TarReader()
+def events_of(
+    stream: bytes, cuts: list[int], *, whole_members: bool = False
+) -> list[tuple[object, ...]]:
+    """The reader's events, a WholeMember told as the start, data and end it stands for."""
+    reader = tar_reader.TarReader(whole_members=whole_members)
     seen: list[tuple[object, ...]] = []
     points = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
     for start, end in itertools.pairwise(points):
         for event in reader.feed(stream[start:end]):
             if isinstance(event, tar_reader.MemberData):
                 seen.append(("data", bytes(event.data)))
+            elif isinstance(event, tar_reader.WholeMember):
+                seen.append(("MemberStart", event.member))
+                if event.data:
+                    seen.append(("data", bytes(event.data)))
+                seen.append(("MemberEnd", event.member))
             else:
                 seen.append((type(event).__name__, event.member))
     reader.finish()
@@ -156,11 +164,15 @@ def test_runs_read_in_one_call_give_the_events_of_the_header_by_header_path(stre
         patch.setattr(tar_reader, "_compiled_fields", module.header_fields)
         patch.setattr(tar_reader, "_compiled_run", module.plain_members)
         fast = events_of(stream, cuts)
+        whole = events_of(stream, cuts, whole_members=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tar_reader, "_compiled_fields", None)
         patch.setattr(tar_reader, "_compiled_run", None)
         slow = events_of(stream, cuts)
+        slow_whole = events_of(stream, cuts, whole_members=True)
     assert fast == slow
+    assert whole == slow  # runs give whole members; the header path still starts and ends
+    assert slow_whole == slow
 
 
 @given(data=st.binary(max_size=2048))

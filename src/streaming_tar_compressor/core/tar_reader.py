@@ -1,4 +1,5 @@
-"""Tar bytes → MemberStart / MemberData / MemberEnd events, fed in pieces cut anywhere.
+"""Tar bytes → MemberStart / MemberData / MemberEnd events, fed in pieces cut anywhere (or,
+for the unpack, one WholeMember event for a plain member that lies whole in one piece).
 
 Python's ``tarfile`` copies member data 10 KiB at a time and wants a file object; this reader is
 sans-IO (h11's shape): it keeps only a partial header in memory and hands member data on as
@@ -129,7 +130,16 @@ class MemberEnd:
     member: TarMember
 
 
-TarEvent: TypeAlias = MemberStart | MemberData | MemberEnd
+@dataclass(frozen=True, slots=True)
+class WholeMember:
+    """A member with all of its data (empty for a member that has none) in one event: what
+    MemberStart, MemberData and MemberEnd say, for a reader made with ``whole_members``."""
+
+    member: TarMember
+    data: bytes | memoryview
+
+
+TarEvent: TypeAlias = MemberStart | MemberData | MemberEnd | WholeMember
 
 
 class _State(enum.Enum):
@@ -176,7 +186,8 @@ class TarReader:
       per-member pax (POSIX: an 'x' record overrides a 'g' one; ``tarfile`` layers the same).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, whole_members: bool = False) -> None:
+        self._whole_members = whole_members
         self._state = _State.HEADER
         self._buffer = bytearray()
         self._need = BLOCK_SIZE  # bytes the HEADER or EXTENDED state waits for
@@ -335,11 +346,14 @@ class TarReader:
                 base + position,
                 None,
             )
-            events.append(MemberStart(member))
-            if member.size:
-                data = position + BLOCK_SIZE
-                events.append(MemberData(view[data : data + member.size]))
-            events.append(MemberEnd(member))
+            data = position + BLOCK_SIZE
+            if self._whole_members:
+                events.append(WholeMember(member, view[data : data + member.size]))
+            else:
+                events.append(MemberStart(member))
+                if member.size:
+                    events.append(MemberData(view[data : data + member.size]))
+                events.append(MemberEnd(member))
             self._member = member
         self._offset += stop - pos
         return stop - pos

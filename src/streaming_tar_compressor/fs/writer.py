@@ -172,6 +172,26 @@ class TreeWriter:
             raise OutputError(f"cannot create {member.name!r}: {exc}") from exc
         self._finished(pending)
 
+    def whole(self, member: TarMember, data: bytes | memoryview) -> None:
+        """``start``, ``write`` and ``end`` of a member whose data is all in ``data``: for a
+        regular file, one CREATE with no state kept in between (most of a tree's files)."""
+        if member.kind is not MemberKind.FILE:
+            self.start(member)
+            self.end(member)  # no data: only regular files carry any
+            return
+        parts = check_member(member)
+        if is_journal_name(parts):
+            raise UnsafeMemberError(member.name, "the name is reserved for stc's unpack journal")
+        self._count(member)
+        pending = _Pending(parts[:-1], _temp_name(), parts[-1], member.name, regular=True)
+        parent_fd = self._open_dir(pending.parent, member.name, create=True)
+        content = bytes(data)  # kept until the operation runs (the view's buffer is not)
+        uid, gid = self._owner(member)
+        mode, mtime_ns = safe_mode(member.mode, self._umask), self._mtime_ns(member)
+        op = (CREATE, parent_fd, pending.temp, content, mode, uid, gid, mtime_ns, member.name)
+        self._run(op, len(content))
+        self._finished(pending)
+
     def restore_directory(self, member: TarMember) -> None:
         """A directory an interrupted run restored: ``close`` still owes it its mode and mtime
         (it is made again if it went missing meanwhile)."""

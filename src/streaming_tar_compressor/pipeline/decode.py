@@ -38,11 +38,13 @@ MAX_RAW_IN_FLIGHT = 128 * 2**20
 class TarStreamDecoder:
     """Takes compressed bytes in any cut; yields the tar events they complete."""
 
-    def __init__(self, stated: CompressionType | None = None) -> None:
+    def __init__(
+        self, stated: CompressionType | None = None, *, whole_members: bool = False
+    ) -> None:
         self._stated = stated
         self._head = bytearray()
         self._decoder: StreamDecoder | None = None
-        self._tar = TarReader()
+        self._tar = TarReader(whole_members=whole_members)
         self.compression: CompressionType | None = None
 
     def events(self, data: Buffer) -> Iterator[TarEvent]:
@@ -130,6 +132,8 @@ class ParallelBlockDecoder:
         stated: CompressionType | None,
         workers: int,
         start: StartPoint | None = None,
+        *,
+        whole_members: bool = False,
     ) -> None:
         assert manifest.trailer_offset is not None and manifest.uncompressed_size is not None
         assert manifest.compression is not None  # a block index comes with its codec
@@ -153,7 +157,7 @@ class ParallelBlockDecoder:
         self._header = b""
         self._detected = False
         self._extents: list[BlockExtent] = []
-        self._tar = TarReader()
+        self._tar = TarReader(whole_members=whole_members)
         self.compression: CompressionType | None = None
         self._resumed = start is not None
         self._lead = start.lead if start is not None else 0  # chunk bytes before the block

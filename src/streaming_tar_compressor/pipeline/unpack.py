@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core.manifest import Manifest
 from ..core.reorder import ChunkReorderer
-from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent
+from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent, WholeMember
 from ..core.verifier import ChunkVerified, StreamVerifier, VerifierEvent
 from ..errors import (
     ChecksumMismatchError,
@@ -87,22 +87,31 @@ class _Extractor:
         self._due = False  # a commit with no member open: record when the next one starts
 
     def __call__(self, event: TarEvent) -> None:
-        if isinstance(event, MemberData):
+        if isinstance(event, WholeMember):
+            self._starting(event.member)
+            self._writer.whole(event.member, event.data)
+            self._ended(event.member)
+        elif isinstance(event, MemberData):
             self._writer.write(event.data)
         elif isinstance(event, MemberStart):
-            if self._due:
-                self._record(event.member)
+            self._starting(event.member)
             self._open = event.member
             self._writer.start(event.member)
         elif isinstance(event, MemberEnd):
             self._writer.end(event.member)
             self._open = None
-            member = event.member
-            if member.kind is MemberKind.DIRECTORY and self._journal is not None:
-                self._directories.append(member)
-            if self._reports_files:
-                size = member.size if member.kind is MemberKind.FILE else 0
-                self._progress.file(os.path.join(self._writer.output_dir, member.name), size)
+            self._ended(event.member)
+
+    def _starting(self, member: TarMember) -> None:
+        if self._due:
+            self._record(member)
+
+    def _ended(self, member: TarMember) -> None:
+        if member.kind is MemberKind.DIRECTORY and self._journal is not None:
+            self._directories.append(member)
+        if self._reports_files:
+            size = member.size if member.kind is MemberKind.FILE else 0
+            self._progress.file(os.path.join(self._writer.output_dir, member.name), size)
 
     def committed(self) -> None:
         """Every ended member now has its real name: journal that the open member (or, when
@@ -171,11 +180,13 @@ class StreamUnpacker:
         workers = workers or os.cpu_count() or 1
         self._decoder: TarStreamDecoder | ParallelBlockDecoder
         if manifest is not None and self._start is not None:
-            self._decoder = ParallelBlockDecoder(manifest, stated, workers, self._start)
+            self._decoder = ParallelBlockDecoder(
+                manifest, stated, workers, self._start, whole_members=True
+            )
         elif manifest is not None and workers > 1 and ParallelBlockDecoder.usable(manifest):
-            self._decoder = ParallelBlockDecoder(manifest, stated, workers)
+            self._decoder = ParallelBlockDecoder(manifest, stated, workers, whole_members=True)
         else:
-            self._decoder = TarStreamDecoder(stated)
+            self._decoder = TarStreamDecoder(stated, whole_members=True)
         self._writer = TreeWriter(
             output_dir,
             deferred=self._verifier is not None,
