@@ -27,7 +27,6 @@ from ..errors import LimitExceededError, OutputError, StcError, UnsafeMemberErro
 from ..models import MemberKind, TarMember
 from .journal import is_journal_name
 from .ops import (
-    BATCH_BYTES,
     CLOSE,
     CREATE,
     FINISH,
@@ -36,6 +35,7 @@ from .ops import (
     NEW_FILE_FLAGS,
     RENAME,
     SYMLINK_MTIME,
+    THREAD_PIECE,
     UNLINK_SOURCE,
     WRITE,
     Op,
@@ -69,7 +69,7 @@ class _Pending:
 class _Writing:
     """The regular file between its start and end. A file whose content comes in one piece
     (most of a tree's) is created whole by one operation at its end; a longer one is opened
-    here as its second piece comes: its pieces under BATCH_BYTES and its metadata go to the
+    here as its second piece comes: its pieces under THREAD_PIECE and its metadata go to the
     operations thread (WRITE, FINISH) so that the parser goes on meanwhile, larger pieces are
     written here. Its folder's descriptor is looked up again when needed: a commit in
     between may have closed the one it had."""
@@ -215,7 +215,7 @@ class TreeWriter:
                 current.fd = os.open(current.pending.temp, NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
             except OSError as exc:
                 raise OutputError(f"cannot write {current.pending.name!r}: {exc}") from exc
-        if len(data) < BATCH_BYTES:
+        if len(data) < THREAD_PIECE:
             self._run((WRITE, current.fd, _unchanging(data), current.pending.name), len(data))
             return
         # A large piece is written here, after what is queued: holding whole decoded blocks
