@@ -98,6 +98,16 @@ static int encode_name(PyObject *item, Py_ssize_t position, PyObject **out)
     return *out == NULL ? -1 : 0;
 }
 
+/* mode, uid, gid, mtime_ns: the tuple's items from ``first`` on. */
+static int parse_metadata(PyObject *item, Py_ssize_t first, op_t *op)
+{
+    op->mode = as_int(PyTuple_GET_ITEM(item, first));
+    op->uid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, first + 1));
+    op->gid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, first + 2));
+    op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, first + 3));
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 static int parse_op(PyObject *item, op_t *op)
 {
     static const Py_ssize_t sizes[] = {9, 7, 2, 4, 9, 8};
@@ -124,36 +134,22 @@ static int parse_op(PyObject *item, op_t *op)
         op->has_data = 1;
         return 0;
     }
-    if (kind == OP_FINISH) {
-        op->mode = as_int(PyTuple_GET_ITEM(item, 2));
-        op->uid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 3));
-        op->gid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 4));
-        op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 5));
-        return PyErr_Occurred() ? -1 : 0;
-    }
+    if (kind == OP_FINISH)
+        return parse_metadata(item, 2, op);
     if (encode_name(item, 2, &op->name) < 0)
         return -1;
-    if (kind == OP_FOLDER_FINISH) {
-        op->mode = as_int(PyTuple_GET_ITEM(item, 3));
-        op->uid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 4));
-        op->gid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 5));
-        op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 6));
-        return PyErr_Occurred() ? -1 : 0;
-    }
+    if (kind == OP_FOLDER_FINISH)
+        return parse_metadata(item, 3, op);
     if (kind == OP_CREATE) {
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 3), &op->data, PyBUF_SIMPLE) < 0)
             return -1;
         op->has_data = 1;
-        op->mode = as_int(PyTuple_GET_ITEM(item, 4));
-        op->uid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 5));
-        op->gid = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 6));
-        op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 7));
-    } else {
-        if (encode_name(item, 3, &op->other) < 0)
-            return -1;
-        op->flags = as_int(PyTuple_GET_ITEM(item, 4));
-        op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 5));
+        return parse_metadata(item, 4, op);
     }
+    if (encode_name(item, 3, &op->other) < 0)
+        return -1;
+    op->flags = as_int(PyTuple_GET_ITEM(item, 4));
+    op->mtime_ns = PyLong_AsLongLong(PyTuple_GET_ITEM(item, 5));
     return PyErr_Occurred() ? -1 : 0;
 }
 
