@@ -77,7 +77,7 @@ def test_the_next_chunk_is_asked_for_while_this_one_is_still_in_flight(archive: 
 
 
 def test_reads_that_jump_start_the_prefetch_again_where_they_land(archive: str) -> None:
-    source, store = source_of(archive)
+    source, _ = source_of(archive)
     chunks = source.chunks
     assert b"".join(source.read(chunks[0])) == stored(archive, 0)
     assert b"".join(source.read(chunks[2])) == stored(archive, 2)
