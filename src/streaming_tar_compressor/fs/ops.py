@@ -47,11 +47,12 @@ FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Operations handed to the C thread at once, and the file content a batch holds at most (it is
 # kept until the batch ran, so memory is this): each batch costs the thread one wait for the
 # GIL, which the parsing thread holds most of the time. One batch runs while the next fills.
-# Measured on 100,000 small files (6 alternating runs, medians): 256 ops, 1 MiB, two in flight
-# 2.82 s, 103 MiB peak; 1024 ops, 4 MiB, two in flight 2.66 s, 126 MiB; one in flight 2.53 s,
-# 118 MiB.
+# Measured on 100,000 small files (6 alternating runs, medians, peak RSS): 256 ops and 1 MiB,
+# two in flight 2.82 s, 103 MiB; 1024 ops and 4 MiB, two in flight 2.66 s, 126 MiB, one in
+# flight 2.53 s, 118 MiB. Later, slower runs: 1 MiB 3.12 s, 2 MiB 2.96 s at 106-114 MiB, 4 MiB
+# 2.90 s at 115-121 MiB: 2 MiB keeps the unpack of every bench corpus under 128 MiB.
 BATCH_OPS = 1024
-BATCH_BYTES = 4 << 20
+BATCH_BYTES = 2 << 20
 BATCHES_IN_FLIGHT = 1
 # A piece of a file of several pieces smaller than this goes to the thread too; a larger one is
 # written in place (holding whole decoded blocks for the thread measured slower).
