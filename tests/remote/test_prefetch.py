@@ -116,3 +116,16 @@ def test_a_chunk_damaged_on_the_way_is_fetched_again_without_losing_the_next(
     for index, chunk in enumerate(source.chunks):
         assert b"".join(source.read(chunk)) == stored(archive, index)
     assert store.asked.count(damaged) == 2
+
+
+def test_a_missing_part_is_reported_and_the_reads_go_on_past_it(archive: str) -> None:
+    """A failed read leaves no prefetch behind that the next read would use: deep verify reports
+    the missing part and still checks every chunk after it."""
+    source, store = source_of(archive)
+    missing = source.chunks[1].name
+    store.delete(missing)
+    report = stc.verify(archive, deep=True)
+    assert report.problems[0] == f"{missing}: missing"
+    assert report.chunks_checked == len(source.chunks) - 1
+    assert not any("SHA-256" in problem for problem in report.problems)
+    assert not any(thread.name == "stc-prefetch" for thread in threading.enumerate())

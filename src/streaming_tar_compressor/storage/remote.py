@@ -452,9 +452,9 @@ class RemoteChunkSource:
     def __init__(self, prefix: RemotePrefix, store: Store | None = None) -> None:
         self.prefix, self.name, self.directory = prefix, prefix.name, prefix.folder
         self._store = store or open_store(prefix)
-        # Checked chunks fetched ahead of the reads, and the index the next read should ask.
+        # Checked chunks fetched ahead of the reads, and the chunks it has yet to give, in order.
         self._prefetch: Generator[bytearray, None, None] | None = None
-        self._prefetch_next = 0
+        self._upcoming: deque[ChunkInfo] = deque()
         self.manifest = read_remote_manifest(prefix, self._store)
         refuse_interrupted(self.manifest, prefix.url, ", or pack again with --force")
         if self.manifest is not None:
@@ -496,21 +496,32 @@ class RemoteChunkSource:
 
     def _read_checked(self, chunk: ChunkInfo) -> Iterator[memoryview]:
         """The chunk from the prefetch that runs ahead of the reads in order, started afresh
-        when the reads jump (a resume, a second pass)."""
-        if self._prefetch is None or self._prefetch_next != chunk.index:
-            if self._prefetch is not None:
-                self._prefetch.close()
-            run = list(takewhile(_checkable, self.chunks[chunk.index :]))
+        when a read asks for another chunk than the next one (a resume, a second pass) or
+        after a read failed (a missing part: the caller may go on to the next)."""
+        if self._prefetch is None or not self._upcoming or self._upcoming[0] != chunk:
+            self._stop_prefetch()
+            run = [chunk, *takewhile(_checkable, self.chunks[chunk.index + 1 :])]
+            self._upcoming = deque(run)
             self._prefetch = in_background(
                 prefetch_checked(self._store, self.prefix, run),
                 depth=CHUNKS_AHEAD,
                 name="stc-prefetch",
             )
-        self._prefetch_next = chunk.index + 1
-        data = next(self._prefetch)
+        try:
+            data = next(self._prefetch)
+        except BaseException:
+            self._stop_prefetch()
+            raise
+        self._upcoming.popleft()
         view = memoryview(data)
         for start in range(0, len(view), RANGE_SIZE):
             yield view[start : start + RANGE_SIZE]
+
+    def _stop_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
+        self._prefetch = None
+        self._upcoming.clear()
 
     def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None:
         """What is wrong with the stored chunk against the manifest, if anything."""
