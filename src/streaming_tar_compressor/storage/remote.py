@@ -574,10 +574,9 @@ def _running(pid: int) -> bool:
     return True
 
 
-def fetch_range(
-    store: Store, prefix: RemotePrefix, chunk: ChunkInfo, start: int, end: int
-) -> memoryview:
+def _fetch_span(store: Store, prefix: RemotePrefix, span: tuple[ChunkInfo, int, int]) -> memoryview:
     """Bytes ``start:end`` of a chunk; a missing object or a short answer is an error."""
+    chunk, start, end = span
     try:
         data = store.get_range(chunk.name, start, end)
     except FileNotFoundError:
@@ -598,10 +597,6 @@ def read_ranges(
         yield from ordered_map(
             partial(_fetch_span, store, prefix), spans, pool=pool, window=RANGES_IN_FLIGHT
         )
-
-
-def _fetch_span(store: Store, prefix: RemotePrefix, span: tuple[ChunkInfo, int, int]) -> memoryview:
-    return fetch_range(store, prefix, *span)
 
 
 def fetch_checked(
