@@ -5,13 +5,12 @@
 
    Extracting a tree of small files costs a handful of system calls per file; made from
    Python each one takes the GIL back, so a writer thread in Python only convoys with the
-   thread that parses the tar stream. Here a whole batch runs with the GIL released while
-   that thread goes on. fs/ops.py holds the same operations in Python (the fallback, and
-   the reference the tests compare this with); fs/writer.py decides every name, mode and
-   check, so nothing here judges whether an operation is safe.
+   thread that parses the tar stream. Here batches run on a thread that never takes the GIL
+   (OpThread, below) while that thread goes on. fs/ops.py holds the same operations in
+   Python (the fallback, and the reference the tests compare this with); fs/writer.py
+   decides every name, mode and check, so nothing here judges whether an operation is safe.
 
-   run_ops(ops) takes a list of tuples, runs them in order, and stops at the first that
-   fails, returning (its index, errno); None when all ran:
+   A batch is a list of tuples, run in order up to the first that fails:
 
      (CREATE, dir_fd, name, data, mode, uid, gid, mtime_ns, member)
          openat(O_CREAT|O_EXCL|O_NOFOLLOW, 0600), write all of data, fchmod(mode),
@@ -40,6 +39,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -242,27 +243,13 @@ static int rename_file(const op_t *op)
     return 0;
 }
 
-static PyObject *run_ops(PyObject *module, PyObject *list)
+/* Runs the batch's operations in order until one fails: its index in *failed_at and its
+   errno returned; 0 with *failed_at -1 when all ran. No Python object is touched. */
+static int run_batch(const op_t *ops, Py_ssize_t count, Py_ssize_t *failed_at)
 {
-    (void)module;
-    if (!PyList_Check(list)) {
-        PyErr_SetString(PyExc_TypeError, "run_ops takes a list");
-        return NULL;
-    }
-    Py_ssize_t count = PyList_GET_SIZE(list);
-    op_t *ops = PyMem_Calloc((size_t)(count ? count : 1), sizeof(op_t));
-    if (ops == NULL)
-        return PyErr_NoMemory();
+    *failed_at = -1;
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (parse_op(PyList_GET_ITEM(list, i), &ops[i]) < 0) {
-            release_ops(ops, count);
-            return NULL;
-        }
-    }
-    Py_ssize_t failed_at = -1;
-    int error = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count && failed_at < 0; i++) {
+        int error;
         switch (ops[i].kind) {
         case OP_CREATE:
             error = create_file(&ops[i]);
@@ -282,15 +269,233 @@ static PyObject *run_ops(PyObject *module, PyObject *list)
         default:
             error = close(ops[i].fd) < 0 ? errno : 0;
         }
-        if (error)
-            failed_at = i;
+        if (error) {
+            *failed_at = i;
+            return error;
+        }
     }
+    return 0;
+}
+
+/* OpThread: a thread of its own (pthread) that runs submitted batches in order and never
+   takes the GIL. A Python thread had to take it back after every batch, and waited for it
+   while the parsing thread held it (up to the 5 ms switch interval each time).
+
+     submit(ops)  parses the list of tuples (with the GIL, on the caller's thread) and queues
+                  it; the tuples' bytes stay referenced until the batch is settled
+     settle()     waits (without the GIL) for the oldest batch not yet settled and returns
+                  None when all of it ran, (index, errno) when the operation at index failed,
+                  or (index, 0) when operations from index on did not run: after a failure
+                  or stop(), later batches are not run
+     stop()       batches not yet started will not run
+     close()      stop(), then end the thread; what was not settled is released */
+typedef struct batch {
+    op_t *ops;
+    Py_ssize_t count;
+    Py_ssize_t failed_at;
+    int error;
+    int done;
+    struct batch *next;
+} batch_t;
+
+typedef struct {
+    PyObject_HEAD
+    pthread_t thread;
+    int running;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    batch_t *oldest, *newest; /* submitted and not yet settled, in order */
+    batch_t *next_to_run;
+    int stopped, closing;
+} OpThreadObject;
+
+static void *op_thread_main(void *arg)
+{
+    OpThreadObject *self = arg;
+    sigset_t blocked; /* signals are for Python's main thread, not EINTR here */
+    sigfillset(&blocked);
+    sigdelset(&blocked, SIGSEGV);
+    sigdelset(&blocked, SIGBUS);
+    sigdelset(&blocked, SIGFPE);
+    sigdelset(&blocked, SIGILL);
+    pthread_sigmask(SIG_BLOCK, &blocked, NULL);
+    pthread_mutex_lock(&self->lock);
+    for (;;) {
+        while (self->next_to_run == NULL && !self->closing)
+            pthread_cond_wait(&self->changed, &self->lock);
+        batch_t *batch = self->next_to_run;
+        if (batch == NULL)
+            break;
+        self->next_to_run = batch->next;
+        int skip = self->stopped;
+        pthread_mutex_unlock(&self->lock);
+        if (skip)
+            batch->failed_at = 0;
+        else
+            batch->error = run_batch(batch->ops, batch->count, &batch->failed_at);
+        pthread_mutex_lock(&self->lock);
+        if (batch->error)
+            self->stopped = 1;
+        batch->done = 1;
+        pthread_cond_broadcast(&self->changed);
+    }
+    pthread_mutex_unlock(&self->lock);
+    return NULL;
+}
+
+static void free_batch(batch_t *batch)
+{
+    release_ops(batch->ops, batch->count);
+    PyMem_Free(batch);
+}
+
+static PyObject *op_thread_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "OpThread() takes no arguments");
+        return NULL;
+    }
+    OpThreadObject *self = (OpThreadObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->changed, NULL);
+    int error = pthread_create(&self->thread, NULL, op_thread_main, self);
+    if (error) {
+        Py_DECREF(self);
+        errno = error;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    self->running = 1;
+    return (PyObject *)self;
+}
+
+static void op_thread_end(OpThreadObject *self)
+{
+    if (!self->running)
+        return;
+    pthread_mutex_lock(&self->lock);
+    self->stopped = self->closing = 1;
+    pthread_cond_broadcast(&self->changed);
+    pthread_mutex_unlock(&self->lock);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(self->thread, NULL);
     Py_END_ALLOW_THREADS
-    release_ops(ops, count);
+    self->running = 0;
+    while (self->oldest != NULL) {
+        batch_t *batch = self->oldest;
+        self->oldest = batch->next;
+        free_batch(batch);
+    }
+    self->newest = NULL;
+}
+
+static void op_thread_dealloc(OpThreadObject *self)
+{
+    op_thread_end(self);
+    pthread_cond_destroy(&self->changed);
+    pthread_mutex_destroy(&self->lock);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *op_thread_submit(OpThreadObject *self, PyObject *list)
+{
+    if (!PyList_Check(list)) {
+        PyErr_SetString(PyExc_TypeError, "submit takes a list");
+        return NULL;
+    }
+    if (!self->running) {
+        PyErr_SetString(PyExc_RuntimeError, "the thread is closed");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    batch_t *batch = PyMem_Calloc(1, sizeof(batch_t));
+    op_t *ops = PyMem_Calloc((size_t)(count ? count : 1), sizeof(op_t));
+    if (batch == NULL || ops == NULL) {
+        PyMem_Free(batch);
+        PyMem_Free(ops);
+        return PyErr_NoMemory();
+    }
+    batch->ops = ops;
+    batch->count = count;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (parse_op(PyList_GET_ITEM(list, i), &ops[i]) < 0) {
+            free_batch(batch);
+            return NULL;
+        }
+    }
+    pthread_mutex_lock(&self->lock);
+    if (self->newest != NULL)
+        self->newest->next = batch;
+    else
+        self->oldest = batch;
+    self->newest = batch;
+    if (self->next_to_run == NULL)
+        self->next_to_run = batch;
+    pthread_cond_broadcast(&self->changed);
+    pthread_mutex_unlock(&self->lock);
+    Py_RETURN_NONE;
+}
+
+static PyObject *op_thread_settle(OpThreadObject *self, PyObject *unused)
+{
+    (void)unused;
+    batch_t *batch = self->oldest;
+    if (batch == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no batch to settle");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->lock);
+    while (!batch->done)
+        pthread_cond_wait(&self->changed, &self->lock);
+    self->oldest = batch->next;
+    if (self->oldest == NULL)
+        self->newest = NULL;
+    pthread_mutex_unlock(&self->lock);
+    Py_END_ALLOW_THREADS
+    Py_ssize_t failed_at = batch->failed_at;
+    int error = batch->error;
+    free_batch(batch);
     if (failed_at < 0)
         Py_RETURN_NONE;
     return Py_BuildValue("(ni)", failed_at, error);
 }
+
+static PyObject *op_thread_stop(OpThreadObject *self, PyObject *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&self->lock);
+    self->stopped = 1;
+    pthread_mutex_unlock(&self->lock);
+    Py_RETURN_NONE;
+}
+
+static PyObject *op_thread_close(OpThreadObject *self, PyObject *unused)
+{
+    (void)unused;
+    op_thread_end(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef op_thread_methods[] = {
+    {"submit", (PyCFunction)op_thread_submit, METH_O, "Queue a batch of operations."},
+    {"settle", (PyCFunction)op_thread_settle, METH_NOARGS, "The oldest batch's outcome."},
+    {"stop", (PyCFunction)op_thread_stop, METH_NOARGS, "Run no batch not yet started."},
+    {"close", (PyCFunction)op_thread_close, METH_NOARGS, "Stop and end the thread."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject OpThreadType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streaming_tar_compressor._native.OpThread",
+    .tp_basicsize = sizeof(OpThreadObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Runs batches of file operations in order on a thread that never takes the GIL.",
+    .tp_new = op_thread_new,
+    .tp_dealloc = (destructor)op_thread_dealloc,
+    .tp_methods = op_thread_methods,
+};
 
 /* header_fields(block): the fields of a plain 512-byte tar header in one call, or None when
    the header needs core/tar_reader.py's own reading (which also words every error): a bad
@@ -790,7 +995,6 @@ static PyMethodDef methods[] = {
     {"append_file", append_file, METH_VARARGS, "Append a file's bytes to a bytearray."},
     {"lstat_names", lstat_names, METH_VARARGS, "lstat (and access) a batch of a folder's names."},
     {"byte_sum", byte_sum, METH_O, "The sum of a buffer's bytes."},
-    {"run_ops", run_ops, METH_O, "Run file operations in order without the GIL."},
     {"header_fields", header_fields, METH_O, "A plain tar header's fields, or None."},
     {"plain_members", plain_members, METH_VARARGS, "The plain members lying whole in a buffer."},
     {NULL, NULL, 0, NULL},
@@ -807,7 +1011,16 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__native(void)
 {
     dir_stat_type = PyStructSequence_NewType(&dir_stat_desc);
-    if (dir_stat_type == NULL)
+    if (dir_stat_type == NULL || PyType_Ready(&OpThreadType) < 0)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *created = PyModule_Create(&module);
+    if (created == NULL)
+        return NULL;
+    Py_INCREF(&OpThreadType);
+    if (PyModule_AddObject(created, "OpThread", (PyObject *)&OpThreadType) < 0) {
+        Py_DECREF(&OpThreadType);
+        Py_DECREF(created);
+        return NULL;
+    }
+    return created;
 }

@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -70,6 +71,16 @@ def built_module() -> ModuleType:
     return ops.built
 
 
+def run_compiled(batch: list[Op]) -> tuple[int, int] | None:
+    """One batch on the compiled module's thread: the twin of run_ops_python."""
+    thread = built_module().OpThread()
+    try:
+        thread.submit(batch)
+        return thread.settle()
+    finally:
+        thread.close()
+
+
 def materialize(spec: tuple[object, ...], dir_fd: int) -> Op:
     if spec[0] == CREATE:
         _, name, data, mode, mtime_ns = spec
@@ -108,8 +119,8 @@ def folder(root: Path) -> Iterator[int]:
 def test_compiled_operations_match_the_python_reference(built, tmp_path_factory, specs):
     base = tmp_path_factory.mktemp("ops")
     outcomes, states = [], []
-    for runner in (run_ops_python, built.run_ops):
-        root = base / runner.__module__.rsplit(".", 1)[-1]
+    for runner in (run_ops_python, run_compiled):
+        root = base / runner.__name__
         with folder(root) as dir_fd:
             outcomes.append(runner([materialize(spec, dir_fd) for spec in specs]))
         states.append(state(root))
@@ -119,7 +130,7 @@ def test_compiled_operations_match_the_python_reference(built, tmp_path_factory,
 
 @pytest.mark.parametrize("runner", ["python", "compiled"])
 def test_each_failure_is_reported_with_its_index_and_errno(tmp_path, runner):
-    run = run_ops_python if runner == "python" else built_module().run_ops
+    run = run_ops_python if runner == "python" else run_compiled
     with folder(tmp_path / "out") as fd:
         made = (CREATE, fd, "f", b"1", 0o644, -1, -1, 0, "f")
         assert run([made]) is None
@@ -140,7 +151,7 @@ def test_each_failure_is_reported_with_its_index_and_errno(tmp_path, runner):
 
 @pytest.mark.parametrize("runner", ["python", "compiled"])
 def test_a_file_of_several_pieces_is_written_then_finished_and_closed(tmp_path, runner):
-    run = run_ops_python if runner == "python" else built_module().run_ops
+    run = run_ops_python if runner == "python" else run_compiled
     with folder(tmp_path / "out") as dir_fd:
         fd = os.open("t", NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
         pieces = [b"first ", memoryview(b"--second--")[2:8], b""]
@@ -162,7 +173,7 @@ def test_a_file_of_several_pieces_is_written_then_finished_and_closed(tmp_path, 
 
 @pytest.mark.parametrize("runner", ["python", "compiled"])
 def test_a_rename_sets_a_symlinks_own_mtime_and_drops_a_second_link(tmp_path, runner):
-    run = run_ops_python if runner == "python" else built_module().run_ops
+    run = run_ops_python if runner == "python" else run_compiled
     out = tmp_path / "out"
     with folder(out) as fd:
         os.symlink("missing-target", out / "tmp-link")
@@ -179,7 +190,7 @@ def test_a_rename_sets_a_symlinks_own_mtime_and_drops_a_second_link(tmp_path, ru
 
 @pytest.mark.parametrize("runner", ["python", "compiled"])
 def test_a_folder_is_finished_by_name_and_never_through_a_symlink(tmp_path, runner):
-    run = run_ops_python if runner == "python" else built_module().run_ops
+    run = run_ops_python if runner == "python" else run_compiled
     out = tmp_path / "out"
     with folder(out) as fd:
         before = open_descriptors()
@@ -194,6 +205,48 @@ def test_a_folder_is_finished_by_name_and_never_through_a_symlink(tmp_path, runn
         (out / "f").write_bytes(b"")
         assert run([(FOLDER_FINISH, fd, "f", 0o700, -1, -1, 0, "f/")]) == (0, errno.ENOTDIR)
         assert run([(FOLDER_FINISH, fd, "none", 0o700, -1, -1, 0, "none/")]) == (0, errno.ENOENT)
+
+
+def test_the_compiled_thread_runs_no_batch_after_a_failure_or_a_stop(tmp_path):
+    native = built_module()
+    out = tmp_path / "out"
+    with folder(out) as fd:
+        thread = native.OpThread()
+        try:
+            made = (CREATE, fd, "a", b"1", 0o644, -1, -1, 0, "a")
+            thread.submit([made, (RENAME, fd, "missing", "x", 0, 0, "x")])
+            thread.submit([(CREATE, fd, "b", b"2", 0o644, -1, -1, 0, "b")])
+            assert thread.settle() == (1, errno.ENOENT)
+            assert thread.settle() == (0, 0)  # queued after the failure: not run
+            with pytest.raises(RuntimeError, match="no batch"):
+                thread.settle()
+        finally:
+            thread.close()
+        assert sorted(os.listdir(out)) == ["a", "d"]
+        stopped = native.OpThread()
+        try:
+            stopped.stop()
+            stopped.submit([(CREATE, fd, "c", b"3", 0o644, -1, -1, 0, "c")])
+            assert stopped.settle() == (0, 0)
+        finally:
+            stopped.close()
+        assert sorted(os.listdir(out)) == ["a", "d"]
+
+
+def test_closing_the_compiled_thread_releases_what_it_was_never_asked_to_settle(tmp_path):
+    native = built_module()
+    content = b"held by the batch " * 100
+    before = sys.getrefcount(content)
+    with folder(tmp_path / "out") as fd:
+        thread = native.OpThread()
+        thread.stop()  # so the batch waits unrun until close
+        thread.submit([(CREATE, fd, "x", content, 0o644, -1, -1, 0, "x")])
+        assert sys.getrefcount(content) == before + 1
+        thread.close()
+        thread.close()  # twice is harmless
+        assert sys.getrefcount(content) == before
+        with pytest.raises(RuntimeError, match="closed"):
+            thread.submit([])
 
 
 # -- the runner --------------------------------------------------------------------------------

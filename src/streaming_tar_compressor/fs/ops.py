@@ -4,7 +4,8 @@ compiled module is there, else in Python right away.
 TreeWriter decides every name, mode and check; what it hands over here is only system calls
 on folder descriptors it holds. Made from Python, each call takes the GIL back, so a Python
 writer thread convoys with the parsing thread (measured slower than inline); the C module
-(``_native.c``) runs a whole batch without the GIL while the tar stream is parsed on.
+(``_native.c``) runs batches on a thread that never takes the GIL while the tar stream is
+parsed on.
 
 An operation is a tuple (cheap to build by the hundred thousand):
 
@@ -32,7 +33,6 @@ import contextlib
 import errno
 import os
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeAlias
 
 from .._compiled import built, native
@@ -45,22 +45,24 @@ Failure: TypeAlias = tuple[int, int]  # (index of the operation that failed, err
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Operations handed to the C thread at once, and the file content a batch holds at most (it is
-# kept until the batch ran, so memory is this): each batch costs the thread one wait for the
-# GIL, which the parsing thread holds most of the time. One batch runs while the next fills.
+# kept until the batch ran, so memory is this times BATCHES_IN_FLIGHT + 1, the one filling).
 # Measured on 100,000 small files (6 alternating runs, medians, peak RSS): 256 ops and 1 MiB,
 # two in flight 2.82 s, 103 MiB; 1024 ops and 4 MiB, two in flight 2.66 s, 126 MiB, one in
 # flight 2.53 s, 118 MiB. Later, slower runs: 1 MiB 3.12 s, 2 MiB 2.96 s at 106-114 MiB, 4 MiB
-# 2.90 s at 115-121 MiB: 2 MiB keeps the unpack of every bench corpus under 128 MiB.
+# 2.90 s at 115-121 MiB: 2 MiB keeps the unpack of every bench corpus under 128 MiB. Those
+# were with a Python thread around each batch, which had to take the GIL back. Since the C
+# thread never takes it, two in flight pay (3 runs each, same corpus): 2.31-2.38 s against
+# 2.47-2.73 s with one, 111-116 MiB; 512 ops and 1 MiB, two or four in flight, 2.37-2.49 s.
 BATCH_OPS = 1024
 BATCH_BYTES = 2 << 20
-BATCHES_IN_FLIGHT = 1
+BATCHES_IN_FLIGHT = 2
 # A piece of a file of several pieces smaller than this goes to the thread too; a larger one is
 # written in place (holding whole decoded blocks for the thread measured slower).
 THREAD_PIECE = 1 << 20
 
 
 def run_ops_python(ops: list[Op]) -> Failure | None:
-    """The reference for ``_native.run_ops``: the same calls, in the same order."""
+    """The reference for a batch of ``_native.OpThread``: the same calls, in the same order."""
     for index, op in enumerate(ops):
         try:
             _run_one(op)
@@ -146,13 +148,12 @@ class OpRunner:
         self._native = native if compiled is None else built if compiled else None
         if compiled and self._native is None:
             raise RuntimeError("the compiled module _native is not available")
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="stc-write") if self._native else None
+        self._thread = self._native.OpThread() if self._native else None
         self._batch: list[Op] = []
         self._batch_bytes = 0
-        self._in_flight: deque[tuple[list[Op], Future[object]]] = deque()
+        self._in_flight: deque[list[Op]] = deque()  # submitted, not yet settled
         self._failed: OpFailed | None = None
         self._unrun: list[Op] = []  # after a failure: the failed operation, then the rest
-        self._stopped = False  # set by the thread after a failure, or by abandon()
 
     @property
     def compiled(self) -> bool:
@@ -163,7 +164,7 @@ class OpRunner:
         if self._failed is not None:
             self._batch.append(op)  # it never runs: abandon() hands it back, in order
             raise self._failed
-        if self._pool is None:
+        if self._thread is None:
             try:
                 _run_one(op)
             except OSError as exc:
@@ -191,50 +192,37 @@ class OpRunner:
         if self._failed is None:
             with contextlib.suppress(OpFailed):
                 self.wait()
-        self._stopped = True
         self._failed = None  # reported already; what did not run is returned instead
-        while self._in_flight:
-            batch, future = self._in_flight.popleft()
-            outcome = future.result()
-            if outcome is SKIPPED:
-                self._unrun.extend(batch)
-            elif isinstance(outcome, tuple):
-                self._unrun.extend(batch[outcome[0] :])
+        if self._thread is not None:
+            self._thread.stop()
+            while self._in_flight:
+                batch, outcome = self._in_flight.popleft(), self._thread.settle()
+                if outcome is not None:
+                    self._unrun.extend(batch[outcome[0] :])
+            self._thread.close()
         self._unrun.extend(self._batch)
         self._batch = []
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        self._pool = self._native = None  # what the caller still does runs at once
+        self._thread = self._native = None  # what the caller still does runs at once
         unrun, self._unrun = self._unrun, []
         return unrun
 
     def _submit(self) -> None:
-        assert self._pool is not None
+        assert self._thread is not None
         batch, self._batch, self._batch_bytes = self._batch, [], 0
-        self._in_flight.append((batch, self._pool.submit(self._run, batch)))
+        self._thread.submit(batch)
+        self._in_flight.append(batch)
         while len(self._in_flight) > BATCHES_IN_FLIGHT:
             self._settle()
 
-    def _run(self, batch: list[Op]) -> object:
-        """On the thread: one batch, unless an earlier one failed or the writer gave up."""
-        assert self._native is not None
-        if self._stopped:
-            return SKIPPED
-        failure = self._native.run_ops(batch)
-        if failure is not None:
-            self._stopped = True
-        return failure
-
     def _settle(self) -> None:
-        batch, future = self._in_flight.popleft()
-        outcome = future.result()
-        if isinstance(outcome, tuple):
+        """The oldest batch has run. Once one failed, the thread runs no later one; those
+        are handed back by abandon()."""
+        assert self._thread is not None
+        batch, outcome = self._in_flight.popleft(), self._thread.settle()
+        if outcome is not None:
             self._fail(batch, outcome)
 
     def _fail(self, batch: list[Op], failure: Failure) -> None:
         self._failed = OpFailed(batch[failure[0]], failure[1])
         self._unrun = batch[failure[0] :]
         raise self._failed
-
-
-SKIPPED = object()  # what a batch returns when it did not run
