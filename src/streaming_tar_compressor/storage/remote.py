@@ -513,6 +513,8 @@ class RemoteChunkSource:
             self._stop_prefetch()
             raise
         self._upcoming.popleft()
+        if not self._upcoming:
+            self._stop_prefetch()  # its last chunk: its thread ends now, not some time later
         view = memoryview(data)
         for start in range(0, len(view), RANGE_SIZE):
             yield view[start : start + RANGE_SIZE]
