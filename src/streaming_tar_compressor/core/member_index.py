@@ -1,0 +1,487 @@
+"""The member index (``PREFIX.index``, format ``stc-index/1``): every member's name, type,
+offsets, size, metadata and content SHA-256, and every compressed block's SHA-256, in pages
+read one at a time, so that one name costs one page read, locally or by a ranged GET.
+
+Layout (integers little-endian)::
+
+    MAGIC                 8 bytes
+    pages                 in the order they filled: entry pages (zlib of columns, up to
+                          ENTRIES_PER_PAGE members in tar order) and block pages (up to
+                          BLOCKS_PER_PAGE records of raw offset u64, stream offset u64, SHA-256)
+    directory             zlib of columns: whether names come in key order, and per page
+                          its kind, first ordinal, count, offset, length, SHA-256 and, for
+                          entry pages, its first and last member's names
+    footer                FOOTER: magic, the directory's offset, length and SHA-256
+
+The same members and blocks give the same bytes, so a resumed pack's index is byte-identical.
+The manifest pins the file's SHA-256 and the directory's place and SHA-256, the directory
+pins each page, and a block record pins that block's compressed bytes: each read is checked
+before it is used. Names are ordered by their tuple of path components, the order of stc's
+sorted depth-first walk (``a/y`` before ``a-x``); lookups bisect the pages' first names when
+the whole index is in that order and read every page otherwise.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import struct
+import sys
+import zlib
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..errors import ChecksumMismatchError, ManifestError
+from ..models import MemberKind
+
+FORMAT = "stc-index/1"
+MAGIC = b"STCINDX1"
+FOOTER = struct.Struct("<8sQQ32s")  # magic, the directory's offset, length and SHA-256
+SORTED = 1  # directory flag: every name is in key order
+ENTRIES_PER_PAGE = 4096
+# An entry page also ends once its names and link targets reach this many bytes, so that a
+# page inflates to at most MAX_PAGE_BYTES (names are capped at 4,095 bytes, pax texts at 1 MiB).
+PAGE_TEXT_BYTES = 2**20
+MAX_PAGE_BYTES = 8 * 2**20
+MAX_DIRECTORY_BYTES = 32 * 2**20
+BLOCKS_PER_PAGE = 1024
+BLOCK_RECORD = struct.Struct("<QQ32s")
+ZLIB_LEVEL = 6
+KINDS = tuple(MemberKind)  # a member's kind is stored as its position here
+ENTRY_PAGE, BLOCK_PAGE = 0, 1
+NO_DIGEST = bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One member. ``header_offset`` is where its first header (pax or GNU long name
+    included) starts in the tar stream, ``data_offset`` where its content starts; ``sha256``
+    is the content's digest for a regular file, else empty."""
+
+    name: str
+    kind: MemberKind
+    header_offset: int
+    data_offset: int
+    size: int = 0
+    mode: int = 0o644
+    mtime_ns: int = 0
+    uid: int = 0
+    gid: int = 0
+    uname: str = ""
+    gname: str = ""
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+    sha256: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    """A compressed block: where its bytes start in the tar stream and in the compressed
+    stream, and the SHA-256 of its compressed bytes."""
+
+    raw_offset: int
+    stream_offset: int
+    sha256: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryRef:
+    """Where the directory lies in the index file and its SHA-256 (what a manifest pins)."""
+
+    offset: int
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenIndex:
+    size: int
+    sha256: str
+    directory: DirectoryRef
+    entries: int
+    blocks: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    kind: int
+    first: int  # ordinal of its first member or block
+    count: int
+    offset: int
+    length: int
+    sha256: bytes
+    first_name: str  # entry pages only
+    last_name: str
+
+
+def sort_key(name: str) -> tuple[str, ...]:
+    """The walk's order: by path components, so ``a/y`` comes before ``a-x``."""
+    return tuple(name.split("/"))
+
+
+class IndexWriter:
+    """Writes an index to ``out`` as members and blocks arrive, a page at a time: memory is
+    one page of each kind, whatever the archive's size."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._hash = hashlib.sha256()
+        self._offset = 0
+        self._pages: list[_Page] = []
+        self._entries: list[IndexEntry] = []
+        self._text_bytes = 0  # of the entry page being filled
+        self._blocks: list[BlockRecord] = []
+        self._entry_count = self._block_count = 0
+        self._last_key: tuple[str, ...] | None = None
+        self._sorted = True
+        self._write(MAGIC)
+
+    def add_member(self, entry: IndexEntry) -> None:
+        key = sort_key(entry.name)
+        if self._last_key is not None and key < self._last_key:
+            self._sorted = False
+        self._last_key = key
+        self._entries.append(entry)
+        self._text_bytes += sum(
+            len(text) for text in (entry.name, entry.linkname, entry.uname, entry.gname)
+        )
+        if len(self._entries) == ENTRIES_PER_PAGE or self._text_bytes >= PAGE_TEXT_BYTES:
+            self._flush_entries()
+
+    def add_block(self, block: BlockRecord) -> None:
+        self._blocks.append(block)
+        if len(self._blocks) == BLOCKS_PER_PAGE:
+            self._flush_blocks()
+
+    def finish(self) -> WrittenIndex:
+        """Writes the last pages, the directory and the footer."""
+        self._flush_entries()
+        self._flush_blocks()
+        flags = SORTED if self._sorted else 0
+        directory = zlib.compress(_directory_columns(self._pages, flags), ZLIB_LEVEL)
+        ref = DirectoryRef(self._offset, len(directory), hashlib.sha256(directory).hexdigest())
+        self._write(directory)
+        self._write(FOOTER.pack(MAGIC, ref.offset, ref.length, bytes.fromhex(ref.sha256)))
+        return WrittenIndex(
+            self._offset, self._hash.hexdigest(), ref, self._entry_count, self._block_count
+        )
+
+    def _flush_entries(self) -> None:
+        if self._entries:
+            data = zlib.compress(_entry_columns(self._entries), ZLIB_LEVEL)
+            self._add_page(ENTRY_PAGE, self._entry_count, len(self._entries), data)
+            self._entry_count += len(self._entries)
+            self._entries, self._text_bytes = [], 0
+
+    def _flush_blocks(self) -> None:
+        if self._blocks:
+            data = b"".join(
+                BLOCK_RECORD.pack(b.raw_offset, b.stream_offset, b.sha256) for b in self._blocks
+            )
+            self._add_page(BLOCK_PAGE, self._block_count, len(self._blocks), data)
+            self._block_count += len(self._blocks)
+            self._blocks = []
+
+    def _add_page(self, kind: int, first: int, count: int, data: bytes) -> None:
+        digest = hashlib.sha256(data).digest()
+        names = (self._entries[0].name, self._entries[-1].name) if kind == ENTRY_PAGE else ("", "")
+        self._pages.append(_Page(kind, first, count, self._offset, len(data), digest, *names))
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._hash.update(data)
+        self._offset += len(data)
+
+
+class MemberIndex:
+    """Reads an index through ``read(offset, length)``, a page at a time, checking each read
+    against the SHA-256 that pins it. ``directory`` is the manifest's record of it; without
+    one the footer is read first (``size`` bytes in all)."""
+
+    def __init__(
+        self,
+        read: Callable[[int, int], bytes],
+        size: int,
+        *,
+        directory: DirectoryRef | None = None,
+        name: str = "index",
+    ) -> None:
+        self._read, self.name = read, name
+        if size < len(MAGIC) + FOOTER.size:
+            raise ManifestError(f"{name} is not an stc index: {size} bytes is too short")
+        if directory is None:
+            footer = self._read_exact(size - FOOTER.size, FOOTER.size)
+            magic, offset, length, digest = FOOTER.unpack(footer)
+            if magic != MAGIC:
+                raise ManifestError(f"{name} is not an stc index (no {MAGIC!r} at its end)")
+            directory = DirectoryRef(offset, length, digest.hex())
+        end = size - FOOTER.size
+        if not len(MAGIC) <= directory.offset <= directory.offset + directory.length <= end:
+            raise ManifestError(f"{name}: its directory lies outside the file")
+        raw = self._checked(directory.offset, directory.length, directory.sha256, "directory")
+        flags, pages = _parse_directory(_inflate(raw, MAX_DIRECTORY_BYTES, name), name)
+        self.entry_pages = [p for p in pages if p.kind == ENTRY_PAGE]
+        self.block_pages = [p for p in pages if p.kind == BLOCK_PAGE]
+        self.members = _consecutive(self.entry_pages, name, "member")
+        self.blocks = _consecutive(self.block_pages, name, "block")
+        self._block_firsts = [p.first for p in self.block_pages]
+        if any(p.offset + p.length > directory.offset for p in pages):
+            raise ManifestError(f"{name}: a page lies outside the file")
+        self.sorted = bool(flags & SORTED)
+        self._first_keys = [sort_key(p.first_name) for p in self.entry_pages]
+        self._last_keys = [sort_key(p.last_name) for p in self.entry_pages]
+        bounds = [
+            key for pair in zip(self._first_keys, self._last_keys, strict=True) for key in pair
+        ]
+        if self.sorted and bounds != sorted(bounds):
+            raise ManifestError(f"{name}: its pages are not in the order it claims")
+
+    def __iter__(self) -> Iterator[IndexEntry]:
+        """Every member, in tar order."""
+        for page in self.entry_pages:
+            yield from self._entries(page)
+
+    def find(self, name: str) -> list[IndexEntry]:
+        """The members named ``name`` (one, unless the archive holds it more than once)."""
+        key = sort_key(name)
+        return [e for e in self._candidates(key, below=False) if e.name == name]
+
+    def under(self, folder: str) -> list[IndexEntry]:
+        """The members at or below ``folder``, in tar order."""
+        key = sort_key(folder.rstrip("/"))
+        return [e for e in self._candidates(key, below=True) if sort_key(e.name)[: len(key)] == key]
+
+    def block(self, ordinal: int) -> BlockRecord:
+        """The block's record (one block page read)."""
+        if not 0 <= ordinal < self.blocks:
+            raise IndexError(f"no block {ordinal} in {self.name}")
+        page = self.block_pages[bisect.bisect_right(self._block_firsts, ordinal) - 1]
+        data = self._checked(page.offset, page.length, page.sha256.hex(), "block page")
+        if len(data) != page.count * BLOCK_RECORD.size:
+            raise ManifestError(f"{self.name}: a block page holds {len(data)} bytes")
+        at = (ordinal - page.first) * BLOCK_RECORD.size
+        return BlockRecord(*BLOCK_RECORD.unpack_from(data, at))
+
+    def _candidates(self, key: tuple[str, ...], *, below: bool) -> Iterator[IndexEntry]:
+        """Members of the pages that can hold ``key`` (and, ``below``, the names under it):
+        all pages when the index is not in key order."""
+        pages: Sequence[_Page] = self.entry_pages
+        if self.sorted:
+            start = stop = bisect.bisect_left(self._last_keys, key)
+            while stop < len(pages) and not _past(self._first_keys[stop], key, below):
+                stop += 1
+            pages = pages[start:stop]
+        for page in pages:
+            yield from self._entries(page)
+
+    def _entries(self, page: _Page) -> list[IndexEntry]:
+        raw = self._checked(page.offset, page.length, page.sha256.hex(), "page")
+        entries = _parse_entries(_inflate(raw, MAX_PAGE_BYTES, self.name), page.count, self.name)
+        if entries[0].name != page.first_name or entries[-1].name != page.last_name:
+            raise ManifestError(f"{self.name}: a page does not hold what its directory says")
+        return entries
+
+    def _checked(self, offset: int, length: int, sha256: str, what: str) -> bytes:
+        data = self._read_exact(offset, length)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sha256:
+            raise ChecksumMismatchError(
+                f"{self.name} ({what} at byte {offset})", f"sha256 {sha256}", f"sha256 {digest}"
+            )
+        return data
+
+    def _read_exact(self, offset: int, length: int) -> bytes:
+        data = self._read(offset, length)
+        if len(data) != length:
+            raise ManifestError(f"{self.name} is cut short at byte {offset + len(data)}")
+        return data
+
+
+def _past(first_key: tuple[str, ...], key: tuple[str, ...], below: bool) -> bool:
+    """A page whose first name is this holds nothing equal to ``key`` (or, ``below``, under
+    it): sorted pages after it do not either."""
+    return first_key > key and not (below and first_key[: len(key)] == key)
+
+
+def _consecutive(pages: list[_Page], name: str, what: str) -> int:
+    """The pages' items follow each other from 0; returns how many there are."""
+    count = 0
+    for page in pages:
+        if page.first != count or page.count < 1:
+            raise ManifestError(f"{name}: its {what} pages do not follow each other")
+        count += page.count
+    return count
+
+
+def _inflate(data: bytes, limit: int, name: str) -> bytes:
+    """A page or the directory, refused past ``limit`` bytes (a zlib bomb stays small)."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(data, limit)
+    except zlib.error as exc:
+        raise ManifestError(f"{name}: a page or its directory does not inflate: {exc}") from None
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ManifestError(f"{name}: a page or its directory is damaged or too large")
+    return raw
+
+
+# -- columns -----------------------------------------------------------------------------------
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _numbers(typecode: str, values: Sequence[int]) -> bytes:
+    column = array(typecode, values)
+    if sys.byteorder == "big":
+        column.byteswap()
+    return column.tobytes()
+
+
+def _texts(values: Sequence[str]) -> bytes:
+    encoded = [_encode(v) for v in values]
+    return _numbers("I", [len(e) for e in encoded]) + b"".join(encoded)
+
+
+def _entry_columns(entries: Sequence[IndexEntry]) -> bytes:
+    return b"".join(
+        (
+            struct.pack("<I", len(entries)),
+            bytes(KINDS.index(e.kind) for e in entries),
+            _numbers("Q", [e.header_offset for e in entries]),
+            _numbers("Q", [e.data_offset - e.header_offset for e in entries]),
+            _numbers("Q", [e.size for e in entries]),
+            _numbers("I", [e.mode for e in entries]),
+            _numbers("q", [e.mtime_ns for e in entries]),
+            _numbers("Q", [e.uid for e in entries]),
+            _numbers("Q", [e.gid for e in entries]),
+            _numbers("I", [e.devmajor for e in entries]),
+            _numbers("I", [e.devminor for e in entries]),
+            bytes(1 if e.sha256 else 0 for e in entries),
+            b"".join(e.sha256 or NO_DIGEST for e in entries),
+            _texts([e.name for e in entries]),
+            _texts([e.linkname for e in entries]),
+            _texts([e.uname for e in entries]),
+            _texts([e.gname for e in entries]),
+        )
+    )
+
+
+def _directory_columns(pages: Sequence[_Page], flags: int) -> bytes:
+    return b"".join(
+        (
+            struct.pack("<II", len(pages), flags),
+            bytes(p.kind for p in pages),
+            _numbers("Q", [p.first for p in pages]),
+            _numbers("Q", [p.count for p in pages]),
+            _numbers("Q", [p.offset for p in pages]),
+            _numbers("Q", [p.length for p in pages]),
+            b"".join(p.sha256 for p in pages),
+            _texts([p.first_name for p in pages]),
+            _texts([p.last_name for p in pages]),
+        )
+    )
+
+
+class _Columns:
+    """Reads columns in the order they were written; any overrun is a damaged index."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        self._data, self._at, self._name = memoryview(data), 0, name
+
+    def take(self, size: int) -> memoryview:
+        end = self._at + size
+        if size < 0 or end > len(self._data):
+            raise ManifestError(f"{self._name}: a page or its directory is cut short")
+        piece, self._at = self._data[self._at : end], end
+        return piece
+
+    def numbers(self, typecode: str, count: int) -> list[int]:
+        column = array(typecode)
+        column.frombytes(self.take(count * column.itemsize))
+        if sys.byteorder == "big":
+            column.byteswap()
+        return column.tolist()
+
+    def texts(self, count: int) -> list[str]:
+        lengths = self.numbers("I", count)
+        blob = bytes(self.take(sum(lengths)))
+        texts, at = [], 0
+        for length in lengths:
+            texts.append(blob[at : at + length].decode("utf-8", "surrogateescape"))
+            at += length
+        return texts
+
+    def end(self) -> None:
+        if self._at != len(self._data):
+            raise ManifestError(f"{self._name}: a page or its directory has bytes left over")
+
+
+def _parse_entries(data: bytes, expected: int, name: str) -> list[IndexEntry]:
+    columns = _Columns(data, name)
+    (count,) = struct.unpack("<I", columns.take(4))
+    if count != expected:
+        raise ManifestError(f"{name}: a page holds {count} members, its directory says {expected}")
+    kinds = bytes(columns.take(count))
+    if any(kind >= len(KINDS) for kind in kinds):
+        raise ManifestError(f"{name}: a member of an unknown type")
+    header, delta, size = (columns.numbers("Q", count) for _ in range(3))
+    mode = columns.numbers("I", count)
+    mtime = columns.numbers("q", count)
+    uid, gid = columns.numbers("Q", count), columns.numbers("Q", count)
+    major, minor = columns.numbers("I", count), columns.numbers("I", count)
+    has_digest = bytes(columns.take(count))
+    digests = bytes(columns.take(32 * count))
+    names, links, unames, gnames = (columns.texts(count) for _ in range(4))
+    columns.end()
+    return [
+        IndexEntry(
+            name=names[i],
+            kind=KINDS[kinds[i]],
+            header_offset=header[i],
+            data_offset=header[i] + delta[i],
+            size=size[i],
+            mode=mode[i],
+            mtime_ns=mtime[i],
+            uid=uid[i],
+            gid=gid[i],
+            uname=unames[i],
+            gname=gnames[i],
+            linkname=links[i],
+            devmajor=major[i],
+            devminor=minor[i],
+            sha256=digests[32 * i : 32 * i + 32] if has_digest[i] else b"",
+        )
+        for i in range(count)
+    ]
+
+
+def _parse_directory(data: bytes, name: str) -> tuple[int, list[_Page]]:
+    """The directory's flags and its pages."""
+    columns = _Columns(data, name)
+    count, flags = struct.unpack("<II", columns.take(8))
+    kinds = bytes(columns.take(count))
+    first, counts, offsets, lengths = (columns.numbers("Q", count) for _ in range(4))
+    digests = bytes(columns.take(32 * count))
+    first_names, last_names = columns.texts(count), columns.texts(count)
+    columns.end()
+    if any(kind not in (ENTRY_PAGE, BLOCK_PAGE) for kind in kinds):
+        raise ManifestError(f"{name}: a page of an unknown kind")
+    return flags, [
+        _Page(
+            kinds[i],
+            first[i],
+            counts[i],
+            offsets[i],
+            lengths[i],
+            digests[32 * i : 32 * i + 32],
+            first_names[i],
+            last_names[i],
+        )
+        for i in range(count)
+    ]

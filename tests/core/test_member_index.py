@@ -1,0 +1,283 @@
+"""The member index (``core/member_index.py``): what is written reads back the same, in pages;
+lookups read only the pages that can hold a name; every damaged byte is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import zlib
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streaming_tar_compressor.core import member_index
+from streaming_tar_compressor.core.member_index import (
+    FOOTER,
+    MAGIC,
+    BlockRecord,
+    IndexEntry,
+    IndexWriter,
+    MemberIndex,
+    WrittenIndex,
+    sort_key,
+)
+from streaming_tar_compressor.errors import ChecksumMismatchError, ManifestError
+from streaming_tar_compressor.models import MemberKind
+
+parts = st.sampled_from(["a", "a-x", "b", "é", "x y", "\udcff", "z"])
+names = st.lists(parts, min_size=1, max_size=4).map("/".join)
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> list[IndexEntry]:
+    made, offset = [], 0
+    for name in draw(st.lists(names, max_size=40)):
+        kind = draw(st.sampled_from(list(MemberKind)))
+        size = draw(st.integers(0, 2**40)) if kind is MemberKind.FILE else 0
+        header = draw(st.sampled_from([512, 1536, 70_000]))
+        made.append(
+            IndexEntry(
+                name=name,
+                kind=kind,
+                header_offset=offset,
+                data_offset=offset + header,
+                size=size,
+                mode=draw(st.integers(0, 0o7777)),
+                mtime_ns=draw(st.integers(-(2**62), 2**62)),
+                uid=draw(st.integers(0, 2**40)),
+                gid=draw(st.integers(0, 2**40)),
+                uname=draw(st.sampled_from(["", "root", "ü"])),
+                gname=draw(st.sampled_from(["", "staff"])),
+                linkname=draw(names) if kind in (MemberKind.SYMLINK, MemberKind.HARDLINK) else "",
+                devmajor=draw(st.integers(0, 255)),
+                devminor=draw(st.integers(0, 255)),
+                sha256=hashlib.sha256(name.encode("utf-8", "surrogateescape")).digest()
+                if kind is MemberKind.FILE
+                else b"",
+            )
+        )
+        offset += header + size + 512
+    return made
+
+
+def blocks(count: int) -> list[BlockRecord]:
+    return [
+        BlockRecord(i * 4 << 20, i * 1_000_003, hashlib.sha256(b"%d" % i).digest())
+        for i in range(count)
+    ]
+
+
+def write(members: list[IndexEntry], records: list[BlockRecord]) -> tuple[bytes, WrittenIndex]:
+    out = io.BytesIO()
+    writer = IndexWriter(out)
+    for record in records:  # interleaved as a pack adds them
+        writer.add_block(record)
+        for entry in members[: len(members) // max(1, len(records))]:
+            writer.add_member(entry)
+        members = members[len(members) // max(1, len(records)) :]
+    for entry in members:
+        writer.add_member(entry)
+    written = writer.finish()
+    return out.getvalue(), written
+
+
+class Reads:
+    """A ``read(offset, length)`` over bytes that remembers what was read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.calls = data, []
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        self.calls.append((offset, length))
+        return self.data[offset : offset + length]
+
+
+def open_index(data: bytes, written: WrittenIndex | None = None) -> tuple[MemberIndex, Reads]:
+    reads = Reads(data)
+    ref = written.directory if written is not None else None
+    return MemberIndex(reads, len(data), directory=ref, name="a.index"), reads
+
+
+@pytest.fixture
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of three members and two blocks, so that small archives have many."""
+    monkeypatch.setattr(member_index, "ENTRIES_PER_PAGE", 3)
+    monkeypatch.setattr(member_index, "BLOCKS_PER_PAGE", 2)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)  # small_pages only patches constants, the same for every example
+@given(members=entries(), block_count=st.integers(0, 9), in_order=st.booleans())
+def test_what_is_written_reads_back_and_lookups_find_every_name(
+    small_pages: None, members: list[IndexEntry], block_count: int, in_order: bool
+) -> None:
+    if in_order:
+        members = sorted(members, key=lambda e: sort_key(e.name))
+    data, written = write(members, blocks(block_count))
+    assert (written.size, written.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert write(members, blocks(block_count))[0] == data  # deterministic
+    for index, _ in (open_index(data), open_index(data, written)):
+        assert list(index) == members
+        assert (index.members, index.blocks) == (len(members), block_count)
+        assert [index.block(i) for i in range(block_count)] == blocks(block_count)
+        for name in {e.name for e in members} | {"a", "nothing/here"}:
+            assert index.find(name) == [e for e in members if e.name == name]
+            below = [
+                e for e in members if sort_key(e.name)[: len(sort_key(name))] == sort_key(name)
+            ]
+            assert index.under(name) == below
+        if in_order:
+            assert index.sorted
+
+
+def test_a_name_in_a_sorted_index_costs_one_page_read(small_pages: None) -> None:
+    members = [
+        IndexEntry(name=f"d{i // 10:02d}/f{i % 10}", kind=MemberKind.FILE, header_offset=i * 1024,
+                   data_offset=i * 1024 + 512, size=512, sha256=bytes(32))
+        for i in range(300)
+    ]  # fmt: skip
+    data, written = write(members, blocks(5))
+    index, reads = open_index(data, written)
+    assert reads.calls == [(written.directory.offset, written.directory.length)]
+    before = len(reads.calls)
+    assert index.find("d17/f3") == [members[173]]
+    assert len(reads.calls) == before + 1
+    before = len(reads.calls)
+    assert index.under("d17") == members[170:180]
+    assert len(reads.calls) - before <= 1 + 10 // 3 + 1  # the pages that hold d17's ten
+    before = len(reads.calls)
+    assert index.find("d17") == [] and len(reads.calls) == before + 1
+
+
+def test_an_index_out_of_order_is_read_whole_and_still_finds_every_name(small_pages: None) -> None:
+    members = [
+        IndexEntry(name=name, kind=MemberKind.FILE, header_offset=i, data_offset=i + 512)
+        for i, name in enumerate(["b", "a", "c", "a/x", "b/y", "a"])
+    ]
+    data, _ = write(members, [])
+    index, reads = open_index(data)
+    assert not index.sorted
+    assert index.find("a") == [members[1], members[5]]
+    assert index.under("a") == [members[1], members[3], members[5]]
+    pages = [call for call in reads.calls if call[1] != FOOTER.size]
+    assert len(pages) == 1 + 2 + 2  # the directory, then both pages for each lookup
+
+
+def test_a_page_ends_early_when_its_names_are_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(member_index, "PAGE_TEXT_BYTES", 10_000)
+    members = [
+        IndexEntry(name=f"{i:04d}" + "n" * 4000, kind=MemberKind.DIRECTORY, header_offset=i,
+                   data_offset=i)
+        for i in range(7)
+    ]  # fmt: skip
+    data, _ = write(members, [])
+    index, _ = open_index(data)
+    assert [page.count for page in index.entry_pages] == [3, 3, 1]
+    assert list(index) == members
+
+
+# -- damage ------------------------------------------------------------------------------------
+
+
+def sample() -> tuple[bytes, WrittenIndex]:
+    members = [
+        IndexEntry(name=f"f{i:03d}", kind=MemberKind.FILE, header_offset=i * 1024,
+                   data_offset=i * 1024 + 512, size=100, sha256=bytes([i]) * 32)
+        for i in range(10)
+    ]  # fmt: skip
+    return write(members, blocks(3))
+
+
+def flipped(data: bytes, at: int) -> bytes:
+    spoiled = bytearray(data)
+    spoiled[at] ^= 0x40
+    return bytes(spoiled)
+
+
+def test_every_flipped_byte_is_refused(small_pages: None) -> None:
+    data, _ = sample()
+    # The leading magic is for people and file(1): readers go by the footer (or the
+    # manifest's record of the directory), and stc verify checks the whole file's SHA-256.
+    for at in range(len(MAGIC), len(data)):
+        spoiled = flipped(data, at)
+        with pytest.raises((ManifestError, ChecksumMismatchError)):
+            index, _ = open_index(spoiled)
+            list(index)
+            [index.block(i) for i in range(index.blocks)]
+
+
+def test_a_damaged_page_names_the_index_and_the_byte(small_pages: None) -> None:
+    data, written = sample()
+    index, _ = open_index(flipped(data, len(MAGIC) + 3), written)
+    with pytest.raises(ChecksumMismatchError, match=r"a\.index \(page at byte 8\) is damaged"):
+        index.find("f001")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda data: data[:-1], "not an stc index"),
+        (lambda data: data[:20], "too short"),
+        (
+            lambda data: b"NOTINDEX" + data[8 : -FOOTER.size] + b"\0" * FOOTER.size,
+            "not an stc index",
+        ),
+    ],
+)
+def test_a_cut_or_foreign_file_is_not_an_index(
+    spoil: Callable[[bytes], bytes], message: str
+) -> None:
+    data, _ = sample()
+    with pytest.raises(ManifestError, match=message):
+        open_index(spoil(data))
+
+
+def forged(directory_columns: bytes, pages: bytes = b"") -> bytes:
+    """An index whose directory is ``directory_columns`` (its SHA-256 matching)."""
+    directory = zlib.compress(directory_columns)
+    offset = len(MAGIC) + len(pages)
+    footer = FOOTER.pack(MAGIC, offset, len(directory), hashlib.sha256(directory).digest())
+    return MAGIC + pages + directory + footer
+
+
+def test_a_page_that_inflates_without_end_is_refused() -> None:
+    bomb = zlib.compress(bytes(64 * 2**20))  # 64 KiB that inflate to 64 MiB
+    page = member_index._Page(
+        0, 0, 1, len(MAGIC), len(bomb), hashlib.sha256(bomb).digest(), "a", "a"
+    )
+    index, _ = open_index(forged(member_index._directory_columns([page], 0), bomb))
+    with pytest.raises(ManifestError, match="damaged or too large"):
+        index.find("a")
+
+
+def test_a_directory_that_claims_an_order_it_does_not_have_is_refused() -> None:
+    pages = [
+        member_index._Page(0, 0, 1, 8, 1, bytes(32), "b", "b"),
+        member_index._Page(0, 1, 1, 8, 1, bytes(32), "a", "a"),
+    ]
+    with pytest.raises(ManifestError, match="not in the order it claims"):
+        open_index(forged(member_index._directory_columns(pages, member_index.SORTED), b"xx"))
+
+
+def test_pages_that_skip_members_are_refused() -> None:
+    pages = [member_index._Page(0, 1, 1, 8, 1, bytes(32), "a", "a")]
+    with pytest.raises(ManifestError, match="do not follow each other"):
+        open_index(forged(member_index._directory_columns(pages, 0), b"x"))
+
+
+def test_a_page_that_holds_other_members_than_its_directory_says(small_pages: None) -> None:
+    data, written = sample()
+    index, _ = open_index(data, written)
+    page = index.entry_pages[1]
+    raw = data[page.offset : page.offset + page.length]
+    columns = zlib.decompress(raw)
+    count = struct.unpack("<I", columns[:4])[0]
+    assert count == 3
+    liar = member_index._Page(0, 0, 3, len(MAGIC), len(raw), page.sha256, "f000", "f002")
+    fake, _ = open_index(forged(member_index._directory_columns([liar], 0), raw))
+    with pytest.raises(ManifestError, match="does not hold what its directory says"):
+        list(fake)
