@@ -31,7 +31,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from ..errors import ChecksumMismatchError, ManifestError
 from ..models import MemberKind
@@ -48,17 +48,19 @@ MAX_PAGE_BYTES = 8 * 2**20
 MAX_DIRECTORY_BYTES = 32 * 2**20
 BLOCKS_PER_PAGE = 1024
 BLOCK_RECORD = struct.Struct("<QQ32s")
-ZLIB_LEVEL = 6
+# 1 million members of a source-like tree: level 1 writes them in 1.4 s at 11.4 bytes each
+# (43.2 with content digests), level 6 in 2.8 s at 10.8: the writer runs beside the pack.
+ZLIB_LEVEL = 1
 KINDS = tuple(MemberKind)  # a member's kind is stored as its position here
 ENTRY_PAGE, BLOCK_PAGE = 0, 1
 NO_DIGEST = bytes(32)
 
 
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
+class IndexEntry(NamedTuple):
     """One member. ``header_offset`` is where its first header (pax or GNU long name
     included) starts in the tar stream, ``data_offset`` where its content starts; ``sha256``
-    is the content's digest for a regular file, else empty."""
+    is the content's digest for a regular file, else empty. A tuple: a million of them are
+    made in a second."""
 
     name: str
     kind: MemberKind
@@ -145,8 +147,8 @@ class IndexWriter:
             self._sorted = False
         self._last_key = key
         self._entries.append(entry)
-        self._text_bytes += sum(
-            len(text) for text in (entry.name, entry.linkname, entry.uname, entry.gname)
+        self._text_bytes += (
+            len(entry.name) + len(entry.linkname) + len(entry.uname) + len(entry.gname)
         )
         if len(self._entries) == ENTRIES_PER_PAGE or self._text_bytes >= PAGE_TEXT_BYTES:
             self._flush_entries()
@@ -344,8 +346,12 @@ def _numbers(typecode: str, values: Sequence[int]) -> bytes:
 
 
 def _texts(values: Sequence[str]) -> bytes:
-    encoded = [_encode(v) for v in values]
-    return _numbers("I", [len(e) for e in encoded]) + b"".join(encoded)
+    """NUL-separated: no name, link target or owner name stc reads or writes holds one."""
+    joined = "\0".join(values)
+    if joined.count("\0") != max(0, len(values) - 1):
+        raise ValueError(f"a text holds NUL: {next(v for v in values if chr(0) in v)!r}")
+    encoded = _encode(joined)
+    return struct.pack("<I", len(encoded)) + encoded
 
 
 def _entry_columns(entries: Sequence[IndexEntry]) -> bytes:
@@ -409,13 +415,11 @@ class _Columns:
         return column.tolist()
 
     def texts(self, count: int) -> list[str]:
-        lengths = self.numbers("I", count)
-        blob = bytes(self.take(sum(lengths)))
-        texts, at = [], 0
-        for length in lengths:
-            texts.append(blob[at : at + length].decode("utf-8", "surrogateescape"))
-            at += length
-        return texts
+        (length,) = struct.unpack("<I", self.take(4))
+        texts = bytes(self.take(length)).decode("utf-8", "surrogateescape").split("\0")
+        if len(texts) != max(1, count):
+            raise ManifestError(f"{self._name}: a page holds {len(texts)} texts for {count}")
+        return texts[:count]
 
     def end(self) -> None:
         if self._at != len(self._data):
@@ -428,7 +432,7 @@ def _parse_entries(data: bytes, expected: int, name: str) -> list[IndexEntry]:
     if count != expected:
         raise ManifestError(f"{name}: a page holds {count} members, its directory says {expected}")
     kinds = bytes(columns.take(count))
-    if any(kind >= len(KINDS) for kind in kinds):
+    if max(kinds, default=0) >= len(KINDS):
         raise ManifestError(f"{name}: a member of an unknown type")
     header, delta, size = (columns.numbers("Q", count) for _ in range(3))
     mode = columns.numbers("I", count)
@@ -439,26 +443,26 @@ def _parse_entries(data: bytes, expected: int, name: str) -> list[IndexEntry]:
     digests = bytes(columns.take(32 * count))
     names, links, unames, gnames = (columns.texts(count) for _ in range(4))
     columns.end()
-    return [
-        IndexEntry(
-            name=names[i],
-            kind=KINDS[kinds[i]],
-            header_offset=header[i],
-            data_offset=header[i] + delta[i],
-            size=size[i],
-            mode=mode[i],
-            mtime_ns=mtime[i],
-            uid=uid[i],
-            gid=gid[i],
-            uname=unames[i],
-            gname=gnames[i],
-            linkname=links[i],
-            devmajor=major[i],
-            devminor=minor[i],
-            sha256=digests[32 * i : 32 * i + 32] if has_digest[i] else b"",
+    return list(
+        map(
+            IndexEntry,
+            names,
+            [KINDS[kind] for kind in kinds],
+            header,
+            [start + skip for start, skip in zip(header, delta, strict=True)],
+            size,
+            mode,
+            mtime,
+            uid,
+            gid,
+            unames,
+            gnames,
+            links,
+            major,
+            minor,
+            [digests[32 * i : 32 * i + 32] if has else b"" for i, has in enumerate(has_digest)],
         )
-        for i in range(count)
-    ]
+    )
 
 
 def _parse_directory(data: bytes, name: str) -> tuple[int, list[_Page]]:
