@@ -38,6 +38,10 @@ class Manifest:
     uncompressed_size: int | None = None
     sha256: str | None = None
     blocks: tuple[tuple[int, int], ...] = ()
+    # The SHA-256 of each block's compressed bytes, from its stream offset to the next
+    # block's (to the trailer for the last): a ranged read of a block is checked before it
+    # is decoded. Empty when not recorded.
+    block_sha256: tuple[str, ...] = ()
     trailer_offset: int | None = None
     complete: bool = True
     restore_command: str = ""
@@ -77,6 +81,7 @@ class Manifest:
             "uncompressed_size": self.uncompressed_size,
             "sha256": self.sha256,
             "blocks": [list(pair) for pair in self.blocks],
+            **({"block_sha256": list(self.block_sha256)} if self.block_sha256 else {}),
             "trailer_offset": self.trailer_offset,
             "complete": self.complete,
             "restore_command": self.restore_command,
@@ -158,6 +163,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
     sha256 = doc.get("sha256")
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256_HEX.fullmatch(sha256)):
         raise ManifestError(f"{source}: sha256 is not a SHA-256 hex digest")
+    blocks = _parse_blocks(doc.get("blocks", []), source)
     known = {
         "version",
         "format",
@@ -171,6 +177,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         "uncompressed_size",
         "sha256",
         "blocks",
+        "block_sha256",
         "trailer_offset",
         "complete",
         "restore_command",
@@ -186,7 +193,8 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         compressed_size=compressed_size,
         uncompressed_size=_optional_int(doc, "uncompressed_size", source),
         sha256=sha256,
-        blocks=_parse_blocks(doc.get("blocks", []), source),
+        blocks=blocks,
+        block_sha256=_parse_block_digests(doc.get("block_sha256", []), len(blocks), source),
         trailer_offset=_optional_int(doc, "trailer_offset", source),
         complete=_optional(doc, "complete", bool, source, default=True),
         restore_command=_optional(doc, "restore_command", str, source, default=""),
@@ -241,6 +249,18 @@ def _parse_blocks(value: Any, source: str) -> tuple[tuple[int, int], ...]:
             raise ManifestError(f"{source}: blocks holds {pair!r}, not a pair of offsets")
         pairs.append((pair[0], pair[1]))
     return tuple(pairs)
+
+
+def _parse_block_digests(value: Any, blocks: int, source: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(digest, str) and _SHA256_HEX.fullmatch(digest) for digest in value
+    ):
+        raise ManifestError(f"{source}: block_sha256 is not a list of SHA-256 hex digests")
+    if value and len(value) != blocks:
+        raise ManifestError(
+            f"{source}: block_sha256 lists {len(value)} digests for {blocks} blocks"
+        )
+    return tuple(value)
 
 
 def _is_int(value: Any) -> bool:

@@ -63,6 +63,7 @@ class Checkpoint:
 
     chunks: tuple[ChunkInfo, ...]
     blocks: tuple[tuple[int, int], ...]
+    block_sha256: tuple[str, ...]  # of those blocks; empty when a resumed checkpoint had none
     point: ResumePoint
     suffix_width: int
 
@@ -86,6 +87,7 @@ class Resumption:
 
     chunks: tuple[ChunkInfo, ...]
     blocks: tuple[tuple[int, int], ...]
+    block_sha256: tuple[str, ...]  # empty: a checkpoint of a version that did not record them
     point: ResumePoint
     suffix_width: int
     stream_hash: Any  # hashlib's sha256 of the chunks so far, to continue the stream's hash
@@ -129,6 +131,7 @@ def checkpoint_manifest(base: Manifest, checkpoint: Checkpoint, identity: PackId
         chunks=checkpoint.chunks,
         compressed_size=sum(chunk.size for chunk in checkpoint.chunks),
         blocks=checkpoint.blocks,
+        block_sha256=checkpoint.block_sha256,
         complete=False,
         restore_command="",
         created=base.created,
@@ -213,6 +216,7 @@ def load_resumption(
     return Resumption(
         chunks=manifest.chunks,
         blocks=manifest.blocks,
+        block_sha256=manifest.block_sha256,
         point=point,
         suffix_width=_int(resume, "suffix_width", source),
         stream_hash=stream_hash,

@@ -240,6 +240,10 @@ def pack_events(
         )
     chunks: list[ChunkInfo] = list(resume.chunks) if resume else []
     blocks: list[tuple[int, int]] = list(resume.blocks) if resume else []
+    # None: a resumed checkpoint that did not record them, so this archive will not either.
+    block_digests: list[str] | None = list(resume.block_sha256) if resume else []
+    if resume is not None and len(resume.block_sha256) != len(resume.blocks):
+        block_digests = None
     # Compressed bytes before ``to_drop`` are already in final chunks (resume only).
     position, to_drop = start.stream_offset, (resume.stream_done if resume else 0)
     point: ResumePoint | None = start  # None: no checkpoint in the bytes being cut
@@ -269,7 +273,10 @@ def pack_events(
                 chunks.append(event.info)
                 if point is not None and far_enough(chunker.total_size):
                     checkpointed = chunker.total_size
-                    yield Checkpoint(tuple(chunks), tuple(blocks[: point.block]), point, width)
+                    digests = tuple(block_digests[: point.block] if block_digests else ())
+                    yield Checkpoint(
+                        tuple(chunks), tuple(blocks[: point.block]), digests, point, width
+                    )
 
     def checkpoint_due(size: int) -> bool:
         """A chunk may end with a checkpoint in the next ``size`` bytes: save the state."""
@@ -282,8 +289,10 @@ def pack_events(
         raw_offset = start.raw_offset
         window = settings.workers * BLOCKS_IN_FLIGHT_PER_WORKER
 
-        def encode(block: _TarBlock) -> tuple[EncodedBlock, _TarBlock]:
-            return encoder.encode_block(block.data), block
+        def encode(block: _TarBlock) -> tuple[EncodedBlock, str, _TarBlock]:
+            """A block compressed and its bytes' SHA-256, both in the pool."""
+            encoded = encoder.encode_block(block.data)
+            return encoded, hashlib.sha256(encoded.data).hexdigest(), block
 
         tar = _TarState(start.raw_offset, expect=start.sources if resume else None)
         # The tar stream (walking, reading files) is made in its own thread, ahead of us.
@@ -294,7 +303,9 @@ def pack_events(
         )
         try:
             with ThreadPoolExecutor(settings.workers, thread_name_prefix="stc-pack") as pool:
-                for encoded, block in ordered_map(encode, tar_blocks, pool=pool, window=window):
+                for encoded, digest, block in ordered_map(
+                    encode, tar_blocks, pool=pool, window=window
+                ):
                     # add_block returns encoded.data: its length tells whether a chunk ends in it.
                     point = None
                     if checkpoint_due(len(encoded.data)):
@@ -303,6 +314,8 @@ def pack_events(
                         point = ResumePoint(
                             len(blocks), raw_offset, offset, encoder.state(), block.sources
                         )
+                    if block_digests is not None:
+                        block_digests.append(digest)
                     blocks.append((raw_offset, position))
                     raw_offset += encoded.raw_size
                     yield from cut(encoder.add_block(encoded))
@@ -328,6 +341,7 @@ def pack_events(
                 uncompressed_size=raw_offset,
                 sha256=chunker.stream_sha256,
                 blocks=tuple(blocks),
+                block_sha256=tuple(block_digests or ()),
                 trailer_offset=trailer_offset,
                 complete=True,
                 restore_command=restore_command(codec, prefix_name),
