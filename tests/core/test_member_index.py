@@ -17,7 +17,6 @@ from streaming_tar_compressor.core import member_index
 from streaming_tar_compressor.core.member_index import (
     FOOTER,
     MAGIC,
-    BlockRecord,
     IndexEntry,
     IndexWriter,
     MemberIndex,
@@ -63,21 +62,9 @@ def entries(draw: st.DrawFn) -> list[IndexEntry]:
     return made
 
 
-def blocks(count: int) -> list[BlockRecord]:
-    return [
-        BlockRecord(i * 4 << 20, i * 1_000_003, hashlib.sha256(b"%d" % i).digest())
-        for i in range(count)
-    ]
-
-
-def write(members: list[IndexEntry], records: list[BlockRecord]) -> tuple[bytes, WrittenIndex]:
+def write(members: list[IndexEntry]) -> tuple[bytes, WrittenIndex]:
     out = io.BytesIO()
     writer = IndexWriter(out)
-    for record in records:  # interleaved as a pack adds them
-        writer.add_block(record)
-        for entry in members[: len(members) // max(1, len(records))]:
-            writer.add_member(entry)
-        members = members[len(members) // max(1, len(records)) :]
     for entry in members:
         writer.add_member(entry)
     written = writer.finish()
@@ -103,27 +90,25 @@ def open_index(data: bytes, written: WrittenIndex | None = None) -> tuple[Member
 
 @pytest.fixture
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pages of three members and two blocks, so that small archives have many."""
+    """Pages of three members, so that small archives have many."""
     monkeypatch.setattr(member_index, "ENTRIES_PER_PAGE", 3)
-    monkeypatch.setattr(member_index, "BLOCKS_PER_PAGE", 2)
 
 
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )  # small_pages only patches constants, the same for every example
-@given(members=entries(), block_count=st.integers(0, 9), in_order=st.booleans())
+@given(members=entries(), in_order=st.booleans())
 def test_what_is_written_reads_back_and_lookups_find_every_name(
-    small_pages: None, members: list[IndexEntry], block_count: int, in_order: bool
+    small_pages: None, members: list[IndexEntry], in_order: bool
 ) -> None:
     if in_order:
         members = sorted(members, key=lambda e: sort_key(e.name))
-    data, written = write(members, blocks(block_count))
+    data, written = write(members)
     assert (written.size, written.sha256) == (len(data), hashlib.sha256(data).hexdigest())
-    assert write(members, blocks(block_count))[0] == data  # deterministic
+    assert write(members)[0] == data  # deterministic
     for index, _ in (open_index(data), open_index(data, written)):
         assert list(index) == members
-        assert (index.members, index.blocks) == (len(members), block_count)
-        assert [index.block(i) for i in range(block_count)] == blocks(block_count)
+        assert index.members == written.entries == len(members)
         for name in {e.name for e in members} | {"a", "nothing/here"}:
             assert index.find(name) == [e for e in members if e.name == name]
             below = [
@@ -140,7 +125,7 @@ def test_a_name_in_a_sorted_index_costs_one_page_read(small_pages: None) -> None
                    data_offset=i * 1024 + 512, size=512, sha256=bytes(32))
         for i in range(300)
     ]  # fmt: skip
-    data, written = write(members, blocks(5))
+    data, written = write(members)
     index, reads = open_index(data, written)
     assert reads.calls == [(written.directory.offset, written.directory.length)]
     before = len(reads.calls)
@@ -158,7 +143,7 @@ def test_an_index_out_of_order_is_read_whole_and_still_finds_every_name(small_pa
         IndexEntry(name=name, kind=MemberKind.FILE, header_offset=i, data_offset=i + 512)
         for i, name in enumerate(["b", "a", "c", "a/x", "b/y", "a"])
     ]
-    data, _ = write(members, [])
+    data, _ = write(members)
     index, reads = open_index(data)
     assert not index.sorted
     assert index.find("a") == [members[1], members[5]]
@@ -174,7 +159,7 @@ def test_a_page_ends_early_when_its_names_are_long(monkeypatch: pytest.MonkeyPat
                    data_offset=i)
         for i in range(7)
     ]  # fmt: skip
-    data, _ = write(members, [])
+    data, _ = write(members)
     index, _ = open_index(data)
     assert [page.count for page in index.entry_pages] == [3, 3, 1]
     assert list(index) == members
@@ -189,7 +174,7 @@ def sample() -> tuple[bytes, WrittenIndex]:
                    data_offset=i * 1024 + 512, size=100, sha256=bytes([i]) * 32)
         for i in range(10)
     ]  # fmt: skip
-    return write(members, blocks(3))
+    return write(members)
 
 
 def flipped(data: bytes, at: int) -> bytes:
@@ -207,7 +192,6 @@ def test_every_flipped_byte_is_refused(small_pages: None) -> None:
         with pytest.raises((ManifestError, ChecksumMismatchError)):
             index, _ = open_index(spoiled)
             list(index)
-            [index.block(i) for i in range(index.blocks)]
 
 
 def test_a_damaged_page_names_the_index_and_the_byte(small_pages: None) -> None:
@@ -246,9 +230,7 @@ def forged(directory_columns: bytes, pages: bytes = b"") -> bytes:
 
 def test_a_page_that_inflates_without_end_is_refused() -> None:
     bomb = zlib.compress(bytes(64 * 2**20))  # 64 KiB that inflate to 64 MiB
-    page = member_index._Page(
-        0, 0, 1, len(MAGIC), len(bomb), hashlib.sha256(bomb).digest(), "a", "a"
-    )
+    page = member_index._Page(0, 1, len(MAGIC), len(bomb), hashlib.sha256(bomb).digest(), "a", "a")
     index, _ = open_index(forged(member_index._directory_columns([page], 0), bomb))
     with pytest.raises(ManifestError, match="damaged or too large"):
         index.find("a")
@@ -256,15 +238,15 @@ def test_a_page_that_inflates_without_end_is_refused() -> None:
 
 def test_a_directory_that_claims_an_order_it_does_not_have_is_refused() -> None:
     pages = [
-        member_index._Page(0, 0, 1, 8, 1, bytes(32), "b", "b"),
-        member_index._Page(0, 1, 1, 8, 1, bytes(32), "a", "a"),
+        member_index._Page(0, 1, 8, 1, bytes(32), "b", "b"),
+        member_index._Page(1, 1, 8, 1, bytes(32), "a", "a"),
     ]
     with pytest.raises(ManifestError, match="not in the order it claims"):
         open_index(forged(member_index._directory_columns(pages, member_index.SORTED), b"xx"))
 
 
 def test_pages_that_skip_members_are_refused() -> None:
-    pages = [member_index._Page(0, 1, 1, 8, 1, bytes(32), "a", "a")]
+    pages = [member_index._Page(1, 1, 8, 1, bytes(32), "a", "a")]
     with pytest.raises(ManifestError, match="do not follow each other"):
         open_index(forged(member_index._directory_columns(pages, 0), b"x"))
 
@@ -277,7 +259,7 @@ def test_a_page_that_holds_other_members_than_its_directory_says(small_pages: No
     columns = zlib.decompress(raw)
     count = struct.unpack("<I", columns[:4])[0]
     assert count == 3
-    liar = member_index._Page(0, 0, 3, len(MAGIC), len(raw), page.sha256, "f000", "f002")
+    liar = member_index._Page(0, 3, len(MAGIC), len(raw), page.sha256, "f000", "f002")
     fake, _ = open_index(forged(member_index._directory_columns([liar], 0), raw))
     with pytest.raises(ManifestError, match="does not hold what its directory says"):
         list(fake)

@@ -1,24 +1,21 @@
 """The member index (``PREFIX.index``, format ``stc-index/1``): every member's name, type,
-offsets, size, metadata and content SHA-256, and every compressed block's SHA-256, in pages
-read one at a time, so that one name costs one page read, locally or by a ranged GET.
+offsets, size, metadata and content SHA-256, in pages read one at a time, so that one name
+costs one page read, locally or by a ranged GET. (Each block's SHA-256 is in the manifest:
+checkpoints keep it, and an unpack checks blocks without this file.)
 
 Layout (integers little-endian)::
 
     MAGIC                 8 bytes
-    pages                 in the order they filled: entry pages (zlib of columns, up to
-                          ENTRIES_PER_PAGE members in tar order) and block pages (up to
-                          BLOCKS_PER_PAGE records of raw offset u64, stream offset u64, SHA-256)
-    directory             zlib of columns: whether names come in key order, and per page
-                          its kind, first ordinal, count, offset, length, SHA-256 and, for
-                          entry pages, its first and last member's names
+    pages                 zlib of columns, up to ENTRIES_PER_PAGE members each, in tar order
+    directory             zlib of columns: whether names come in key order, and per page its
+                          first ordinal, count, offset, length, SHA-256, first and last name
     footer                FOOTER: magic, the directory's offset, length and SHA-256
 
-The same members and blocks give the same bytes, so a resumed pack's index is byte-identical.
-The manifest pins the file's SHA-256 and the directory's place and SHA-256, the directory
-pins each page, and a block record pins that block's compressed bytes: each read is checked
-before it is used. Names are ordered by their tuple of path components, the order of stc's
-sorted depth-first walk (``a/y`` before ``a-x``); lookups bisect the pages' first names when
-the whole index is in that order and read every page otherwise.
+The same members give the same bytes, so a resumed pack's index is byte-identical. The
+manifest pins the file's SHA-256 and the directory's place and SHA-256, and the directory
+pins each page: each read is checked before it is used. Names are ordered by their tuple of
+path components, the order of stc's sorted depth-first walk (``a/y`` before ``a-x``); lookups
+bisect the pages' names when the whole index is in that order and read every page otherwise.
 """
 
 from __future__ import annotations
@@ -46,13 +43,10 @@ ENTRIES_PER_PAGE = 4096
 PAGE_TEXT_BYTES = 2**20
 MAX_PAGE_BYTES = 8 * 2**20
 MAX_DIRECTORY_BYTES = 32 * 2**20
-BLOCKS_PER_PAGE = 1024
-BLOCK_RECORD = struct.Struct("<QQ32s")
 # 1 million members of a source-like tree: level 1 writes them in 1.4 s at 11.4 bytes each
 # (43.2 with content digests), level 6 in 2.8 s at 10.8: the writer runs beside the pack.
 ZLIB_LEVEL = 1
 KINDS = tuple(MemberKind)  # a member's kind is stored as its position here
-ENTRY_PAGE, BLOCK_PAGE = 0, 1
 NO_DIGEST = bytes(32)
 
 
@@ -80,16 +74,6 @@ class IndexEntry(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class BlockRecord:
-    """A compressed block: where its bytes start in the tar stream and in the compressed
-    stream, and the SHA-256 of its compressed bytes."""
-
-    raw_offset: int
-    stream_offset: int
-    sha256: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class DirectoryRef:
     """Where the directory lies in the index file and its SHA-256 (what a manifest pins)."""
 
@@ -104,18 +88,16 @@ class WrittenIndex:
     sha256: str
     directory: DirectoryRef
     entries: int
-    blocks: int
 
 
 @dataclass(frozen=True, slots=True)
 class _Page:
-    kind: int
-    first: int  # ordinal of its first member or block
+    first: int  # ordinal of its first member
     count: int
     offset: int
     length: int
     sha256: bytes
-    first_name: str  # entry pages only
+    first_name: str
     last_name: str
 
 
@@ -125,8 +107,8 @@ def sort_key(name: str) -> tuple[str, ...]:
 
 
 class IndexWriter:
-    """Writes an index to ``out`` as members and blocks arrive, a page at a time: memory is
-    one page of each kind, whatever the archive's size."""
+    """Writes an index to ``out`` as members arrive, a page at a time: memory is one page,
+    whatever the archive's size."""
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
@@ -135,8 +117,7 @@ class IndexWriter:
         self._pages: list[_Page] = []
         self._entries: list[IndexEntry] = []
         self._text_bytes = 0  # of the entry page being filled
-        self._blocks: list[BlockRecord] = []
-        self._entry_count = self._block_count = 0
+        self._entry_count = 0
         self._last_key: tuple[str, ...] | None = None
         self._sorted = True
         self._write(MAGIC)
@@ -153,45 +134,28 @@ class IndexWriter:
         if len(self._entries) == ENTRIES_PER_PAGE or self._text_bytes >= PAGE_TEXT_BYTES:
             self._flush_entries()
 
-    def add_block(self, block: BlockRecord) -> None:
-        self._blocks.append(block)
-        if len(self._blocks) == BLOCKS_PER_PAGE:
-            self._flush_blocks()
-
     def finish(self) -> WrittenIndex:
         """Writes the last pages, the directory and the footer."""
         self._flush_entries()
-        self._flush_blocks()
         flags = SORTED if self._sorted else 0
         directory = zlib.compress(_directory_columns(self._pages, flags), ZLIB_LEVEL)
         ref = DirectoryRef(self._offset, len(directory), hashlib.sha256(directory).hexdigest())
         self._write(directory)
         self._write(FOOTER.pack(MAGIC, ref.offset, ref.length, bytes.fromhex(ref.sha256)))
-        return WrittenIndex(
-            self._offset, self._hash.hexdigest(), ref, self._entry_count, self._block_count
-        )
+        return WrittenIndex(self._offset, self._hash.hexdigest(), ref, self._entry_count)
 
     def _flush_entries(self) -> None:
         if self._entries:
             data = zlib.compress(_entry_columns(self._entries), ZLIB_LEVEL)
-            self._add_page(ENTRY_PAGE, self._entry_count, len(self._entries), data)
-            self._entry_count += len(self._entries)
-            self._entries, self._text_bytes = [], 0
-
-    def _flush_blocks(self) -> None:
-        if self._blocks:
-            data = b"".join(
-                BLOCK_RECORD.pack(b.raw_offset, b.stream_offset, b.sha256) for b in self._blocks
+            digest = hashlib.sha256(data).digest()
+            first, last = self._entries[0].name, self._entries[-1].name
+            count = len(self._entries)
+            self._pages.append(
+                _Page(self._entry_count, count, self._offset, len(data), digest, first, last)
             )
-            self._add_page(BLOCK_PAGE, self._block_count, len(self._blocks), data)
-            self._block_count += len(self._blocks)
-            self._blocks = []
-
-    def _add_page(self, kind: int, first: int, count: int, data: bytes) -> None:
-        digest = hashlib.sha256(data).digest()
-        names = (self._entries[0].name, self._entries[-1].name) if kind == ENTRY_PAGE else ("", "")
-        self._pages.append(_Page(kind, first, count, self._offset, len(data), digest, *names))
-        self._write(data)
+            self._write(data)
+            self._entry_count += count
+            self._entries, self._text_bytes = [], 0
 
     def _write(self, data: bytes) -> None:
         self._out.write(data)
@@ -226,11 +190,8 @@ class MemberIndex:
             raise ManifestError(f"{name}: its directory lies outside the file")
         raw = self._checked(directory.offset, directory.length, directory.sha256, "directory")
         flags, pages = _parse_directory(_inflate(raw, MAX_DIRECTORY_BYTES, name), name)
-        self.entry_pages = [p for p in pages if p.kind == ENTRY_PAGE]
-        self.block_pages = [p for p in pages if p.kind == BLOCK_PAGE]
-        self.members = _consecutive(self.entry_pages, name, "member")
-        self.blocks = _consecutive(self.block_pages, name, "block")
-        self._block_firsts = [p.first for p in self.block_pages]
+        self.entry_pages = pages
+        self.members = _consecutive(pages, name)
         if any(p.offset + p.length > directory.offset for p in pages):
             raise ManifestError(f"{name}: a page lies outside the file")
         self.sorted = bool(flags & SORTED)
@@ -256,17 +217,6 @@ class MemberIndex:
         """The members at or below ``folder``, in tar order."""
         key = sort_key(folder.rstrip("/"))
         return [e for e in self._candidates(key, below=True) if sort_key(e.name)[: len(key)] == key]
-
-    def block(self, ordinal: int) -> BlockRecord:
-        """The block's record (one block page read)."""
-        if not 0 <= ordinal < self.blocks:
-            raise IndexError(f"no block {ordinal} in {self.name}")
-        page = self.block_pages[bisect.bisect_right(self._block_firsts, ordinal) - 1]
-        data = self._checked(page.offset, page.length, page.sha256.hex(), "block page")
-        if len(data) != page.count * BLOCK_RECORD.size:
-            raise ManifestError(f"{self.name}: a block page holds {len(data)} bytes")
-        at = (ordinal - page.first) * BLOCK_RECORD.size
-        return BlockRecord(*BLOCK_RECORD.unpack_from(data, at))
 
     def _candidates(self, key: tuple[str, ...], *, below: bool) -> Iterator[IndexEntry]:
         """Members of the pages that can hold ``key`` (and, ``below``, the names under it):
@@ -309,12 +259,12 @@ def _past(first_key: tuple[str, ...], key: tuple[str, ...], below: bool) -> bool
     return first_key > key and not (below and first_key[: len(key)] == key)
 
 
-def _consecutive(pages: list[_Page], name: str, what: str) -> int:
-    """The pages' items follow each other from 0; returns how many there are."""
+def _consecutive(pages: list[_Page], name: str) -> int:
+    """The pages' members follow each other from 0; returns how many there are."""
     count = 0
     for page in pages:
         if page.first != count or page.count < 1:
-            raise ManifestError(f"{name}: its {what} pages do not follow each other")
+            raise ManifestError(f"{name}: its pages do not follow each other")
         count += page.count
     return count
 
@@ -382,7 +332,6 @@ def _directory_columns(pages: Sequence[_Page], flags: int) -> bytes:
     return b"".join(
         (
             struct.pack("<II", len(pages), flags),
-            bytes(p.kind for p in pages),
             _numbers("Q", [p.first for p in pages]),
             _numbers("Q", [p.count for p in pages]),
             _numbers("Q", [p.offset for p in pages]),
@@ -469,16 +418,12 @@ def _parse_directory(data: bytes, name: str) -> tuple[int, list[_Page]]:
     """The directory's flags and its pages."""
     columns = _Columns(data, name)
     count, flags = struct.unpack("<II", columns.take(8))
-    kinds = bytes(columns.take(count))
     first, counts, offsets, lengths = (columns.numbers("Q", count) for _ in range(4))
     digests = bytes(columns.take(32 * count))
     first_names, last_names = columns.texts(count), columns.texts(count)
     columns.end()
-    if any(kind not in (ENTRY_PAGE, BLOCK_PAGE) for kind in kinds):
-        raise ManifestError(f"{name}: a page of an unknown kind")
     return flags, [
         _Page(
-            kinds[i],
             first[i],
             counts[i],
             offsets[i],
