@@ -385,7 +385,7 @@ def test_resume_needs_a_verified_manifest_with_a_block_index(archives, tmp_path,
     (copy.parent / "b.manifest.json").unlink()
     with pytest.raises(UsageError, match=r"needs .*b\.manifest\.json"):
         sync.unpack(copy, tmp_path / "o", resume=True)
-    blockless = replace(sync.read_manifest(prefix), blocks=(), trailer_offset=None)
+    blockless = replace(sync.read_manifest(prefix), blocks=(), block_sha256=(), trailer_offset=None)
     (copy.parent / "b.manifest.json").write_text(blockless.to_json())
     with pytest.raises(UsageError, match="block index"):
         sync.unpack(copy, tmp_path / "o", resume=True)

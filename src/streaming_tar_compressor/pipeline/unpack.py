@@ -330,7 +330,7 @@ def unpack(
             max_output_bytes=max_output_bytes,
             max_members=max_members,
         )
-    source = open_source(input_prefix)
+    source = open_source(input_prefix, by_block=True)
     journal: UnpackJournal | None = None
     if verify_checksum and source.manifest is not None and _has_block_index(source.manifest):
         journal = UnpackJournal(output_dir, source.manifest)

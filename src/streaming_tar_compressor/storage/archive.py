@@ -47,10 +47,12 @@ class ChunkSink(Protocol):
     def abort(self) -> None: ...
 
 
-def open_source(prefix: str) -> ChunkSource:
+def open_source(prefix: str, *, by_block: bool = False) -> ChunkSource:
+    """``by_block``: a store's chunks, read in order from the first, are checked block by
+    block when the manifest allows it (an unpack starts on a block once it has arrived)."""
     location = parse_prefix(prefix)
     if isinstance(location, RemotePrefix):
-        return RemoteChunkSource(location)
+        return RemoteChunkSource(location, by_block=by_block)
     return LocalChunkSource(location)
 
 

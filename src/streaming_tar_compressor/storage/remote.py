@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
-from itertools import takewhile
+from itertools import accumulate, takewhile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +40,7 @@ from ..errors import (
 from ..models import ChunkInfo
 from ..pipeline.parallel import ordered_map
 from ..pipeline.threads import in_background
+from .checked_reads import Unit, block_units, chunk_units, prefetch_units
 from .local import (
     MANIFEST_SUFFIX,
     MAX_MANIFEST_SIZE,
@@ -71,13 +72,15 @@ STREAMS_IN_FLIGHT = 2  # streamed chunks uploading at once (each: PARTS_IN_FLIGH
 RANGE_SIZE = 4 * 2**20
 RANGES_IN_FLIGHT = 4
 # Chunks up to this size are hashed whole before use and fetched again on a mismatch; bigger
-# ones stream. Checked chunks are fetched ahead of the reads: CHUNKS_AHEAD wait whole while the
-# next one fills, PREFETCH_RANGES_IN_FLIGHT ranges at a time. Two: ranges in flight share the
+# ones stream. An unpack of an archive whose manifest records each block's SHA-256 checks
+# block by block instead (storage/checked_reads.py), whatever the chunk size. Checked reads
+# are fetched ahead: PIECES_AHEAD checked pieces (of up to RANGE_SIZE) wait while the next
+# ones fill, PREFETCH_RANGES_IN_FLIGHT ranges at a time. Two: ranges in flight share the
 # link, so more of them would spread it over two chunks and make each arrive later (measured in
 # make bench-remote: 4.24-4.28 s with two, 4.34-4.41 s with four), while one would leave it
 # idle between a range's end and the next one's first byte.
 WHOLE_CHUNK_LIMIT = 16 * 2**20
-CHUNKS_AHEAD = 1
+PIECES_AHEAD = 2
 PREFETCH_RANGES_IN_FLIGHT = 2
 FETCH_ATTEMPTS = 3
 # A lock object older than this is a dead pack's (a live one refreshes it far more often).
@@ -449,12 +452,18 @@ class RemoteChunkSource:
     """Reads an archive's chunks from a store: the manifest first (no LIST needed, so a plain
     web server serves it), then each chunk by ranged GETs, several in flight."""
 
-    def __init__(self, prefix: RemotePrefix, store: Store | None = None) -> None:
+    def __init__(
+        self, prefix: RemotePrefix, store: Store | None = None, *, by_block: bool = False
+    ) -> None:
+        """``by_block``: reads in order from the first chunk (an unpack) are checked block by
+        block when the manifest allows it; other reads chunk by chunk."""
         self.prefix, self.name, self.directory = prefix, prefix.name, prefix.folder
         self._store = store or open_store(prefix)
-        # Checked chunks fetched ahead of the reads, and the chunks it has yet to give, in order.
-        self._prefetch: Generator[bytearray, None, None] | None = None
+        self._by_block = by_block
+        # Checked pieces fetched ahead of the reads, and the chunks it has yet to give, in order.
+        self._prefetch: Generator[tuple[int, memoryview], None, None] | None = None
         self._upcoming: deque[ChunkInfo] = deque()
+        self._taken = 0  # bytes of upcoming[0] read so far
         self.manifest = read_remote_manifest(prefix, self._store)
         refuse_interrupted(self.manifest, prefix.url, ", or pack again with --force")
         if self.manifest is not None:
@@ -496,34 +505,51 @@ class RemoteChunkSource:
 
     def _read_checked(self, chunk: ChunkInfo) -> Iterator[memoryview]:
         """The chunk from the prefetch that runs ahead of the reads in order, started afresh
-        when a read asks for another chunk than the next one (a resume, a second pass) or
-        after a read failed (a missing part: the caller may go on to the next)."""
-        if self._prefetch is None or not self._upcoming or self._upcoming[0] != chunk:
+        when a read asks for another chunk than the next one (a resume, a second pass, a read
+        left unfinished) or after a read failed (a missing part: the caller may go on)."""
+        upcoming = self._upcoming
+        if self._prefetch is None or not upcoming or upcoming[0] != chunk or self._taken:
             self._stop_prefetch()
-            run = [chunk, *takewhile(_checkable, self.chunks[chunk.index + 1 :])]
-            self._upcoming = deque(run)
             self._prefetch = in_background(
-                prefetch_checked(self._store, self.prefix, run),
-                depth=CHUNKS_AHEAD,
-                name="stc-prefetch",
+                self._checked_pieces(chunk), depth=PIECES_AHEAD, name="stc-prefetch"
             )
-        try:
-            data = next(self._prefetch)
-        except BaseException:
-            self._stop_prefetch()
-            raise
+        while self._taken < chunk.size:
+            try:
+                index, piece = next(self._prefetch)
+            except BaseException:
+                self._stop_prefetch()
+                raise
+            assert index == chunk.index, "the prefetch runs in the reads' order"
+            self._taken += len(piece)
+            yield piece
+        self._taken = 0
         self._upcoming.popleft()
         if not self._upcoming:
             self._stop_prefetch()  # its last chunk: its thread ends now, not some time later
-        view = memoryview(data)
-        for start in range(0, len(view), RANGE_SIZE):
-            yield view[start : start + RANGE_SIZE]
+
+    def _checked_pieces(self, chunk: ChunkInfo) -> Iterator[tuple[int, memoryview]]:
+        """Checked pieces from ``chunk`` on: to the end, block by block, when this is an
+        unpack from the first chunk and the manifest records block digests; else over the
+        chunks that follow it and can be held whole, chunk by chunk."""
+        offsets = list(accumulate((c.size for c in self.chunks), initial=0))
+        units = None
+        if self._by_block and chunk.index == 0 and self.manifest is not None:
+            units = block_units(self.manifest, self.chunks)
+        if units is not None and all(c.checksum for c in self.chunks):
+            run = self.chunks
+        else:
+            run = [chunk, *takewhile(_checkable, self.chunks[chunk.index + 1 :])]
+            units = chunk_units(run, offsets[chunk.index : chunk.index + len(run)])
+        self._upcoming = deque(run)
+        starts = offsets[chunk.index : chunk.index + len(run)]
+        return prefetch_checked(self._store, self.prefix, run, starts, units)
 
     def _stop_prefetch(self) -> None:
         if self._prefetch is not None:
             self._prefetch.close()
         self._prefetch = None
         self._upcoming.clear()
+        self._taken = 0
 
     def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None:
         """What is wrong with the stored chunk against the manifest, if anything."""
@@ -619,12 +645,16 @@ def fetch_checked(
 
 
 def prefetch_checked(
-    store: Store, prefix: RemotePrefix, chunks: list[ChunkInfo]
-) -> Iterator[bytearray]:
-    """Each chunk whole, in order, checked against its SHA-256 and fetched again on a mismatch
-    (FETCH_ATTEMPTS in all). Ranges stay in flight across chunk boundaries, so the link does
-    not idle between one chunk's last range and the next one's first request. It must not
-    hold the source that starts it: the source's end is what stops it."""
+    store: Store,
+    prefix: RemotePrefix,
+    chunks: list[ChunkInfo],
+    offsets: list[int],
+    units: list[Unit],
+) -> Iterator[tuple[int, memoryview]]:
+    """The chunks' bytes as checked pieces, in order (checked_reads.prefetch_units). Ranges
+    stay in flight across chunk boundaries, so the link does not idle between one chunk's
+    last range and the next one's first request. It must not hold the source that starts
+    it: the source's end is what stops it."""
     spans = (
         (chunk, start, end)
         for chunk in chunks
@@ -637,17 +667,7 @@ def prefetch_checked(
             ordered_map(fetch, spans, pool=pool, window=PREFETCH_RANGES_IN_FLIGHT)
         ) as ranges,
     ):
-        for chunk in chunks:
-            data = bytearray(chunk.size)
-            filled = 0
-            while filled < chunk.size:
-                piece = next(ranges)
-                data[filled : filled + len(piece)] = piece
-                filled += len(piece)
-            if hashlib.sha256(data).hexdigest() != chunk.checksum:
-                # Still wrong after every attempt: the bytes go on, and the verifier names it.
-                data = fetch_checked(store, prefix, chunk, chunk.size, FETCH_ATTEMPTS - 1)[0]
-            yield data
+        yield from prefetch_units(ranges, units, chunks, offsets, fetch, FETCH_ATTEMPTS)
 
 
 def checkpoint_reader(

@@ -1,0 +1,163 @@
+"""Reading a stored archive ahead of its unpack, checking each stretch of the compressed
+stream before any of it is passed on, and fetching a stretch again when it arrives damaged.
+
+The stretches ("units") are the archive's blocks when the manifest records each block's
+SHA-256, so the unpack starts on a block as soon as that block has arrived, not when its whole
+chunk has: after the last byte, only the last block is left to extract. Around the blocks,
+the codec's header is compared with the bytes the codec writes, and its trailer is checked
+with the last chunk's SHA-256 (hashed on from the chunk's first byte). Without block digests
+(an archive of an earlier version), or for a read that starts after the first chunk (a
+resume), each chunk is one unit, checked whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..codecs import codec_for
+from ..core.manifest import Manifest
+from ..models import ChunkInfo
+
+FetchSpan = Callable[[tuple[ChunkInfo, int, int]], memoryview]
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """Bytes ``start:end`` of the stream, checked by their SHA-256, by being exactly
+    ``expected``, or (``tail_of``) by completing that chunk's SHA-256."""
+
+    start: int
+    end: int
+    sha256: str = ""
+    expected: bytes | None = None
+    tail_of: ChunkInfo | None = None
+
+
+def chunk_units(chunks: Sequence[ChunkInfo], offsets: Sequence[int]) -> list[Unit]:
+    return [
+        Unit(offset, offset + chunk.size, sha256=chunk.checksum)
+        for chunk, offset in zip(chunks, offsets, strict=True)
+    ]
+
+
+def block_units(manifest: Manifest, chunks: Sequence[ChunkInfo]) -> list[Unit] | None:
+    """The stream cut at its blocks, or None when the manifest cannot check them so (no
+    block digests, or a trailer that does not lie in the last chunk)."""
+    if not manifest.block_sha256 or manifest.trailer_offset is None or not chunks:
+        return None
+    if manifest.compression is None or manifest.level is None or manifest.block_size is None:
+        return None
+    total = sum(chunk.size for chunk in chunks)
+    last_start = total - chunks[-1].size
+    trailer = manifest.trailer_offset
+    header = codec_for(manifest.compression).new_encoder(manifest.level, manifest.block_size)
+    starts = [position for _, position in manifest.blocks]
+    if starts[0] != len(header.header()) or not last_start <= trailer <= total:
+        return None
+    units = [Unit(0, starts[0], expected=header.header())] if starts[0] else []
+    ends = [*starts[1:], trailer]
+    units += [
+        Unit(start, end, sha256=digest)
+        for start, end, digest in zip(starts, ends, manifest.block_sha256, strict=True)
+    ]
+    if trailer < total:
+        units.append(Unit(trailer, total, tail_of=chunks[-1]))
+    return units
+
+
+class _Tail:
+    """The SHA-256 of the last chunk's bytes before its tail unit, for checking that unit."""
+
+    def __init__(self, chunk_start: int) -> None:
+        self.start, self.hash = chunk_start, hashlib.sha256()
+
+    def add(self, offset: int, data: memoryview) -> None:
+        skip = max(0, self.start - offset)
+        if skip < len(data):
+            self.hash.update(data[skip:])
+
+
+class _Run:
+    """Chunks that follow each other, where each starts in the stream."""
+
+    def __init__(self, chunks: Sequence[ChunkInfo], offsets: Sequence[int]) -> None:
+        self.chunks, self.offsets = list(chunks), list(offsets)
+
+    def spans(self, start: int, end: int) -> Iterator[tuple[int, ChunkInfo, int, int]]:
+        """Stream bytes ``start:end`` as (stream offset, chunk, start, end) ranges of the
+        chunks that hold them."""
+        for chunk, first in zip(self.chunks, self.offsets, strict=True):
+            low, high = max(start, first), min(end, first + chunk.size)
+            if low < high:
+                yield low, chunk, low - first, high - first
+
+    def pieces(self, offset: int, piece: memoryview) -> Iterator[tuple[int, memoryview]]:
+        """The piece cut at chunk boundaries, each part with its chunk's index."""
+        for low, chunk, start, end in self.spans(offset, offset + len(piece)):
+            yield chunk.index, piece[low - offset : low - offset + end - start]
+
+
+def prefetch_units(
+    fetched: Iterator[memoryview],
+    units: list[Unit],
+    chunks: Sequence[ChunkInfo],
+    offsets: Sequence[int],
+    fetch_span: FetchSpan,
+    attempts: int,
+) -> Iterator[tuple[int, memoryview]]:
+    """``(chunk index, piece)`` for ``chunks`` (starting at stream ``offsets``), in order,
+    each piece passed on once its unit checked. ``fetched`` yields the chunks' bytes in
+    order, from the first unit's start, which is the first chunk's."""
+    run = _Run(chunks, offsets)
+    pending: deque[tuple[int, memoryview]] = deque()  # (stream offset, bytes) not passed on
+    received = units[0].start
+    tail = _Tail(offsets[-1]) if units[-1].tail_of is not None else None
+    upcoming = iter(units)
+    unit = next(upcoming, None)
+    for data in fetched:
+        pending.append((received, data))
+        received += len(data)
+        while unit is not None and unit.end <= received:
+            pieces = _take(pending, unit.end)
+            attempt = 1
+            while attempt < attempts and not _holds(unit, pieces, tail):
+                pieces = [
+                    (low, fetch_span((chunk, start, end)))
+                    for low, chunk, start, end in run.spans(unit.start, unit.end)
+                ]
+                attempt += 1
+            # Still wrong after every attempt: the bytes go on, and the chunk's check names it.
+            for offset, piece in pieces:
+                if tail is not None:
+                    tail.add(offset, piece)
+                yield from run.pieces(offset, piece)
+            unit = next(upcoming, None)
+
+
+def _take(pending: deque[tuple[int, memoryview]], end: int) -> list[tuple[int, memoryview]]:
+    """The pending pieces up to stream offset ``end`` (the last one cut there)."""
+    taken: list[tuple[int, memoryview]] = []
+    while pending and pending[0][0] < end:
+        offset, data = pending.popleft()
+        if offset + len(data) > end:
+            pending.appendleft((end, data[end - offset :]))
+            data = data[: end - offset]
+        taken.append((offset, data))
+    return taken
+
+
+def _holds(unit: Unit, pieces: list[tuple[int, memoryview]], tail: _Tail | None) -> bool:
+    if unit.expected is not None:
+        return b"".join(piece for _, piece in pieces) == unit.expected
+    digest: Any = hashlib.sha256()
+    if unit.tail_of is not None:
+        assert tail is not None
+        digest = tail.hash.copy()
+    for _, piece in pieces:
+        digest.update(piece)
+    wanted = unit.tail_of.checksum if unit.tail_of is not None else unit.sha256
+    return bool(digest.hexdigest() == wanted)

@@ -1,0 +1,143 @@
+"""Store reads checked unit by unit before they are passed on (storage/checked_reads.py): a
+block goes on as soon as it has arrived and matched its SHA-256, and a damaged block, codec
+header or trailer is fetched again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import accumulate
+from pathlib import Path
+
+import pytest
+
+import streaming_tar_compressor as stc
+from streaming_tar_compressor.core.manifest import Manifest
+from streaming_tar_compressor.models import ChunkInfo
+from streaming_tar_compressor.storage.checked_reads import (
+    Unit,
+    block_units,
+    chunk_units,
+    prefetch_units,
+)
+from tests.safety.test_resume_pack import SMALL, make_source
+
+PIECE = 1000  # bytes per fetched range in these tests
+
+
+class Stored:
+    """A packed archive's stream, served by ranges that can arrive damaged."""
+
+    def __init__(self, tmp_path: Path, codec: str) -> None:
+        source = make_source(tmp_path)
+        result = stc.pack([str(source)], str(tmp_path / "out" / "a"), compression=codec, **SMALL)
+        self.manifest: Manifest = result.manifest
+        self.chunks: list[ChunkInfo] = list(self.manifest.chunks)
+        self.offsets = list(accumulate((c.size for c in self.chunks), initial=0))[:-1]
+        self.stream = b"".join((tmp_path / "out" / c.name).read_bytes() for c in self.chunks)
+        self.damaged: dict[int, int] = {}  # stream offset -> downloads that still flip it
+        self.fetches = 0  # fetch_span calls
+
+    def damage(self, offset: int, times: int) -> None:
+        self.damaged[offset] = times
+
+    def _bytes(self, start: int, end: int) -> memoryview:
+        data = bytearray(self.stream[start:end])
+        for offset, times in self.damaged.items():
+            if start <= offset < end and times:
+                data[offset - start] ^= 1
+                self.damaged[offset] = times - 1
+        return memoryview(bytes(data))
+
+    def fetched(self, consumed: list[int]) -> Iterator[memoryview]:
+        """The first download, in ranges; ``consumed`` counts the ranges taken so far."""
+        for start in range(0, len(self.stream), PIECE):
+            consumed.append(start)
+            yield self._bytes(start, min(len(self.stream), start + PIECE))
+
+    def fetch_span(self, span: tuple[ChunkInfo, int, int]) -> memoryview:
+        chunk, start, end = span
+        self.fetches += 1
+        first = self.offsets[chunk.index]
+        return self._bytes(first + start, first + end)
+
+    def read(self, units: list[Unit], consumed: list[int]) -> Iterator[tuple[int, memoryview]]:
+        return prefetch_units(
+            self.fetched(consumed), units, self.chunks, self.offsets, self.fetch_span, 3
+        )
+
+
+def chunks_holding(stored: Stored, units: list[Unit], offset: int) -> int:
+    """How many chunks the unit that holds stream byte ``offset`` lies in."""
+    unit = next(u for u in units if u.start <= offset < u.end)
+    return sum(
+        1
+        for first, chunk in zip(stored.offsets, stored.chunks, strict=True)
+        if first < unit.end and unit.start < first + chunk.size
+    )
+
+
+def joined(pieces: Iterator[tuple[int, memoryview]], chunks: list[ChunkInfo]) -> bytes:
+    """The pieces' bytes, checking each chunk's come in order and whole."""
+    got = {chunk.index: b"" for chunk in chunks}
+    order = []
+    for index, piece in pieces:
+        order.append(index)
+        got[index] += bytes(piece)
+    assert order == sorted(order)
+    assert [len(got[c.index]) for c in chunks] == [c.size for c in chunks]
+    return b"".join(got[c.index] for c in chunks)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd", "xz", "lz4"])
+def test_blocks_go_on_before_their_chunk_has_arrived(tmp_path: Path, codec: str) -> None:
+    stored = Stored(tmp_path, codec)
+    units = block_units(stored.manifest, stored.chunks)
+    assert units is not None and len(units) > len(stored.chunks)
+    consumed: list[int] = []
+    pieces = stored.read(units, consumed)
+    first = next(pieces)
+    assert first[0] == 0 and len(consumed) * PIECE < stored.chunks[0].size
+    rest = joined(iter([first, *pieces]), stored.chunks)
+    assert rest == stored.stream and stored.fetches == 0
+
+
+@pytest.mark.parametrize("where", ["header", "block", "trailer"])
+def test_a_damaged_unit_is_fetched_again(tmp_path: Path, where: str) -> None:
+    stored = Stored(tmp_path, "gzip")
+    units = block_units(stored.manifest, stored.chunks)
+    assert units is not None
+    assert stored.manifest.trailer_offset is not None
+    offset = {
+        "header": 3,
+        "block": stored.manifest.blocks[5][1] + 7,
+        "trailer": stored.manifest.trailer_offset + 2,
+    }[where]
+    stored.damage(offset, times=2)  # the first download and the first fetch again
+    assert joined(stored.read(units, []), stored.chunks) == stored.stream
+    spanned = chunks_holding(stored, units, offset)
+    assert stored.fetches == 2 * spanned  # fetched again twice, a range per chunk it lies in
+
+
+def test_a_unit_wrong_every_time_goes_on_for_the_chunks_check_to_name(tmp_path: Path) -> None:
+    stored = Stored(tmp_path, "zstd")
+    units = block_units(stored.manifest, stored.chunks)
+    assert units is not None
+    offset = stored.manifest.blocks[3][1] + 1
+    stored.damage(offset, times=100)
+    got = joined(stored.read(units, []), stored.chunks)
+    assert got != stored.stream and got[offset] == stored.stream[offset] ^ 1
+    assert stored.fetches == 2 * chunks_holding(stored, units, offset)  # three downloads
+
+
+def test_chunks_are_the_units_without_block_digests(tmp_path: Path) -> None:
+    stored = Stored(tmp_path, "gzip")
+    bare = Manifest.from_json(stored.manifest.to_json().replace('"block_sha256"', '"other"'))
+    assert block_units(bare, stored.chunks) is None
+    units = chunk_units(stored.chunks, stored.offsets)
+    consumed: list[int] = []
+    pieces = stored.read(units, consumed)
+    next(pieces)
+    assert len(consumed) * PIECE >= stored.chunks[0].size  # the whole first chunk came first
+    stored.damage(stored.offsets[2] + 5, times=1)
+    assert joined(stored.read(units, []), stored.chunks) == stored.stream
+    assert stored.fetches == 1
