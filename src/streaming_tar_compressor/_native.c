@@ -288,7 +288,10 @@ static int run_batch(const op_t *ops, Py_ssize_t count, Py_ssize_t *failed_at)
                   or (index, 0) when operations from index on did not run: after a failure
                   or stop(), later batches are not run
      stop()       batches not yet started will not run
-     close()      stop(), then end the thread; what was not settled is released */
+     close()      stop(), then end the thread; what was not settled is released
+
+   One Python thread drives it: a second settle() while one waits, or close() then, is
+   refused, and so is any use in a child after fork() (the thread is not there). */
 typedef struct batch {
     op_t *ops;
     Py_ssize_t count;
@@ -307,7 +310,22 @@ typedef struct {
     batch_t *oldest, *newest; /* submitted and not yet settled, in order */
     batch_t *next_to_run;
     int stopped, closing;
+    int settling; /* a settle() waits (read and written with the GIL held) */
+    pid_t owner;  /* the process that started the thread */
 } OpThreadObject;
+
+static int usable(OpThreadObject *self)
+{
+    if (getpid() != self->owner) {
+        PyErr_SetString(PyExc_RuntimeError, "an OpThread cannot be used after fork()");
+        return 0;
+    }
+    if (self->settling) {
+        PyErr_SetString(PyExc_RuntimeError, "another thread waits in settle()");
+        return 0;
+    }
+    return 1;
+}
 
 static void *op_thread_main(void *arg)
 {
@@ -367,6 +385,7 @@ static PyObject *op_thread_new(PyTypeObject *type, PyObject *args, PyObject *kwa
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     self->running = 1;
+    self->owner = getpid();
     return (PyObject *)self;
 }
 
@@ -374,13 +393,15 @@ static void op_thread_end(OpThreadObject *self)
 {
     if (!self->running)
         return;
-    pthread_mutex_lock(&self->lock);
-    self->stopped = self->closing = 1;
-    pthread_cond_broadcast(&self->changed);
-    pthread_mutex_unlock(&self->lock);
-    Py_BEGIN_ALLOW_THREADS
-    pthread_join(self->thread, NULL);
-    Py_END_ALLOW_THREADS
+    if (getpid() == self->owner) { /* a forked child has no thread to end */
+        pthread_mutex_lock(&self->lock);
+        self->stopped = self->closing = 1;
+        pthread_cond_broadcast(&self->changed);
+        pthread_mutex_unlock(&self->lock);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_join(self->thread, NULL);
+        Py_END_ALLOW_THREADS
+    }
     self->running = 0;
     while (self->oldest != NULL) {
         batch_t *batch = self->oldest;
@@ -404,6 +425,8 @@ static PyObject *op_thread_submit(OpThreadObject *self, PyObject *list)
         PyErr_SetString(PyExc_TypeError, "submit takes a list");
         return NULL;
     }
+    if (!usable(self))
+        return NULL;
     if (!self->running) {
         PyErr_SetString(PyExc_RuntimeError, "the thread is closed");
         return NULL;
@@ -440,11 +463,14 @@ static PyObject *op_thread_submit(OpThreadObject *self, PyObject *list)
 static PyObject *op_thread_settle(OpThreadObject *self, PyObject *unused)
 {
     (void)unused;
+    if (!usable(self))
+        return NULL;
     batch_t *batch = self->oldest;
     if (batch == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "no batch to settle");
         return NULL;
     }
+    self->settling = 1;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&self->lock);
     while (!batch->done)
@@ -454,6 +480,7 @@ static PyObject *op_thread_settle(OpThreadObject *self, PyObject *unused)
         self->newest = NULL;
     pthread_mutex_unlock(&self->lock);
     Py_END_ALLOW_THREADS
+    self->settling = 0;
     Py_ssize_t failed_at = batch->failed_at;
     int error = batch->error;
     free_batch(batch);
@@ -465,6 +492,10 @@ static PyObject *op_thread_settle(OpThreadObject *self, PyObject *unused)
 static PyObject *op_thread_stop(OpThreadObject *self, PyObject *unused)
 {
     (void)unused;
+    if (getpid() != self->owner) {
+        PyErr_SetString(PyExc_RuntimeError, "an OpThread cannot be used after fork()");
+        return NULL;
+    }
     pthread_mutex_lock(&self->lock);
     self->stopped = 1;
     pthread_mutex_unlock(&self->lock);
@@ -474,6 +505,10 @@ static PyObject *op_thread_stop(OpThreadObject *self, PyObject *unused)
 static PyObject *op_thread_close(OpThreadObject *self, PyObject *unused)
 {
     (void)unused;
+    if (self->settling) {
+        PyErr_SetString(PyExc_RuntimeError, "another thread waits in settle()");
+        return NULL;
+    }
     op_thread_end(self);
     Py_RETURN_NONE;
 }

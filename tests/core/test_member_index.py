@@ -263,3 +263,14 @@ def test_a_page_that_holds_other_members_than_its_directory_says(small_pages: No
     fake, _ = open_index(forged(member_index._directory_columns([liar], 0), raw))
     with pytest.raises(ManifestError, match="does not hold what its directory says"):
         list(fake)
+
+
+def test_bytes_after_a_pages_zlib_stream_are_refused() -> None:
+    page_bytes = zlib.compress(member_index._entry_columns([
+        IndexEntry(name="a", kind=MemberKind.FILE, header_offset=0, data_offset=512)
+    ])) + b"tail"  # fmt: skip
+    digest = hashlib.sha256(page_bytes).digest()
+    page = member_index._Page(0, 1, len(MAGIC), len(page_bytes), digest, "a", "a")
+    index, _ = open_index(forged(member_index._directory_columns([page], 0), page_bytes))
+    with pytest.raises(ManifestError, match="damaged or too large"):
+        index.find("a")

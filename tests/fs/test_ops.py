@@ -249,6 +249,27 @@ def test_closing_the_compiled_thread_releases_what_it_was_never_asked_to_settle(
             thread.submit([])
 
 
+def test_the_compiled_thread_refuses_a_child_after_fork(tmp_path):
+    native = built_module()
+    thread = native.OpThread()
+    try:
+        with folder(tmp_path / "out") as fd:
+            thread.submit([(CREATE, fd, "a", b"1", 0o644, -1, -1, 0, "a")])
+            child = os.fork()
+            if child == 0:  # the thread is not in this process: waiting for it would hang
+                try:
+                    thread.settle()
+                except RuntimeError as exc:
+                    os._exit(0 if "after fork" in str(exc) else 1)
+                os._exit(2)
+            _, status = os.waitpid(child, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert thread.settle() is None  # the parent's thread ran it
+    finally:
+        thread.close()
+    assert (tmp_path / "out" / "a").read_bytes() == b"1"
+
+
 # -- the runner --------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ header or trailer is fetched again."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from itertools import accumulate
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 import streaming_tar_compressor as stc
 from streaming_tar_compressor.core.manifest import Manifest
 from streaming_tar_compressor.models import ChunkInfo
+from streaming_tar_compressor.storage import checked_reads
 from streaming_tar_compressor.storage.checked_reads import (
     Unit,
     block_units,
@@ -141,3 +143,22 @@ def test_chunks_are_the_units_without_block_digests(tmp_path: Path) -> None:
     stored.damage(stored.offsets[2] + 5, times=1)
     assert joined(stored.read(units, []), stored.chunks) == stored.stream
     assert stored.fetches == 1
+
+
+def test_a_manifest_whose_blocks_cannot_be_units_is_read_chunk_by_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest is input too: blocks out of order, too big to hold, or a level the codec
+    does not have make block_units give up (the reads go chunk by chunk), not misbehave."""
+    stored = Stored(tmp_path, "gzip")
+    manifest = stored.manifest
+    assert block_units(manifest, stored.chunks) is not None
+    blocks = list(manifest.blocks)
+    blocks[2], blocks[3] = blocks[3], blocks[2]
+    assert block_units(replace(manifest, blocks=tuple(blocks)), stored.chunks) is None
+    assert block_units(replace(manifest, level=12), stored.chunks) is None
+    biggest = max(
+        b - a for (_, a), (_, b) in zip(manifest.blocks, manifest.blocks[1:], strict=False)
+    )
+    monkeypatch.setattr(checked_reads, "MAX_UNIT", biggest - 1)
+    assert block_units(manifest, stored.chunks) is None

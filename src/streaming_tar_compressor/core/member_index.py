@@ -188,12 +188,16 @@ class MemberIndex:
         end = size - FOOTER.size
         if not len(MAGIC) <= directory.offset <= directory.offset + directory.length <= end:
             raise ManifestError(f"{name}: its directory lies outside the file")
+        if directory.length > MAX_DIRECTORY_BYTES:
+            raise ManifestError(f"{name}: its directory is too large")
         raw = self._checked(directory.offset, directory.length, directory.sha256, "directory")
         flags, pages = _parse_directory(_inflate(raw, MAX_DIRECTORY_BYTES, name), name)
         self.entry_pages = pages
         self.members = _consecutive(pages, name)
         if any(p.offset + p.length > directory.offset for p in pages):
             raise ManifestError(f"{name}: a page lies outside the file")
+        if any(p.length > MAX_PAGE_BYTES for p in pages):
+            raise ManifestError(f"{name}: a page is too large")
         self.sorted = bool(flags & SORTED)
         self._first_keys = [sort_key(p.first_name) for p in self.entry_pages]
         self._last_keys = [sort_key(p.last_name) for p in self.entry_pages]
@@ -276,7 +280,7 @@ def _inflate(data: bytes, limit: int, name: str) -> bytes:
         raw = inflater.decompress(data, limit)
     except zlib.error as exc:
         raise ManifestError(f"{name}: a page or its directory does not inflate: {exc}") from None
-    if inflater.unconsumed_tail or not inflater.eof:
+    if inflater.unconsumed_tail or inflater.unused_data or not inflater.eof:
         raise ManifestError(f"{name}: a page or its directory is damaged or too large")
     return raw
 

@@ -208,9 +208,9 @@ class OpRunner:
 
     def _submit(self) -> None:
         assert self._thread is not None
-        batch, self._batch, self._batch_bytes = self._batch, [], 0
-        self._thread.submit(batch)
-        self._in_flight.append(batch)
+        self._thread.submit(self._batch)  # if it raises, the batch stays to be handed back
+        self._in_flight.append(self._batch)
+        self._batch, self._batch_bytes = [], 0
         while len(self._in_flight) > BATCHES_IN_FLIGHT:
             self._settle()
 

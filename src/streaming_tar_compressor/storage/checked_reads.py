@@ -13,6 +13,7 @@ resume), each chunk is one unit, checked whole.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,9 +21,12 @@ from typing import Any
 
 from ..codecs import codec_for
 from ..core.manifest import Manifest
+from ..errors import UsageError
 from ..models import ChunkInfo
 
 FetchSpan = Callable[[tuple[ChunkInfo, int, int]], memoryview]
+# The biggest block a unit may be: a 64 MiB block that does not compress, with its framing.
+MAX_UNIT = 65 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +49,9 @@ def chunk_units(chunks: Sequence[ChunkInfo], offsets: Sequence[int]) -> list[Uni
 
 
 def block_units(manifest: Manifest, chunks: Sequence[ChunkInfo]) -> list[Unit] | None:
-    """The stream cut at its blocks, or None when the manifest cannot check them so (no
-    block digests, or a trailer that does not lie in the last chunk)."""
+    """The stream cut at its blocks, or None when the manifest cannot check them so: no
+    block digests, a trailer outside the last chunk, or blocks that do not follow each other
+    or are bigger than MAX_UNIT (a manifest is input too: a unit is held whole)."""
     if not manifest.block_sha256 or manifest.trailer_offset is None or not chunks:
         return None
     if manifest.compression is None or manifest.level is None or manifest.block_size is None:
@@ -54,11 +59,21 @@ def block_units(manifest: Manifest, chunks: Sequence[ChunkInfo]) -> list[Unit] |
     total = sum(chunk.size for chunk in chunks)
     last_start = total - chunks[-1].size
     trailer = manifest.trailer_offset
-    header = codec_for(manifest.compression).new_encoder(manifest.level, manifest.block_size)
-    starts = [position for _, position in manifest.blocks]
-    if starts[0] != len(header.header()) or not last_start <= trailer <= total:
+    try:
+        header = (
+            codec_for(manifest.compression)
+            .new_encoder(manifest.level, manifest.block_size)
+            .header()
+        )
+    except UsageError:  # a level the codec does not have: decoding does not need it
         return None
-    units = [Unit(0, starts[0], expected=header.header())] if starts[0] else []
+    starts = [position for _, position in manifest.blocks]
+    bounds = [0, *starts, trailer]
+    if starts[0] != len(header) or not last_start <= trailer <= total:
+        return None
+    if any(not 0 < end - start <= MAX_UNIT for start, end in itertools.pairwise(bounds[1:])):
+        return None
+    units = [Unit(0, starts[0], expected=header)] if starts[0] else []
     ends = [*starts[1:], trailer]
     units += [
         Unit(start, end, sha256=digest)

@@ -519,13 +519,20 @@ class RemoteChunkSource:
             except BaseException:
                 self._stop_prefetch()
                 raise
-            assert index == chunk.index, "the prefetch runs in the reads' order"
+            if index != chunk.index:
+                raise RuntimeError("the prefetch and the reads went out of step")
             self._taken += len(piece)
+            if self._taken == chunk.size:  # done before the last piece: a caller may stop there
+                self._taken = 0
+                self._upcoming.popleft()
+                if not self._upcoming:
+                    self._stop_prefetch()  # its last chunk: its thread ends now, not later
+                yield piece
+                return
             yield piece
-        self._taken = 0
-        self._upcoming.popleft()
+        self._upcoming.popleft()  # an empty chunk
         if not self._upcoming:
-            self._stop_prefetch()  # its last chunk: its thread ends now, not some time later
+            self._stop_prefetch()
 
     def _checked_pieces(self, chunk: ChunkInfo) -> Iterator[tuple[int, memoryview]]:
         """Checked pieces from ``chunk`` on: to the end, block by block, when this is an
