@@ -68,10 +68,10 @@ def block_units(manifest: Manifest, chunks: Sequence[ChunkInfo]) -> list[Unit] |
     except UsageError:  # a level the codec does not have: decoding does not need it
         return None
     starts = [position for _, position in manifest.blocks]
-    bounds = [0, *starts, trailer]
     if starts[0] != len(header) or not last_start <= trailer <= total:
         return None
-    if any(not 0 < end - start <= MAX_UNIT for start, end in itertools.pairwise(bounds[1:])):
+    bounds = itertools.pairwise([*starts, trailer])
+    if any(not 0 < end - start <= MAX_UNIT for start, end in bounds):
         return None
     units = [Unit(0, starts[0], expected=header)] if starts[0] else []
     ends = [*starts[1:], trailer]
