@@ -282,17 +282,22 @@ static int run_batch(const op_t *ops, Py_ssize_t count, Py_ssize_t *failed_at)
    while the parsing thread held it (up to the 5 ms switch interval each time).
 
      submit(ops)  parses the list of tuples (with the GIL, on the caller's thread) and queues
-                  it; the tuples' bytes stay referenced until the batch is settled
+                  it; the list stays referenced until the batch is settled
      settle()     waits (without the GIL) for the oldest batch not yet settled and returns
-                  None when all of it ran, (index, errno) when the operation at index failed,
-                  or (index, 0) when operations from index on did not run: after a failure
-                  or stop(), later batches are not run
+                  None when all of it ran, (index, errno, operation) when that operation
+                  failed, or (index, 0, operation) when operations from index on did not run:
+                  after a failure or stop(), later batches are not run
+     pending      batches submitted and not yet settled
      stop()       batches not yet started will not run
-     close()      stop(), then end the thread; what was not settled is released
+     close()      stop(), end the thread, and return every operation that did not run, in
+                  order: from the batches settled with a failure or unrun, and from those
+                  never settled. So what did not run is known even when a settle()'s answer
+                  was lost (Ctrl-C as it returned).
 
    One Python thread drives it: a second settle() while one waits, or close() then, is
    refused, and so is any use in a child after fork() (the thread is not there). */
 typedef struct batch {
+    PyObject *list; /* the operations as submitted */
     op_t *ops;
     Py_ssize_t count;
     Py_ssize_t failed_at;
@@ -312,6 +317,8 @@ typedef struct {
     int stopped, closing;
     int settling; /* a settle() waits (read and written with the GIL held) */
     pid_t owner;  /* the process that started the thread */
+    Py_ssize_t pending;
+    PyObject *unrun; /* operations that did not run, of batches settled so far */
 } OpThreadObject;
 
 static int usable(OpThreadObject *self)
@@ -364,7 +371,23 @@ static void *op_thread_main(void *arg)
 static void free_batch(batch_t *batch)
 {
     release_ops(batch->ops, batch->count);
+    Py_XDECREF(batch->list);
     PyMem_Free(batch);
+}
+
+/* The batch's operations that did not run go to self->unrun (with the GIL). */
+static int keep_unrun(OpThreadObject *self, const batch_t *batch)
+{
+    Py_ssize_t from = batch->done ? batch->failed_at : 0;
+    if (from < 0)
+        return 0;
+    PyObject *tail = PyList_GetSlice(batch->list, from, batch->count);
+    if (tail == NULL)
+        return -1;
+    Py_ssize_t end = PyList_GET_SIZE(self->unrun);
+    int result = PyList_SetSlice(self->unrun, end, end, tail);
+    Py_DECREF(tail);
+    return result;
 }
 
 static PyObject *op_thread_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -378,6 +401,11 @@ static PyObject *op_thread_new(PyTypeObject *type, PyObject *args, PyObject *kwa
         return NULL;
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->changed, NULL);
+    self->unrun = PyList_New(0);
+    if (self->unrun == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     int error = pthread_create(&self->thread, NULL, op_thread_main, self);
     if (error) {
         Py_DECREF(self);
@@ -389,10 +417,12 @@ static PyObject *op_thread_new(PyTypeObject *type, PyObject *args, PyObject *kwa
     return (PyObject *)self;
 }
 
-static void op_thread_end(OpThreadObject *self)
+/* Ends the thread and releases every batch, keeping what did not run; -1 (an exception
+   set) when that could not be kept. */
+static int op_thread_end(OpThreadObject *self)
 {
     if (!self->running)
-        return;
+        return 0;
     if (getpid() == self->owner) { /* a forked child has no thread to end */
         pthread_mutex_lock(&self->lock);
         self->stopped = self->closing = 1;
@@ -403,17 +433,24 @@ static void op_thread_end(OpThreadObject *self)
         Py_END_ALLOW_THREADS
     }
     self->running = 0;
+    int kept = 0;
     while (self->oldest != NULL) {
         batch_t *batch = self->oldest;
         self->oldest = batch->next;
+        if (kept == 0)
+            kept = keep_unrun(self, batch);
         free_batch(batch);
     }
     self->newest = NULL;
+    self->pending = 0;
+    return kept;
 }
 
 static void op_thread_dealloc(OpThreadObject *self)
 {
-    op_thread_end(self);
+    if (self->unrun != NULL && op_thread_end(self) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    Py_XDECREF(self->unrun);
     pthread_cond_destroy(&self->changed);
     pthread_mutex_destroy(&self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -441,6 +478,8 @@ static PyObject *op_thread_submit(OpThreadObject *self, PyObject *list)
     }
     batch->ops = ops;
     batch->count = count;
+    Py_INCREF(list);
+    batch->list = list;
     for (Py_ssize_t i = 0; i < count; i++) {
         if (parse_op(PyList_GET_ITEM(list, i), &ops[i]) < 0) {
             free_batch(batch);
@@ -457,6 +496,7 @@ static PyObject *op_thread_submit(OpThreadObject *self, PyObject *list)
         self->next_to_run = batch;
     pthread_cond_broadcast(&self->changed);
     pthread_mutex_unlock(&self->lock);
+    self->pending++;
     Py_RETURN_NONE;
 }
 
@@ -481,12 +521,19 @@ static PyObject *op_thread_settle(OpThreadObject *self, PyObject *unused)
     pthread_mutex_unlock(&self->lock);
     Py_END_ALLOW_THREADS
     self->settling = 0;
+    self->pending--;
     Py_ssize_t failed_at = batch->failed_at;
-    int error = batch->error;
+    PyObject *result = Py_None;
+    Py_INCREF(result);
+    if (failed_at >= 0) {
+        Py_DECREF(result);
+        PyObject *op = PyList_GET_ITEM(batch->list, failed_at);
+        result = keep_unrun(self, batch) < 0
+                     ? NULL
+                     : Py_BuildValue("(niO)", failed_at, batch->error, op);
+    }
     free_batch(batch);
-    if (failed_at < 0)
-        Py_RETURN_NONE;
-    return Py_BuildValue("(ni)", failed_at, error);
+    return result;
 }
 
 static PyObject *op_thread_stop(OpThreadObject *self, PyObject *unused)
@@ -509,15 +556,33 @@ static PyObject *op_thread_close(OpThreadObject *self, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "another thread waits in settle()");
         return NULL;
     }
-    op_thread_end(self);
-    Py_RETURN_NONE;
+    if (op_thread_end(self) < 0)
+        return NULL;
+    PyObject *unrun = self->unrun;
+    self->unrun = PyList_New(0);
+    if (self->unrun == NULL) {
+        self->unrun = unrun;
+        return NULL;
+    }
+    return unrun;
 }
+
+static PyObject *op_thread_pending(OpThreadObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->pending);
+}
+
+static PyGetSetDef op_thread_getset[] = {
+    {"pending", (getter)op_thread_pending, NULL, "Batches not yet settled.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 static PyMethodDef op_thread_methods[] = {
     {"submit", (PyCFunction)op_thread_submit, METH_O, "Queue a batch of operations."},
     {"settle", (PyCFunction)op_thread_settle, METH_NOARGS, "The oldest batch's outcome."},
     {"stop", (PyCFunction)op_thread_stop, METH_NOARGS, "Run no batch not yet started."},
-    {"close", (PyCFunction)op_thread_close, METH_NOARGS, "Stop and end the thread."},
+    {"close", (PyCFunction)op_thread_close, METH_NOARGS, "End the thread; what did not run."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -530,6 +595,7 @@ static PyTypeObject OpThreadType = {
     .tp_new = op_thread_new,
     .tp_dealloc = (destructor)op_thread_dealloc,
     .tp_methods = op_thread_methods,
+    .tp_getset = op_thread_getset,
 };
 
 /* header_fields(block): the fields of a plain 512-byte tar header in one call, or None when

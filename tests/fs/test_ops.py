@@ -76,7 +76,8 @@ def run_compiled(batch: list[Op]) -> tuple[int, int] | None:
     thread = built_module().OpThread()
     try:
         thread.submit(batch)
-        return thread.settle()
+        outcome = thread.settle()
+        return None if outcome is None else outcome[:2]
     finally:
         thread.close()
 
@@ -214,22 +215,27 @@ def test_the_compiled_thread_runs_no_batch_after_a_failure_or_a_stop(tmp_path):
         thread = native.OpThread()
         try:
             made = (CREATE, fd, "a", b"1", 0o644, -1, -1, 0, "a")
-            thread.submit([made, (RENAME, fd, "missing", "x", 0, 0, "x")])
-            thread.submit([(CREATE, fd, "b", b"2", 0o644, -1, -1, 0, "b")])
-            assert thread.settle() == (1, errno.ENOENT)
-            assert thread.settle() == (0, 0)  # queued after the failure: not run
+            bad = (RENAME, fd, "missing", "x", 0, 0, "x")
+            later = (CREATE, fd, "b", b"2", 0o644, -1, -1, 0, "b")
+            thread.submit([made, bad])
+            thread.submit([later])
+            assert thread.pending == 2
+            assert thread.settle() == (1, errno.ENOENT, bad)
+            assert thread.settle() == (0, 0, later)  # queued after the failure: not run
+            assert thread.pending == 0
             with pytest.raises(RuntimeError, match="no batch"):
                 thread.settle()
         finally:
-            thread.close()
+            assert thread.close() == [bad, later]
         assert sorted(os.listdir(out)) == ["a", "d"]
         stopped = native.OpThread()
         try:
             stopped.stop()
-            stopped.submit([(CREATE, fd, "c", b"3", 0o644, -1, -1, 0, "c")])
-            assert stopped.settle() == (0, 0)
+            unrun = (CREATE, fd, "c", b"3", 0o644, -1, -1, 0, "c")
+            stopped.submit([unrun])
+            assert stopped.settle() == (0, 0, unrun)
         finally:
-            stopped.close()
+            assert stopped.close() == [unrun]
         assert sorted(os.listdir(out)) == ["a", "d"]
 
 
@@ -241,12 +247,31 @@ def test_closing_the_compiled_thread_releases_what_it_was_never_asked_to_settle(
         thread = native.OpThread()
         thread.stop()  # so the batch waits unrun until close
         thread.submit([(CREATE, fd, "x", content, 0o644, -1, -1, 0, "x")])
-        assert sys.getrefcount(content) == before + 1
-        thread.close()
-        thread.close()  # twice is harmless
+        assert sys.getrefcount(content) == before + 2  # the operation, and its buffer
+        unrun = thread.close()
+        assert [op[3] for op in unrun] == [content]  # handed back, not lost
+        assert thread.close() == []  # twice is harmless
+        del unrun
         assert sys.getrefcount(content) == before
         with pytest.raises(RuntimeError, match="closed"):
             thread.submit([])
+
+
+def test_what_did_not_run_is_known_even_when_a_settle_answer_is_lost(tmp_path):
+    """Ctrl-C can land as settle() returns, before its answer is stored: close() still hands
+    back every operation that did not run, the failed one first."""
+    native = built_module()
+    with folder(tmp_path / "out") as fd:
+        thread = native.OpThread()
+        bad = (RENAME, fd, "missing", "x", 0, 0, "x")
+        after = (CREATE, fd, "a", b"1", 0o644, -1, -1, 0, "a")
+        never = (CREATE, fd, "b", b"2", 0o644, -1, -1, 0, "b")
+        thread.submit([bad, after])
+        thread.submit([never])
+        thread.settle()  # its answer dropped, as an interrupt would
+        thread.stop()
+        assert thread.close() == [bad, after, never]
+    assert sorted(os.listdir(tmp_path / "out")) == ["d"]
 
 
 def test_the_compiled_thread_refuses_a_child_after_fork(tmp_path):

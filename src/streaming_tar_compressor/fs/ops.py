@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections import deque
 from typing import Any, TypeAlias
 
 from .._compiled import built, native
@@ -148,12 +147,13 @@ class OpRunner:
         self._native = native if compiled is None else built if compiled else None
         if compiled and self._native is None:
             raise RuntimeError("the compiled module _native is not available")
+        # The C thread keeps what was submitted and what did not run: a Ctrl-C that lands as
+        # settle() returns cannot lose track of an operation.
         self._thread = self._native.OpThread() if self._native else None
         self._batch: list[Op] = []
         self._batch_bytes = 0
-        self._in_flight: deque[list[Op]] = deque()  # submitted, not yet settled
         self._failed: OpFailed | None = None
-        self._unrun: list[Op] = []  # after a failure: the failed operation, then the rest
+        self._unrun: list[Op] = []  # without the thread: the failed operation
 
     @property
     def compiled(self) -> bool:
@@ -168,7 +168,9 @@ class OpRunner:
             try:
                 _run_one(op)
             except OSError as exc:
-                self._fail([op], (0, exc.errno or errno.EIO))
+                self._failed = OpFailed(op, exc.errno or errno.EIO)
+                self._unrun = [op]
+                raise self._failed from exc
             return
         self._batch.append(op)
         self._batch_bytes += size
@@ -181,7 +183,7 @@ class OpRunner:
             raise self._failed
         if self._batch:
             self._submit()
-        while self._in_flight:
+        while self._thread is not None and self._thread.pending:
             self._settle()
 
     def abandon(self) -> list[Op]:
@@ -195,11 +197,7 @@ class OpRunner:
         self._failed = None  # reported already; what did not run is returned instead
         if self._thread is not None:
             self._thread.stop()
-            while self._in_flight:
-                batch, outcome = self._in_flight.popleft(), self._thread.settle()
-                if outcome is not None:
-                    self._unrun.extend(batch[outcome[0] :])
-            self._thread.close()
+            self._unrun.extend(self._thread.close())
         self._unrun.extend(self._batch)
         self._batch = []
         self._thread = self._native = None  # what the caller still does runs at once
@@ -209,20 +207,15 @@ class OpRunner:
     def _submit(self) -> None:
         assert self._thread is not None
         self._thread.submit(self._batch)  # if it raises, the batch stays to be handed back
-        self._in_flight.append(self._batch)
         self._batch, self._batch_bytes = [], 0
-        while len(self._in_flight) > BATCHES_IN_FLIGHT:
+        while self._thread.pending > BATCHES_IN_FLIGHT:
             self._settle()
 
     def _settle(self) -> None:
-        """The oldest batch has run. Once one failed, the thread runs no later one; those
-        are handed back by abandon()."""
+        """The oldest batch has run. Once one failed, the thread runs no later one; what
+        did not run, the failed operation first, comes back from close() in abandon()."""
         assert self._thread is not None
-        batch, outcome = self._in_flight.popleft(), self._thread.settle()
-        if outcome is not None:
-            self._fail(batch, outcome)
-
-    def _fail(self, batch: list[Op], failure: Failure) -> None:
-        self._failed = OpFailed(batch[failure[0]], failure[1])
-        self._unrun = batch[failure[0] :]
-        raise self._failed
+        outcome = self._thread.settle()
+        if outcome is not None and outcome[1]:  # errno 0: not run, after a failure
+            self._failed = OpFailed(outcome[2], outcome[1])
+            raise self._failed
