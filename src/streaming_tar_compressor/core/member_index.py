@@ -288,10 +288,6 @@ def _inflate(data: bytes, limit: int, name: str) -> bytes:
 # -- columns -----------------------------------------------------------------------------------
 
 
-def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
 def _numbers(typecode: str, values: Sequence[int]) -> bytes:
     column = array(typecode, values)
     if sys.byteorder == "big":
@@ -304,7 +300,7 @@ def _texts(values: Sequence[str]) -> bytes:
     joined = "\0".join(values)
     if joined.count("\0") != max(0, len(values) - 1):
         raise ValueError(f"a text holds NUL: {next(v for v in values if chr(0) in v)!r}")
-    encoded = _encode(joined)
+    encoded = joined.encode("utf-8", "surrogateescape")
     return struct.pack("<I", len(encoded)) + encoded
 
 

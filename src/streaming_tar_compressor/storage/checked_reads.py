@@ -12,6 +12,7 @@ resume), each chunk is one unit, checked whole.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 from collections import deque
@@ -53,6 +54,8 @@ def block_units(manifest: Manifest, chunks: Sequence[ChunkInfo]) -> list[Unit] |
     block digests, a trailer outside the last chunk, or blocks that do not follow each other
     or are bigger than MAX_UNIT (a manifest is input too: a unit is held whole)."""
     if not manifest.block_sha256 or manifest.trailer_offset is None or not chunks:
+        return None
+    if not all(chunk.checksum for chunk in chunks):  # the trailer is checked with the last's
         return None
     if manifest.compression is None or manifest.level is None or manifest.block_size is None:
         return None
@@ -104,11 +107,14 @@ class _Run:
 
     def spans(self, start: int, end: int) -> Iterator[tuple[int, ChunkInfo, int, int]]:
         """Stream bytes ``start:end`` as (stream offset, chunk, start, end) ranges of the
-        chunks that hold them."""
-        for chunk, first in zip(self.chunks, self.offsets, strict=True):
+        chunks that hold them (found by bisection: a run may have thousands of chunks)."""
+        at = max(0, bisect.bisect_right(self.offsets, start) - 1)
+        while at < len(self.chunks) and self.offsets[at] < end:
+            chunk, first = self.chunks[at], self.offsets[at]
             low, high = max(start, first), min(end, first + chunk.size)
             if low < high:
                 yield low, chunk, low - first, high - first
+            at += 1
 
     def pieces(self, offset: int, piece: memoryview) -> Iterator[tuple[int, memoryview]]:
         """The piece cut at chunk boundaries, each part with its chunk's index."""

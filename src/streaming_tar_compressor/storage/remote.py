@@ -513,7 +513,8 @@ class RemoteChunkSource:
             self._prefetch = in_background(
                 self._checked_pieces(chunk), depth=PIECES_AHEAD, name="stc-prefetch"
             )
-        while self._taken < chunk.size:
+        taken = 0
+        while taken < chunk.size:
             try:
                 index, piece = next(self._prefetch)
             except BaseException:
@@ -521,34 +522,35 @@ class RemoteChunkSource:
                 raise
             if index != chunk.index:
                 raise RuntimeError("the prefetch and the reads went out of step")
-            self._taken += len(piece)
-            if self._taken == chunk.size:  # done before the last piece: a caller may stop there
-                self._taken = 0
-                self._upcoming.popleft()
-                if not self._upcoming:
-                    self._stop_prefetch()  # its last chunk: its thread ends now, not later
-                yield piece
-                return
+            taken += len(piece)
+            self._taken = taken
+            if taken == chunk.size:
+                self._chunk_done()  # before the last piece: a caller may stop there
             yield piece
-        self._upcoming.popleft()  # an empty chunk
+        if not chunk.size:
+            self._chunk_done()
+
+    def _chunk_done(self) -> None:
+        self._taken = 0
+        self._upcoming.popleft()
         if not self._upcoming:
-            self._stop_prefetch()
+            self._stop_prefetch()  # its last chunk: its thread ends now, not some time later
 
     def _checked_pieces(self, chunk: ChunkInfo) -> Iterator[tuple[int, memoryview]]:
         """Checked pieces from ``chunk`` on: to the end, block by block, when this is an
         unpack from the first chunk and the manifest records block digests; else over the
         chunks that follow it and can be held whole, chunk by chunk."""
         offsets = list(accumulate((c.size for c in self.chunks), initial=0))
-        units = None
-        if self._by_block and chunk.index == 0 and self.manifest is not None:
-            units = block_units(self.manifest, self.chunks)
-        if units is not None and all(c.checksum for c in self.chunks):
+        units, manifest = None, self.manifest
+        if self._by_block and chunk.index == 0 and manifest is not None:
+            units = block_units(manifest, self.chunks)
+        if units is not None:
             run = self.chunks
         else:
             run = [chunk, *takewhile(_checkable, self.chunks[chunk.index + 1 :])]
-            units = chunk_units(run, offsets[chunk.index : chunk.index + len(run)])
-        self._upcoming = deque(run)
         starts = offsets[chunk.index : chunk.index + len(run)]
+        self._upcoming = deque(run)
+        units = units if units is not None else chunk_units(run, starts)
         return prefetch_checked(self._store, self.prefix, run, starts, units)
 
     def _stop_prefetch(self) -> None:
