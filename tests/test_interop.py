@@ -130,11 +130,12 @@ def test_chunks_are_byte_identical_to_split(archive, tmp_path, codec):
 
 
 @pytest.mark.parametrize("codec", CODECS, ids=lambda c: c.value)
-def test_sha256sum_checks_every_chunk(archive, codec):
+def test_sha256sum_checks_every_chunk_and_the_index(archive, codec):
     sha256sum = tool("sha256sum")
     _, result, folder = archive(codec)
     checked = run([sha256sum, "-c", "backup.sha256"], cwd=folder).stdout.decode()
-    assert checked.count(": OK") == len(result.chunks)
+    assert checked.count(": OK") == len(result.chunks) + 1
+    assert "backup.index: OK" in checked
     whole = run([sha256sum], input=stream_of(result)).stdout.split()[0].decode()
     assert whole == result.manifest.sha256
 

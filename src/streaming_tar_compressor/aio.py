@@ -191,8 +191,10 @@ async def compress_with_chunks(
     progress: Progress | None = None,
     force: bool = False,
     resume: bool = False,
+    content_digests: bool = False,
 ) -> list[ChunkInfo]:
-    """Packs sources into ``PREFIX.part0000``… plus manifest; returns the chunk records.
+    """Packs sources into ``PREFIX.part0000``… plus manifest and index; returns the chunk
+    records. ``content_digests``: as ``sync.pack``.
 
     ``chunk_size``: bytes, or ``"auto"``; None is 50 MiB for a local prefix and ``"auto"``
     for a store URL (``sync.pack``)."""
@@ -210,6 +212,7 @@ async def compress_with_chunks(
             progress=bridge,
             force=force,
             resume=resume,
+            content_digests=content_digests,
         ),
     )
     return result.chunks

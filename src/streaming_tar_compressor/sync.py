@@ -39,14 +39,19 @@ def pack(
     progress_callback: FileCallback | None = None,
     force: bool = False,
     resume: bool = False,
+    content_digests: bool = False,
 ) -> PackResult:
-    """Packs files and directories into ``PREFIX.part0000``… plus manifest and ``.sha256``.
+    """Packs files and directories into ``PREFIX.part0000``… plus manifest, ``.sha256`` and
+    the member index ``PREFIX.index``.
 
     ``chunk_size`` in bytes, or ``"auto"`` (from the input's size); None: 50 MiB for a local
     prefix, ``"auto"`` for an object-store URL.
 
     ``resume=True`` continues a pack that was interrupted (killed, disk full, …) from its last
     complete chunk, with the same sources and options, to the bytes an uninterrupted run writes.
+
+    ``content_digests=True`` puts each file's SHA-256 in the index (``stc diff`` then compares
+    content without reading the archive), at the cost of hashing every byte once more.
     """
     if chunk_size is None:
         remote = isinstance(parse_prefix(os.fspath(output_prefix)), RemotePrefix)
@@ -59,6 +64,7 @@ def pack(
         progress=_progress(progress, progress_callback),
         force=force,
         resume=resume,
+        content_digests=content_digests,
     )
 
 

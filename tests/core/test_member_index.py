@@ -13,18 +13,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streaming_tar_compressor._compiled import built
 from streaming_tar_compressor.core import member_index
 from streaming_tar_compressor.core.member_index import (
     FOOTER,
+    KINDS,
     MAGIC,
     IndexEntry,
     IndexWriter,
     MemberIndex,
+    Row,
     WrittenIndex,
     sort_key,
 )
 from streaming_tar_compressor.errors import ChecksumMismatchError, ManifestError
-from streaming_tar_compressor.models import MemberKind
+from streaming_tar_compressor.models import MemberKind, TarMember
 
 parts = st.sampled_from(["a", "a-x", "b", "é", "x y", "\udcff", "z"])
 names = st.lists(parts, min_size=1, max_size=4).map("/".join)
@@ -45,7 +48,7 @@ def entries(draw: st.DrawFn) -> list[IndexEntry]:
                 data_offset=offset + header,
                 size=size,
                 mode=draw(st.integers(0, 0o7777)),
-                mtime_ns=draw(st.integers(-(2**62), 2**62)),
+                mtime_ns=draw(st.integers(-(2**33), 2**33)) * 10**9,
                 uid=draw(st.integers(0, 2**40)),
                 gid=draw(st.integers(0, 2**40)),
                 uname=draw(st.sampled_from(["", "root", "ü"])),
@@ -62,11 +65,32 @@ def entries(draw: st.DrawFn) -> list[IndexEntry]:
     return made
 
 
-def write(members: list[IndexEntry]) -> tuple[bytes, WrittenIndex]:
+def row(entry: IndexEntry) -> Row:
+    """The writer's row for an entry (whose mtime is in whole seconds, as a pack's are)."""
+    member = TarMember(
+        name=entry.name,
+        kind=entry.kind,
+        size=entry.size,
+        mode=entry.mode,
+        mtime=entry.mtime_ns // 10**9,
+        uid=entry.uid,
+        gid=entry.gid,
+        uname=entry.uname,
+        gname=entry.gname,
+        linkname=entry.linkname,
+        devmajor=entry.devmajor,
+        devminor=entry.devminor,
+    )
+    return member, entry.header_offset, entry.data_offset, entry.sha256
+
+
+def write(members: list[IndexEntry], batch: int = 1) -> tuple[bytes, WrittenIndex]:
+    """The index of ``members``, handed to the writer ``batch`` rows at a time."""
     out = io.BytesIO()
     writer = IndexWriter(out)
-    for entry in members:
-        writer.add_member(entry)
+    rows = [row(entry) for entry in members]
+    for start in range(0, len(rows), batch):
+        writer.add(rows[start : start + batch])
     written = writer.finish()
     return out.getvalue(), written
 
@@ -97,15 +121,15 @@ def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
 @settings(
     max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )  # small_pages only patches constants, the same for every example
-@given(members=entries(), in_order=st.booleans())
+@given(members=entries(), in_order=st.booleans(), batch=st.integers(1, 50))
 def test_what_is_written_reads_back_and_lookups_find_every_name(
-    small_pages: None, members: list[IndexEntry], in_order: bool
+    small_pages: None, members: list[IndexEntry], in_order: bool, batch: int
 ) -> None:
     if in_order:
         members = sorted(members, key=lambda e: sort_key(e.name))
     data, written = write(members)
     assert (written.size, written.sha256) == (len(data), hashlib.sha256(data).hexdigest())
-    assert write(members)[0] == data  # deterministic
+    assert write(members, batch)[0] == data  # the same bytes however the rows come
     for index, _ in (open_index(data), open_index(data, written)):
         assert list(index) == members
         assert index.members == written.entries == len(members)
@@ -163,6 +187,58 @@ def test_a_page_ends_early_when_its_names_are_long(monkeypatch: pytest.MonkeyPat
     index, _ = open_index(data)
     assert [page.count for page in index.entry_pages] == [3, 3, 1]
     assert list(index) == members
+
+
+@st.composite
+def pages_of_rows(draw: st.DrawFn) -> list[Row]:
+    """Rows as a pack or a tar reader makes them: pax mtimes may have fractions."""
+    made: list[Row] = []
+    for entry in draw(entries()):
+        member, header, data, digest = row(entry)
+        if draw(st.booleans()):
+            mtime = draw(st.floats(-(2.0**33), 2.0**33, allow_nan=False))
+            member = TarMember(member.name, member.kind, member.size, member.mode, mtime)
+        made.append((member, header, data, digest))
+    return made
+
+
+@pytest.mark.skipif(built is None, reason="the compiled module is not built")
+@settings(max_examples=200, deadline=None)
+@given(rows=pages_of_rows(), max_rows=st.integers(1, 50), max_text=st.integers(1, 300))
+def test_the_compiled_page_columns_equal_their_python_twin(
+    rows: list[Row], max_rows: int, max_text: int
+) -> None:
+    if rows:
+        expected = member_index.page_columns_python(rows, KINDS, max_rows, max_text)
+        assert built is not None
+        assert built.index_page(rows, KINDS, max_rows, max_text) == expected
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ({"name": "a\0b"}, ValueError),
+        ({"linkname": "x\0"}, ValueError),
+        ({"mode": 2**32}, OverflowError),
+        ({"uid": -1}, OverflowError),
+        ({"mtime": 2**63}, OverflowError),
+        ({"mtime": float("inf")}, OverflowError),
+        ({"mtime": float("nan")}, OverflowError),
+    ],
+)
+@pytest.mark.parametrize("compiled", [False, True])
+def test_what_the_columns_cannot_hold_is_refused_by_both_twins(
+    bad: dict[str, object], error: type[Exception], compiled: bool
+) -> None:
+    if compiled and built is None:
+        pytest.skip("the compiled module is not built")
+    fields: dict[str, object] = {"name": "a", "kind": MemberKind.FILE, **bad}
+    member = TarMember(**fields)  # type: ignore[arg-type]
+    page = built.index_page if compiled and built is not None else member_index.page_columns_python
+    with pytest.raises(error):
+        page([(member, 0, 512, b"")], KINDS, 10, 1000)
+    with pytest.raises(ValueError, match="32 bytes or empty"):
+        page([(TarMember("a", MemberKind.FILE), 0, 512, b"short")], KINDS, 10, 1000)
 
 
 # -- damage ------------------------------------------------------------------------------------
@@ -266,9 +342,9 @@ def test_a_page_that_holds_other_members_than_its_directory_says(small_pages: No
 
 
 def test_bytes_after_a_pages_zlib_stream_are_refused() -> None:
-    page_bytes = zlib.compress(member_index._entry_columns([
-        IndexEntry(name="a", kind=MemberKind.FILE, header_offset=0, data_offset=512)
-    ])) + b"tail"  # fmt: skip
+    entry = IndexEntry(name="a", kind=MemberKind.FILE, header_offset=0, data_offset=512)
+    _, columns, _ = member_index.page_columns_python([row(entry)], KINDS, 10, 10_000)
+    page_bytes = zlib.compress(columns) + b"tail"
     digest = hashlib.sha256(page_bytes).digest()
     page = member_index._Page(0, 1, len(MAGIC), len(page_bytes), digest, "a", "a")
     index, _ = open_index(forged(member_index._directory_columns([page], 0), page_bytes))

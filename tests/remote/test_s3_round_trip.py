@@ -102,7 +102,7 @@ def test_an_archive_is_not_replaced_without_force(
     second = stc.pack(tree, prefix, force=True, **SMALL)
     assert second.manifest.total_chunks < first.manifest.total_chunks
     keys = set(objects(s3_client, bucket))
-    assert keys == {c.name for c in second.chunks} | {"b.manifest.json", "b.sha256"}
+    assert keys == {c.name for c in second.chunks} | {"b.manifest.json", "b.sha256", "b.index"}
 
 
 def test_a_running_pack_holds_a_lock_object(tree: Path, bucket: str, s3_client: object) -> None:

@@ -179,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-j", "--workers", type=int, metavar="N", help="compression threads (default: one per core)"
     )
     pack.add_argument(
+        "--content-digests",
+        action="store_true",
+        help="put each file's SHA-256 in the member index (PREFIX.index), so stc diff "
+        "compares content without reading the chunks; costs one more hash of every byte",
+    )
+    pack.add_argument(
         "-f",
         "--force",
         action="store_true",
@@ -434,6 +440,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
             progress=progress,
             force=args.force,
             resume=args.resume,
+            content_digests=args.content_digests,
         )
     seconds = time.monotonic() - started
     manifest = result.manifest

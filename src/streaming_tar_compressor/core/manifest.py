@@ -25,6 +25,40 @@ FORMAT_NAME = "streaming-tar-compressor"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
+INDEX_FORMAT = "stc-index/1"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRef:
+    """The member index beside the chunks (``NAME.index``) and what pins it: the file's size
+    and SHA-256, and its directory's place and SHA-256, so that a reader reading one page
+    checks the directory it bisects without hashing the whole file."""
+
+    name: str
+    size: int
+    sha256: str
+    members: int
+    directory_offset: int
+    directory_length: int
+    directory_sha256: str
+    content_sha256: bool  # whether each regular file's content SHA-256 is in it
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": INDEX_FORMAT,
+            "name": self.name,
+            "size": self.size,
+            "sha256": self.sha256,
+            "members": self.members,
+            "directory": {
+                "offset": self.directory_offset,
+                "length": self.directory_length,
+                "sha256": self.directory_sha256,
+            },
+            "content_sha256": self.content_sha256,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """Everything needed to check, list and restore an archive; ``chunks`` is authoritative."""
@@ -43,6 +77,8 @@ class Manifest:
     # is decoded. Empty when not recorded.
     block_sha256: tuple[str, ...] = ()
     trailer_offset: int | None = None
+    # None: no index (an older pack, another tool's archive, or an index in a newer format).
+    index: IndexRef | None = None
     complete: bool = True
     restore_command: str = ""
     created: str = ""
@@ -83,6 +119,7 @@ class Manifest:
             "blocks": [list(pair) for pair in self.blocks],
             **({"block_sha256": list(self.block_sha256)} if self.block_sha256 else {}),
             "trailer_offset": self.trailer_offset,
+            **({"index": self.index.to_json()} if self.index is not None else {}),
             "complete": self.complete,
             "restore_command": self.restore_command,
             "created": self.created,
@@ -99,8 +136,12 @@ class Manifest:
         return json.dumps(document, indent=1) + "\n"
 
     def sha256sum_text(self) -> str:
-        """Lines for ``sha256sum -c PREFIX.sha256``, which checks chunks with no tool of ours."""
-        return "".join(f"{c.checksum}  {c.name}\n" for c in self.chunks)
+        """Lines for ``sha256sum -c PREFIX.sha256``, which checks chunks (and the index) with
+        no tool of ours."""
+        lines = [f"{c.checksum}  {c.name}\n" for c in self.chunks]
+        if self.index is not None:
+            lines.append(f"{self.index.sha256}  {self.index.name}\n")
+        return "".join(lines)
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "manifest") -> Manifest:
@@ -179,6 +220,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         "blocks",
         "block_sha256",
         "trailer_offset",
+        "index",
         "complete",
         "restore_command",
         "created",
@@ -196,6 +238,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         blocks=blocks,
         block_sha256=_parse_block_digests(doc.get("block_sha256", []), len(blocks), source),
         trailer_offset=_optional_int(doc, "trailer_offset", source),
+        index=_parse_index(doc.get("index"), source),
         complete=_optional(doc, "complete", bool, source, default=True),
         restore_command=_optional(doc, "restore_command", str, source, default=""),
         created=_optional(doc, "created", str, source, default=""),
@@ -261,6 +304,34 @@ def _parse_block_digests(value: Any, blocks: int, source: str) -> tuple[str, ...
             f"{source}: block_sha256 lists {len(value)} digests for {blocks} blocks"
         )
     return tuple(value)
+
+
+def _parse_index(value: Any, source: str) -> IndexRef | None:
+    """The index's record; one in another format is left to the tools that know it."""
+    if value is None:
+        return None
+    where = f"{source} index"
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where} is not an object")
+    if value.get("format") != INDEX_FORMAT:
+        return None
+    name = _require(value, "name", str, where)
+    if not is_bare_file_name(name):
+        raise ManifestError(f"{where} has name {name!r}, which is not a bare file name")
+    directory = _require(value, "directory", dict, where)
+    digests = (_require(value, "sha256", str, where), _require(directory, "sha256", str, where))
+    if not all(_SHA256_HEX.fullmatch(digest) for digest in digests):
+        raise ManifestError(f"{where} has a checksum that is not a SHA-256 hex digest")
+    return IndexRef(
+        name=name,
+        size=_require_int(value, "size", where),
+        sha256=digests[0],
+        members=_require_int(value, "members", where),
+        directory_offset=_require_int(directory, "offset", where),
+        directory_length=_require_int(directory, "length", where),
+        directory_sha256=digests[1],
+        content_sha256=_require(value, "content_sha256", bool, where),
+    )
 
 
 def _is_int(value: Any) -> bool:

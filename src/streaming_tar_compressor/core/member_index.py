@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 import struct
 import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple, Protocol
 
+from .._compiled import native
 from ..errors import ChecksumMismatchError, ManifestError
-from ..models import MemberKind
+from ..models import MemberKind, TarMember
 
-FORMAT = "stc-index/1"
 MAGIC = b"STCINDX1"
 FOOTER = struct.Struct("<8sQQ32s")  # magic, the directory's offset, length and SHA-256
 SORTED = 1  # directory flag: every name is in key order
@@ -46,8 +47,19 @@ MAX_DIRECTORY_BYTES = 32 * 2**20
 # 1 million members of a source-like tree: level 1 writes them in 1.4 s at 11.4 bytes each
 # (43.2 with content digests), level 6 in 2.8 s at 10.8: the writer runs beside the pack.
 ZLIB_LEVEL = 1
-KINDS = tuple(MemberKind)  # a member's kind is stored as its position here
-NO_DIGEST = bytes(32)
+KINDS = tuple(MemberKind)  # a member's kind is stored as its position here (FILE first)
+
+
+class Output(Protocol):
+    """Where an index is written: a file, or a pack's spool that reports its own errors."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+Row = tuple[TarMember, int, int, bytes]
+"""A member to index, where its first header and its data start in the tar stream, and its
+content's SHA-256 (empty: none). What a pack's tar thread has at hand, so indexing costs it
+one tuple per member."""
 
 
 class IndexEntry(NamedTuple):
@@ -108,35 +120,31 @@ def sort_key(name: str) -> tuple[str, ...]:
 
 class IndexWriter:
     """Writes an index to ``out`` as members arrive, a page at a time: memory is one page,
-    whatever the archive's size."""
+    whatever the archive's size. Pages are cut where the rows alone say (ENTRIES_PER_PAGE
+    rows, or fewer with long texts), however the rows were handed in: the same members give
+    the same bytes."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: Output) -> None:
         self._out = out
         self._hash = hashlib.sha256()
         self._offset = 0
         self._pages: list[_Page] = []
-        self._entries: list[IndexEntry] = []
-        self._text_bytes = 0  # of the entry page being filled
+        self._rows: list[Row] = []  # not yet in a page
         self._entry_count = 0
         self._last_key: tuple[str, ...] | None = None
         self._sorted = True
         self._write(MAGIC)
 
-    def add_member(self, entry: IndexEntry) -> None:
-        key = sort_key(entry.name)
-        if self._last_key is not None and key < self._last_key:
-            self._sorted = False
-        self._last_key = key
-        self._entries.append(entry)
-        self._text_bytes += (
-            len(entry.name) + len(entry.linkname) + len(entry.uname) + len(entry.gname)
-        )
-        if len(self._entries) == ENTRIES_PER_PAGE or self._text_bytes >= PAGE_TEXT_BYTES:
-            self._flush_entries()
+    def add(self, rows: list[Row]) -> None:
+        """The next members, in tar order."""
+        self._rows += rows
+        while len(self._rows) >= ENTRIES_PER_PAGE:
+            self._flush_page()
 
     def finish(self) -> WrittenIndex:
         """Writes the last pages, the directory and the footer."""
-        self._flush_entries()
+        while self._rows:
+            self._flush_page()
         flags = SORTED if self._sorted else 0
         directory = zlib.compress(_directory_columns(self._pages, flags), ZLIB_LEVEL)
         ref = DirectoryRef(self._offset, len(directory), hashlib.sha256(directory).hexdigest())
@@ -144,18 +152,22 @@ class IndexWriter:
         self._write(FOOTER.pack(MAGIC, ref.offset, ref.length, bytes.fromhex(ref.sha256)))
         return WrittenIndex(self._offset, self._hash.hexdigest(), ref, self._entry_count)
 
-    def _flush_entries(self) -> None:
-        if self._entries:
-            data = zlib.compress(_entry_columns(self._entries), ZLIB_LEVEL)
-            digest = hashlib.sha256(data).digest()
-            first, last = self._entries[0].name, self._entries[-1].name
-            count = len(self._entries)
-            self._pages.append(
-                _Page(self._entry_count, count, self._offset, len(data), digest, first, last)
-            )
-            self._write(data)
-            self._entry_count += count
-            self._entries, self._text_bytes = [], 0
+    def _flush_page(self) -> None:
+        count, columns, in_order = _page_columns(
+            self._rows, KINDS, ENTRIES_PER_PAGE, PAGE_TEXT_BYTES
+        )
+        first, last = self._rows[0][0].name, self._rows[count - 1][0].name
+        del self._rows[:count]
+        if not in_order or (self._last_key is not None and sort_key(first) < self._last_key):
+            self._sorted = False
+        self._last_key = sort_key(last)
+        data = zlib.compress(columns, ZLIB_LEVEL)
+        digest = hashlib.sha256(data).digest()
+        self._pages.append(
+            _Page(self._entry_count, count, self._offset, len(data), digest, first, last)
+        )
+        self._write(data)
+        self._entry_count += count
 
     def _write(self, data: bytes) -> None:
         self._out.write(data)
@@ -304,28 +316,61 @@ def _texts(values: Sequence[str]) -> bytes:
     return struct.pack("<I", len(encoded)) + encoded
 
 
-def _entry_columns(entries: Sequence[IndexEntry]) -> bytes:
-    return b"".join(
+def page_columns_python(
+    rows: list[Row], kinds: tuple[MemberKind, ...], max_rows: int, max_text: int
+) -> tuple[int, bytes, bool]:
+    """The columns of the page that starts with ``rows[0]``: ``max_rows`` rows, or fewer
+    once their texts reach ``max_text`` bytes. Returns how many rows it took, the columns,
+    and whether its names are in key order. (The Python twin of ``_native.index_page``.)"""
+    count = text = 0
+    for member, *_ in rows[:max_rows]:
+        count += 1
+        texts = (member.name, member.linkname, member.uname, member.gname)
+        text += sum(len(t.encode("utf-8", "surrogateescape")) for t in texts)
+        if text >= max_text:
+            break
+    page = rows[:count]
+    if any(len(row[3]) not in (0, 32) for row in page):
+        raise ValueError("a content digest must be 32 bytes or empty")
+    members = [row[0] for row in page]
+    files = [m.kind is MemberKind.FILE for m in members]
+    # "/" mapped below every other character: string order is then the order of sort_key.
+    keys = [m.name.replace("/", "\0") for m in members]
+    columns = b"".join(
         (
-            struct.pack("<I", len(entries)),
-            bytes(KINDS.index(e.kind) for e in entries),
-            _numbers("Q", [e.header_offset for e in entries]),
-            _numbers("Q", [e.data_offset - e.header_offset for e in entries]),
-            _numbers("Q", [e.size for e in entries]),
-            _numbers("I", [e.mode for e in entries]),
-            _numbers("q", [e.mtime_ns for e in entries]),
-            _numbers("Q", [e.uid for e in entries]),
-            _numbers("Q", [e.gid for e in entries]),
-            _numbers("I", [e.devmajor for e in entries]),
-            _numbers("I", [e.devminor for e in entries]),
-            bytes(1 if e.sha256 else 0 for e in entries),
-            b"".join(e.sha256 or NO_DIGEST for e in entries),
-            _texts([e.name for e in entries]),
-            _texts([e.linkname for e in entries]),
-            _texts([e.uname for e in entries]),
-            _texts([e.gname for e in entries]),
+            struct.pack("<I", count),
+            bytes(kinds.index(m.kind) for m in members),
+            _numbers("Q", [row[1] for row in page]),
+            _numbers("Q", [row[2] - row[1] for row in page]),
+            _numbers("Q", [m.size if file else 0 for m, file in zip(members, files, strict=True)]),
+            _numbers("I", [m.mode for m in members]),
+            _numbers("q", [_nanoseconds(m.mtime) for m in members]),
+            _numbers("Q", [m.uid for m in members]),
+            _numbers("Q", [m.gid for m in members]),
+            _numbers("I", [m.devmajor for m in members]),
+            _numbers("I", [m.devminor for m in members]),
+            bytes(1 if row[3] else 0 for row in page),
+            b"".join(row[3] for row in page),  # only the rows that have one
+            _texts([m.name for m in members]),
+            _texts([m.linkname for m in members]),
+            _texts([m.uname for m in members]),
+            _texts([m.gname for m in members]),
         )
     )
+    return count, columns, keys == sorted(keys)
+
+
+def _nanoseconds(seconds: float) -> int:
+    """A member's mtime in ns: exact for whole seconds, floored for a pax header's fraction."""
+    if isinstance(seconds, int):
+        return seconds * 1_000_000_000
+    if not math.isfinite(seconds):
+        raise OverflowError("mtime is too large for the index")
+    return math.floor(seconds * 1e9)
+
+
+_page_columns: Callable[[list[Row], tuple[MemberKind, ...], int, int], tuple[int, bytes, bool]]
+_page_columns = native.index_page if native is not None else page_columns_python
 
 
 def _directory_columns(pages: Sequence[_Page], flags: int) -> bytes:
@@ -389,7 +434,9 @@ def _parse_entries(data: bytes, expected: int, name: str) -> list[IndexEntry]:
     uid, gid = columns.numbers("Q", count), columns.numbers("Q", count)
     major, minor = columns.numbers("I", count), columns.numbers("I", count)
     has_digest = bytes(columns.take(count))
-    digests = bytes(columns.take(32 * count))
+    if max(has_digest, default=0) > 1:
+        raise ManifestError(f"{name}: a page's digest flags are damaged")
+    digests = iter(_digests(bytes(columns.take(32 * sum(has_digest)))))
     names, links, unames, gnames = (columns.texts(count) for _ in range(4))
     columns.end()
     return list(
@@ -409,9 +456,13 @@ def _parse_entries(data: bytes, expected: int, name: str) -> list[IndexEntry]:
             links,
             major,
             minor,
-            [digests[32 * i : 32 * i + 32] if has else b"" for i, has in enumerate(has_digest)],
+            [next(digests) if has else b"" for has in has_digest],
         )
     )
+
+
+def _digests(data: bytes) -> list[bytes]:
+    return [data[at : at + 32] for at in range(0, len(data), 32)]
 
 
 def _parse_directory(data: bytes, name: str) -> tuple[int, list[_Page]]:

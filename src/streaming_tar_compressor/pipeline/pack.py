@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 
 from .. import __version__
 from .._compiled import native
@@ -19,6 +20,7 @@ from ..codecs import codec_for
 from ..codecs.base import Codec, EncodedBlock
 from ..core.chunker import ChunkEnd, Chunker, ChunkPiece
 from ..core.manifest import Manifest
+from ..core.member_index import ENTRIES_PER_PAGE, Row
 from ..core.tar_writer import TarWriter, padding
 from ..errors import OutputError, SourceChangedError, SourceError, UsageError
 from ..fs.walk import (
@@ -34,6 +36,7 @@ from ..models import ChunkInfo, CompressionType, MemberKind
 from ..progress import NullProgress, Progress
 from ..storage.archive import ChunkSink
 from ..storage.local import (
+    INDEX_SUFFIX,
     MANIFEST_SUFFIX,
     LocalChunkSink,
     PrefixLock,
@@ -65,6 +68,7 @@ from .checkpoint import (
     local_chunk_reader,
     made_with,
 )
+from .pack_index import PackIndexer, whole_file_digests
 from .parallel import ordered_map
 from .threads import HashInThread, in_background
 
@@ -200,6 +204,7 @@ def pack_events(
     resume: Resumption | None = None,
     created: str = "",
     checkpoints: bool = True,
+    index: PackIndexer | None = None,
 ) -> Generator[PackEvent, None, None]:
     """The whole pack as events: chunk pieces, chunk ends each followed by a checkpoint,
     progress, and the manifest last.
@@ -208,7 +213,9 @@ def pack_events(
     closing the generator early stops the work, waiting only for the few blocks in flight.
     With ``resume``, the stream continues at its resume point: the bytes already in final
     chunks are made again (from that point's block on) and dropped, not emitted. Without
-    ``checkpoints`` (nothing on disk to resume), none are made.
+    ``checkpoints`` (nothing on disk to resume), none are made. With ``index``, the member
+    index is written as the blocks pass (on resume, the members before its point first,
+    their files read again for their content digests) and the manifest records it.
     """
     if settings.chunk_size == AUTO:
         raise UsageError("an automatic chunk size must be made concrete (sized_for) first")
@@ -289,10 +296,24 @@ def pack_events(
         raw_offset = start.raw_offset
         window = settings.workers * BLOCKS_IN_FLIGHT_PER_WORKER
 
-        def encode(block: _TarBlock) -> tuple[EncodedBlock, str, _TarBlock]:
-            """A block compressed and its bytes' SHA-256, both in the pool."""
+        digest_files = index is not None and index.content_sha256
+
+        def encode(block: _TarBlock) -> tuple[EncodedBlock, str, _TarBlock, _Digests]:
+            """A block compressed, its bytes' SHA-256 and its whole files' digests, in the pool."""
             encoded = encoder.encode_block(block.data)
-            return encoded, hashlib.sha256(encoded.data).hexdigest(), block
+            files = (
+                whole_file_digests(block.start, block.data, block.members) if digest_files else None
+            )
+            return encoded, hashlib.sha256(encoded.data).hexdigest(), block, files
+
+        if index is not None and start.raw_offset:
+            rows: list[Row] = []  # handed on a page at a time: memory stays bounded
+            for row in _rows_before(sources, exclude, start.raw_offset, digest_files):
+                rows.append(row)
+                if len(rows) == ENTRIES_PER_PAGE:
+                    index.add(rows)
+                    rows = []
+            index.add(rows)
 
         tar = _TarState(start.raw_offset, expect=start.sources if resume else None)
         # The tar stream (walking, reading files) is made in its own thread, ahead of us.
@@ -303,7 +324,7 @@ def pack_events(
         )
         try:
             with ThreadPoolExecutor(settings.workers, thread_name_prefix="stc-pack") as pool:
-                for encoded, digest, block in ordered_map(
+                for encoded, digest, block, files in ordered_map(
                     encode, tar_blocks, pool=pool, window=window
                 ):
                     # add_block returns encoded.data: its length tells whether a chunk ends in it.
@@ -318,6 +339,8 @@ def pack_events(
                         block_digests.append(digest)
                     blocks.append((raw_offset, position))
                     raw_offset += encoded.raw_size
+                    if index is not None:
+                        index.add_block(block.start, block.data, block.members, files)
                     yield from cut(encoder.add_block(encoded))
                     yield PackProgress(encoded.raw_size, block.files)
         finally:
@@ -343,6 +366,7 @@ def pack_events(
                 blocks=tuple(blocks),
                 block_sha256=tuple(block_digests or ()),
                 trailer_offset=trailer_offset,
+                index=index.finish() if index is not None else None,
                 complete=True,
                 restore_command=restore_command(codec, prefix_name),
                 created=created or _now(),
@@ -361,6 +385,7 @@ def pack(
     progress: Progress | None = None,
     force: bool = False,
     resume: bool = False,
+    content_digests: bool = False,
 ) -> PackResult:
     """Packs into chunk files beside the manifest; a missing source fails before any write.
 
@@ -371,7 +396,15 @@ def pack(
         raise UsageError("force replaces an archive and resume continues one: choose one")
     location = parse_prefix(output_prefix)
     if isinstance(location, RemotePrefix):
-        return _pack_to_store(sources, location, settings, progress, force=force, resume=resume)
+        return _pack_to_store(
+            sources,
+            location,
+            settings,
+            progress,
+            force=force,
+            resume=resume,
+            content_digests=content_digests,
+        )
     output_prefix = location
     directory = split_prefix(output_prefix)[0]
     exclude = archive_file_matcher(output_prefix)
@@ -394,7 +427,17 @@ def pack(
             force=force,
         )
         sink = LocalChunkSink(output_prefix, force=force, resume=resume)
-        return _pack_to(sink, sources, settings, summary, identity, exclude, progress, resumption)
+        return _pack_to(
+            sink,
+            sources,
+            settings,
+            summary,
+            identity,
+            exclude,
+            progress,
+            resumption,
+            content_digests=content_digests,
+        )
 
 
 def _resumption(
@@ -432,6 +475,7 @@ def _pack_to_store(
     *,
     force: bool,
     resume: bool,
+    content_digests: bool,
 ) -> PackResult:
     """Chunks upload while the pack runs; the manifest is written last, conditionally."""
     if prefix.read_only:
@@ -470,7 +514,15 @@ def _pack_to_store(
             resumed_chunks=resumed,
         )
         return _pack_to(
-            sink, sources, settings, summary, identity, exclude_nothing, progress, resumption
+            sink,
+            sources,
+            settings,
+            summary,
+            identity,
+            exclude_nothing,
+            progress,
+            resumption,
+            content_digests=content_digests,
         )
 
 
@@ -496,6 +548,8 @@ def _pack_to(
     exclude: Exclude,
     progress: Progress | None,
     resumption: Resumption | None,
+    *,
+    content_digests: bool,
 ) -> PackResult:
     progress = progress or NullProgress()
     skipped: list[SkippedSource] = []
@@ -513,7 +567,8 @@ def _pack_to(
         created=resumption.created if resumption else _now(),
         tool=f"streaming-tar-compressor {__version__}",
     )
-    # Framing, cutting and hashing run in their own thread; this one writes the chunks.
+    index = PackIndexer(sink.open_index(), sink.name + INDEX_SUFFIX, content_sha256=content_digests)
+    # Framing, cutting, hashing and indexing run in their own thread; this one writes chunks.
     events = in_background(
         pack_events(
             sources,
@@ -524,14 +579,15 @@ def _pack_to(
             exclude=exclude,
             resume=resumption,
             created=base.created,
+            index=index,
         ),
         depth=EVENTS_AHEAD,
         name="stc-frame",
     )
-    progress.start(summary.tar_size_bound)
-    if resumption is not None:
-        progress.advance(resumption.point.raw_offset)
-    try:
+    try:  # from here on a failure removes what the sink holds (the index's temp file too)
+        progress.start(summary.tar_size_bound)
+        if resumption is not None:
+            progress.advance(resumption.point.raw_offset)
         for event in events:
             if isinstance(event, ChunkPiece):
                 sink.write(event.index, event.data, event.name)
@@ -642,12 +698,19 @@ def _memory_chunks(
 
 @dataclass(frozen=True, slots=True)
 class _TarBlock:
-    """A block of the tar stream, the sources whose last byte is in it, and the check of the
-    members that start before its end (a checkpoint's source check)."""
+    """A block of the tar stream at offset ``start``, the sources whose last byte is in it,
+    the members whose first header byte is (for the index), and the check of the members
+    that start before its end (a checkpoint's source check)."""
 
+    start: int
     data: bytes
     files: list[_FileDone]
+    members: list[Row]
     sources: SourceCheck
+
+
+_Digests = list[bytes | None] | None  # whole_file_digests of a block, when files are hashed
+_header_offset = itemgetter(1)
 
 
 @dataclass(slots=True)
@@ -696,15 +759,17 @@ def _tar_blocks(
     buffer_offset = start  # where the buffer's first byte is in the stream
     finished: list[_FileDone] = []
     finished_ends: list[int] = []  # where each of them ends in the stream
+    members: list[Row] = []  # not yet in a block
     first = True
 
     def cut(whole_only: bool = True) -> Iterator[_TarBlock]:
-        nonlocal first, finished, finished_ends, buffer_offset
+        nonlocal first, finished, finished_ends, members, buffer_offset
         count = len(buffer) // block_size if whole_only else 1
         with memoryview(buffer) as view:
             pieces = [bytes(view[i * block_size : (i + 1) * block_size]) for i in range(count)]
         del buffer[: count * block_size]
         for data in pieces:
+            block_start = buffer_offset
             buffer_offset += len(data)
             # Every member whose header starts before this block's end is in the digest now
             # (blocks are cut only after a member's header is added): all the block depends on.
@@ -713,8 +778,10 @@ def _tar_blocks(
                 _check_sources(state.expect, sources)
                 first = False
             ended = bisect.bisect_right(finished_ends, buffer_offset)
-            yield _TarBlock(data, finished[:ended], sources)
+            inside = bisect.bisect_left(members, buffer_offset, key=_header_offset)
+            yield _TarBlock(block_start, data, finished[:ended], members[:inside], sources)
             finished, finished_ends = finished[ended:], finished_ends[ended:]
+            members = members[inside:]
 
     for entry in entries:
         member = entry.member
@@ -724,6 +791,8 @@ def _tar_blocks(
         if writer.offset <= start:
             continue  # wholly before the resume point
         drop = start - offset  # > 0 only for the member the resume point falls in
+        if drop <= 0:  # the index of a resumed pack has the members before its start already
+            members.append((member, offset, offset + len(header), b""))
         # Reported with the block its last byte goes to, which may be cut while it is read.
         finished.append(_FileDone(entry.path, member.size))
         finished_ends.append(writer.offset)
@@ -750,6 +819,29 @@ def _tar_blocks(
     if first:  # nothing after the start: the trailer is next
         _check_sources(state.expect, state.end)
     assert not finished, "the end-of-archive bytes always follow the last file"
+
+
+def _rows_before(
+    sources: Sequence[str], exclude: Exclude, start: int, content_sha256: bool
+) -> Iterator[Row]:
+    """The index rows of the members whose first header starts before ``start`` (a resumed
+    pack's point), their files read again for their digests."""
+    writer = TarWriter()
+    for entry in iter_entries(sources, [], exclude):
+        member, offset = entry.member, writer.offset
+        if offset >= start:
+            return
+        header = writer.header(member)
+        yield member, offset, offset + len(header), _file_sha256(entry, content_sha256)
+
+
+def _file_sha256(entry: SourceEntry, wanted: bool) -> bytes:
+    if not wanted or entry.member.kind is not MemberKind.FILE:
+        return b""
+    digest = hashlib.sha256()
+    for data in _file_data(entry.path, entry.member.size):
+        digest.update(data)
+    return digest.digest()
 
 
 def _check_remade(digest: str, resume: Resumption) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from ..core.manifest import Manifest
+from ..core.member_index import Output
 from ..errors import ChecksumMismatchError
 from ..models import ChunkInfo
 from .local import LocalChunkSource, read_manifest_if_present
@@ -35,6 +36,11 @@ class ChunkSink(Protocol):
 
     name: str
     directory: str
+
+    def open_index(self) -> Output:
+        """Where the member index is written while packing; ``write_manifest`` puts it in
+        place (before the manifest), ``abort`` drops it."""
+        ...
 
     def write(self, index: int, data: bytes | memoryview, name: str) -> None: ...
 

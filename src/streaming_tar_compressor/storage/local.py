@@ -38,6 +38,7 @@ def split_prefix(prefix: str) -> tuple[str, str]:
 
 
 MANIFEST_SUFFIX = ".manifest.json"
+INDEX_SUFFIX = ".index"
 
 
 def manifest_path(prefix: str) -> str:
@@ -71,7 +72,7 @@ def archive_file_matcher(prefix: str) -> Callable[[str], bool]:
     folder that holds the output never packs the archive into itself."""
     directory, name = split_prefix(prefix)
     pattern = re.compile(
-        rf"\.?{re.escape(name)}\.(part\d+|manifest\.json|sha256|lock)(\.\d+)?(\.tmp)?"
+        rf"\.?{re.escape(name)}\.(part\d+|manifest\.json|sha256|index|lock)(\.\d+)?(\.tmp)?"
     )
 
     def matches(path: str) -> bool:
@@ -187,7 +188,9 @@ def _same_file(fd: int, path: str) -> bool:
 
 def remove_stale_temps(directory: str, name: str) -> None:
     """Temp chunks and manifests a killed pack left; the caller holds the prefix's lock."""
-    pattern = re.compile(rf"\.{re.escape(name)}\.(part\d+|manifest\.json|sha256)(\.\d+)?\.tmp")
+    pattern = re.compile(
+        rf"\.{re.escape(name)}\.(part\d+|manifest\.json|sha256|index)(\.\d+)?\.tmp"
+    )
     try:
         for entry in os.listdir(directory):
             if pattern.fullmatch(entry):
@@ -195,6 +198,48 @@ def remove_stale_temps(directory: str, name: str) -> None:
                     os.unlink(os.path.join(directory, entry))
     except OSError as exc:
         raise OutputError(f"cannot clean up {directory}: {exc}") from exc
+
+
+class IndexFile:
+    """The member index being written, under a temp name beside the chunks until the
+    manifest is; a failed write is an OutputError, as a chunk's is."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.temp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp)  # a leftover of an interrupted run, or a planted link
+            self._fd = os.open(
+                self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
+            )
+        except OSError as exc:
+            raise OutputError(f"cannot create {self.temp}: {exc}") from exc
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+
+    def sync(self) -> str:
+        """Synced and closed: returns the temp name to rename into place."""
+        try:
+            try:
+                os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+        except OSError as exc:
+            _remove(self.temp)
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+        return self.temp
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        _remove(self.temp)
 
 
 class LocalChunkSink:
@@ -221,8 +266,13 @@ class LocalChunkSink:
                 "or replace it (force=True; --force on the command line)"
             )
         self._deferred = replacing
+        self._index: IndexFile | None = None
         self._handle: tuple[int, str] | None = None
         self._waiting: list[tuple[str, str]] = []  # (temp, final) while replacing
+
+    def open_index(self) -> IndexFile:
+        self._index = IndexFile(self.prefix + INDEX_SUFFIX)
+        return self._index
 
     def write(self, index: int, data: bytes | memoryview, name: str = "") -> None:
         """The next bytes of chunk ``index``, into a temporary file of its own (``name``, the
@@ -273,9 +323,13 @@ class LocalChunkSink:
             atomic_write(manifest_path(self.prefix), manifest.to_json().encode())
 
     def write_manifest(self, manifest: Manifest) -> None:
-        """The .sha256 file and the manifest are written (what a full disk fails) before the
-        chunks take their names, so a replaced archive is still whole then; they go in last."""
+        """The index, the .sha256 file and the manifest are written (what a full disk fails)
+        before the chunks take their names, so a replaced archive is still whole then; they
+        go in last, the manifest last of all."""
         staged: list[tuple[str, str]] = []  # (temp, path)
+        index, self._index = self._index, None
+        if index is not None:
+            staged.append((index.sync(), index.path))
         try:
             for path, data in (
                 (sha256sum_path(self.prefix), manifest.sha256sum_text().encode()),
@@ -304,6 +358,9 @@ class LocalChunkSink:
         still waiting (the old archive stays as it was)."""
         waiting, self._waiting = self._waiting, []
         temps = [temp for temp, _ in waiting]
+        index, self._index = self._index, None
+        if index is not None:
+            index.discard()
         if self._handle is not None:
             fd, temp = self._handle
             self._handle = None
@@ -328,7 +385,11 @@ class LocalChunkSink:
 
     def _swap_in(self, manifest: Manifest) -> None:
         """Old manifest out first, so no moment shows it beside chunks it does not describe."""
-        for old in (manifest_path(self.prefix), sha256sum_path(self.prefix)):
+        for old in (
+            manifest_path(self.prefix),
+            sha256sum_path(self.prefix),
+            self.prefix + INDEX_SUFFIX,
+        ):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(old)
         for temp, final in self._waiting:

@@ -16,6 +16,7 @@ import json
 import os
 import queue
 import socket
+import tempfile
 import threading
 import time
 from collections import deque
@@ -42,6 +43,7 @@ from ..pipeline.parallel import ordered_map
 from ..pipeline.threads import in_background
 from .checked_reads import Unit, block_units, chunk_units, prefetch_units
 from .local import (
+    INDEX_SUFFIX,
     MANIFEST_SUFFIX,
     MAX_MANIFEST_SIZE,
     numbered_part,
@@ -50,7 +52,7 @@ from .local import (
 )
 from .location import RemotePrefix
 from .pacer import Pacer, backoff
-from .store import ObjectInfo, Store, iter_ranges, open_store
+from .store import PART_SIZE, ObjectInfo, Store, iter_ranges, open_store
 
 if TYPE_CHECKING:
     from .store import PutMode
@@ -260,6 +262,41 @@ class _StreamedUpload:
 _END, _ABORT = object(), object()
 
 
+class _IndexSpool:
+    """The member index spooled to a local temp file while packing (memory stays one index
+    page), uploaded once the chunks are, before the manifest."""
+
+    def __init__(self) -> None:
+        try:
+            self._file = tempfile.TemporaryFile(prefix="stc-index-")  # noqa: SIM115
+        except OSError as exc:
+            raise OutputError(f"cannot spool the member index: {exc}") from exc
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot spool the member index to {tempfile.gettempdir()}: {exc}"
+            ) from exc
+        self.size += len(data)
+
+    def upload(self, store: Store, key: str, sha256: str) -> None:
+        """One PUT that carries its SHA-256 when it fits one part; else a multipart upload."""
+        try:
+            self._file.seek(0)
+            if self.size <= PART_SIZE:
+                store.put(key, self._file.read(), sha256=sha256)
+            else:
+                store.put_stream(key, iter(partial(self._file.read, PART_SIZE), b""))
+        except OSError as exc:
+            raise OutputError(f"cannot read back the spooled member index: {exc}") from exc
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class RemoteChunkSink:
     """Uploads each chunk as it is cut, ``UPLOADS_IN_FLIGHT`` at a time, holding at most
     UPLOAD_BUFFER of chunks not yet stored (a slow link slows the pack; nothing piles up), and
@@ -295,6 +332,7 @@ class RemoteChunkSink:
             # Replacing: the old archive stops existing before any chunk of it is overwritten.
             store.delete(self._manifest_key)
             store.delete(prefix.name + ".sha256")
+            store.delete(prefix.name + INDEX_SUFFIX)
         self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stc-upload")
         self.pacer = Pacer(UPLOADS_IN_FLIGHT)
         self._stopping = threading.Event()  # abort(): uploads waiting to retry give up
@@ -307,6 +345,11 @@ class RemoteChunkSink:
         self._filled = 0
         # Checkpoints not yet written, oldest first: each waits for the chunks it names.
         self._checkpoints: deque[Manifest] = deque()
+        self._index: _IndexSpool | None = None
+
+    def open_index(self) -> _IndexSpool:
+        self._index = _IndexSpool()
+        return self._index
 
     def write(self, index: int, data: bytes | memoryview, name: str) -> None:
         self._lock.refresh()  # a clock check; a PUT every LOCK_REFRESH_SECONDS
@@ -353,6 +396,11 @@ class RemoteChunkSink:
     def write_manifest(self, manifest: Manifest) -> None:
         while self._uploads:
             self._settle_oldest()
+        index, self._index = self._index, None
+        if index is not None:
+            with contextlib.closing(index):
+                if manifest.index is not None:
+                    index.upload(self._store, manifest.index.name, manifest.index.sha256)
         self._put_manifest(manifest)  # conditional: a pack that lost writes nothing more
         self._store.put(self.name + ".sha256", manifest.sha256sum_text().encode())
         listed = {chunk.name for chunk in manifest.chunks}
@@ -367,6 +415,9 @@ class RemoteChunkSink:
         manifest claims the archive."""
         self._stopping.set()
         self.pacer.stop()
+        if self._index is not None:
+            self._index.close()
+            self._index = None
         if self._stream is not None:
             self._stream.abort()
             self._stream = None
