@@ -1374,8 +1374,10 @@ static PyObject *index_page(PyObject *module, PyObject *args)
     int in_order = 1;
     while (count < max_rows && count < PyList_GET_SIZE(rows) && text < (size_t)max_text) {
         PyObject *name = NULL;
-        if (index_row(PyList_GET_ITEM(rows, count), kinds, &slots, c, &text, &name) < 0)
+        if (index_row(PyList_GET_ITEM(rows, count), kinds, &slots, c, &text, &name) < 0) {
+            Py_XDECREF(name);
             goto done;
+        }
         if (previous != NULL && in_order && key_before(name, previous))
             in_order = 0;
         Py_XDECREF(previous);

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streaming_tar_compressor as stc
+from streaming_tar_compressor.cli.resume_hints import pack_resume_command
 from streaming_tar_compressor.codecs import codec_for
 from streaming_tar_compressor.core.manifest import Manifest
 from streaming_tar_compressor.core.member_index import DirectoryRef, IndexEntry, MemberIndex
@@ -186,6 +187,19 @@ def test_a_resumed_pack_writes_the_index_of_an_uninterrupted_one(
         pack_until(monkeypatch, [source], out / "a", stop_at, content_digests=digests, **SMALL)
         stc.pack([str(source)], str(out / "a"), resume=True, content_digests=digests, **SMALL)
         assert archive_files(out) == expected
+
+
+@pytest.mark.parametrize("digests", [False, True])
+def test_the_resume_command_keeps_the_content_digests_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digests: bool
+) -> None:
+    source = make_source(tmp_path)
+    prefix = tmp_path / "out" / "a"
+    pack_until(monkeypatch, [source], prefix, 3, content_digests=digests, **SMALL)
+    checkpoint = Manifest.from_json((tmp_path / "out" / "a.manifest.json").read_text())
+    command = pack_resume_command(str(prefix), checkpoint)
+    assert command is not None and command.endswith("--resume")
+    assert ("--content-digests" in command.split()) is digests
 
 
 def test_a_failed_pack_leaves_no_index_behind(

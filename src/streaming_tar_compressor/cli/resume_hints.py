@@ -68,6 +68,8 @@ def pack_resume_command(prefix: str, manifest: Manifest) -> str | None:
         words += ["--chunk-size", exact_size(manifest.chunk_size)]
     if manifest.block_size is not None:
         words += ["--block-size", exact_size(manifest.block_size)]
+    if resume.get("content_digests") is True:
+        words.append("--content-digests")
     command = shlex.join([*words, "--resume"])
     return f"cd {shlex.quote(cwd)} && {command}" if needs_cd else command
 

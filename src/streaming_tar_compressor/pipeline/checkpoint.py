@@ -109,8 +109,11 @@ def made_with(manifest: Manifest) -> PackOptions:
     return (codec, manifest.level, manifest.block_size, manifest.chunk_size)
 
 
-def checkpoint_manifest(base: Manifest, checkpoint: Checkpoint, identity: PackIdentity) -> Manifest:
-    """The manifest written after a chunk: ``complete: false`` plus where to continue."""
+def checkpoint_manifest(
+    base: Manifest, checkpoint: Checkpoint, identity: PackIdentity, *, content_digests: bool
+) -> Manifest:
+    """The manifest written after a chunk: ``complete: false`` plus where to continue (and,
+    for the command that resumes it, whether the index gets content digests)."""
     point = checkpoint.point
     resume = {
         "block": point.block,
@@ -122,6 +125,7 @@ def checkpoint_manifest(base: Manifest, checkpoint: Checkpoint, identity: PackId
         "suffix_width": checkpoint.suffix_width,
         "sources": list(identity.sources),
         "cwd": identity.cwd,
+        "content_digests": content_digests,
     }
     return Manifest(
         compression=base.compression,

@@ -594,7 +594,10 @@ def _pack_to(
             elif isinstance(event, ChunkEnd):
                 chunks.append(sink.finish_chunk(event.info))
             elif isinstance(event, Checkpoint):
-                sink.write_checkpoint(checkpoint_manifest(base, event, identity))
+                checkpoint = checkpoint_manifest(
+                    base, event, identity, content_digests=content_digests
+                )
+                sink.write_checkpoint(checkpoint)
             elif isinstance(event, PackProgress):
                 report(progress, event)
             else:
