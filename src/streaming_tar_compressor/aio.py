@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import itertools
 import json
 import os
 import threading
@@ -32,7 +33,7 @@ from typing import Any, TypeVar
 from . import sync
 from .core.manifest import Manifest
 from .errors import ManifestError, StcError
-from .models import ChunkInfo, CompressionType
+from .models import ChunkInfo, CompressionType, TarMember
 from .pipeline.pack import DEFAULT_CHUNK_SIZE
 from .pipeline.unpack import DEFAULT_REORDER_WINDOW, StreamUnpacker, UnpackResult
 from .progress import NullProgress, Progress
@@ -274,6 +275,32 @@ async def _off_the_loop(
         worker.close()
     bridge.raise_callback_error()
     return result
+
+
+LIST_BATCH = 1024  # members fetched by the worker thread per await of list_members
+
+
+async def list_members(
+    prefix: StrPath,
+    members: Sequence[str] = (),
+    *,
+    compression: CompressionType | str | None = None,
+    wildcards: bool = False,
+) -> AsyncIterator[TarMember]:
+    """Async twin of ``sync.list_members``: read off the loop, LIST_BATCH members a step."""
+    worker = _Worker(LoopBridge(asyncio.get_running_loop(), None, None))
+    listed = sync.list_members(prefix, members, compression=compression, wildcards=wildcards)
+    try:
+        while batch := await worker.run(_take, listed, LIST_BATCH):
+            for member in batch:
+                yield member
+    finally:
+        await worker.settle(worker.submit(listed.close))
+        worker.close()
+
+
+def _take(iterator: Iterator[T], count: int) -> list[T]:
+    return list(itertools.islice(iterator, count))
 
 
 _END = object()

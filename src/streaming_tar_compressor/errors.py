@@ -4,6 +4,7 @@ Every error a user can act on has its own class and its own CLI exit code::
 
     StcError                      (1)  anything of ours
     ├── UsageError                (2)  a bad option or argument value
+    │   └── MemberNotFoundError   (2)  a member named to list or extract is not in the archive
     ├── SourceError               (3)  a source to pack is missing or unreadable
     │   └── SourceChangedError    (11) a source changed while it was being packed
     ├── ManifestError             (4)  the manifest is missing, not JSON, or not ours
@@ -35,6 +36,15 @@ class UsageError(StcError):
     """An option or argument value that cannot work (size, level, codec name)."""
 
     exit_code = 2
+
+
+class MemberNotFoundError(UsageError):
+    """Names or patterns that selected no member (GNU tar: "Not found in archive", exit 2)."""
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = missing
+        names = ", ".join(repr(name) for name in missing)
+        super().__init__(f"not found in the archive: {names}")
 
 
 class SourceError(StcError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 
 from .core.manifest import Manifest
 from .errors import ManifestError
@@ -166,11 +166,20 @@ def verify(
 
 
 def list_members(
-    prefix: StrPath, *, compression: CompressionType | str | None = None
-) -> Iterator[TarMember]:
-    """The archive's members in stream order, decoded without writing anything."""
+    prefix: StrPath,
+    members: Sequence[str] = (),
+    *,
+    compression: CompressionType | str | None = None,
+    wildcards: bool = False,
+) -> Generator[TarMember, None, None]:
+    """The archive's members in stream order: from its member index when it has one (no
+    chunk is read), else decoded without writing anything. ``members`` selects by name (a
+    folder selects its subtree) or, with ``wildcards``, by glob pattern; a name or pattern
+    that selects nothing raises MemberNotFoundError after the others are listed."""
     stated = None if compression is None else CompressionType.parse(compression)
-    return listing.list_members(os.fspath(prefix), compression=stated)
+    return listing.list_members(
+        os.fspath(prefix), compression=stated, members=members, wildcards=wildcards
+    )
 
 
 def read_manifest(prefix: StrPath) -> Manifest:

@@ -90,7 +90,8 @@ def bad_chunk_name(document: dict[str, object]) -> None:
     chunks[0]["name"] = "../b.part0000"
 
 
-# damage → (verify exit, verify text, list exit, list text, unpack exit, unpack text)
+# damage → (verify exit, verify text, list exit, list text, unpack exit, unpack text); the list
+# codes are those of a list without the member index, which decodes the chunks
 CASES: dict[str, tuple[Damage | None, int, str, int, str, int, str]] = {
     "flipped": (flip_last_byte, 6, "b.part0003: corrupt", 7, "gzip", 6, "b.part0003 is damaged"),
     "cut": (cut_last_part, 6, "b.part0003: short", 7, "ends", 6, "b.part0003 is damaged"),
@@ -193,6 +194,10 @@ def test_verify_list_and_unpack_give_the_documented_exit_codes(
     assert code == verify_code
     assert_error(err, verify_code, verify_text, problems=verify_code == 6)
 
+    index = prefix.with_name(prefix.name + ".index")
+    if index.exists() and case in ("flipped", "cut", "missing", "other archive", "extra"):
+        assert run("list", str(prefix))[0] == 0  # the member index lists without the chunks
+    index.unlink(missing_ok=True)  # the codes below are those of a list that decodes
     code, out, err = run("list", str(prefix))
     assert code == list_code
     if list_code:
@@ -239,6 +244,7 @@ def test_json_errors_carry_the_exit_code(archives: ArchiveFactory) -> None:
     work = archives.scratch()
     prefix = archive.copy_to(work / "in")
     part(work / "in", 2).unlink()
+    prefix.with_name(prefix.name + ".index").unlink()  # so that list decodes the chunks
     code, out, err = run("list", str(prefix), "--json")
     assert code == 5
     document = json.loads(out)

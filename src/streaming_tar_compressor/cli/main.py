@@ -116,6 +116,17 @@ class _Parser(argparse.ArgumentParser):
         raise ArgumentsError(f"{message} (see '{self.prog} --help')", self.format_usage())
 
 
+def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Namespace:
+    """``parse_args``, except that member names may also follow options (``stc list PREFIX
+    --wildcards '*.c'``): argparse takes positionals only in one run."""
+    args, extras = parser.parse_known_args(arguments)
+    if extras and hasattr(args, "members") and not any(e.startswith("-") for e in extras):
+        args.members = [*args.members, *extras]
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
@@ -284,9 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
         "list",
         parents=[common],
         help="list the members like tar -tv",
-        description="List the archive's members like tar -tv, decoding without writing.",
+        description="List the archive's members like tar -tv: from its member index when it "
+        "has one (no chunk is read), else decoding without writing.",
     )
     listing.add_argument("prefix", metavar="PREFIX")
+    listing.add_argument(
+        "members",
+        metavar="MEMBER",
+        nargs="*",
+        help="list only these members (a folder: its subtree), as tar -t does",
+    )
+    listing.add_argument(
+        "--wildcards",
+        action="store_true",
+        help="MEMBERs are glob patterns (* ? [...]; * matches / too), as GNU tar's --wildcards",
+    )
+    listing.add_argument(
+        "--json-lines",
+        action="store_true",
+        help="one JSON object per member and line, written as they are read",
+    )
     listing.add_argument("-c", "--compression", choices=codecs, help="expected codec")
 
     info = commands.add_parser(
@@ -323,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Member names that are not UTF-8 print as their original bytes, as tar prints them.
         sys.stdout.reconfigure(errors="surrogateescape")
     try:
-        args = build_parser().parse_args(arguments)
+        args = _parse(build_parser(), arguments)
     except ArgumentsError as exc:
         if _asks_for_json(arguments):
             _print_json(_error_document(exc))
@@ -590,7 +618,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    members = sync.list_members(normalize_prefix(args.prefix), compression=args.compression)
+    members = sync.list_members(
+        normalize_prefix(args.prefix),
+        args.members,
+        compression=args.compression,
+        wildcards=args.wildcards,
+    )
+    if args.json_lines:
+        for member in members:
+            print(json.dumps(_member_json(member)))
+        return 0
     if args.json:
         _print_json({"ok": True, "members": [_member_json(m) for m in members]})
         return 0

@@ -84,6 +84,25 @@ class IndexEntry(NamedTuple):
     devminor: int = 0
     sha256: bytes = b""
 
+    def to_member(self) -> TarMember:
+        """The member as the tar reader describes it (mtime in seconds)."""
+        seconds, rest = divmod(self.mtime_ns, 1_000_000_000)
+        return TarMember(
+            name=self.name,
+            kind=self.kind,
+            size=self.size,
+            mode=self.mode,
+            mtime=seconds if not rest else self.mtime_ns / 1e9,
+            uid=self.uid,
+            gid=self.gid,
+            uname=self.uname,
+            gname=self.gname,
+            linkname=self.linkname,
+            devmajor=self.devmajor,
+            devminor=self.devminor,
+            offset=self.header_offset,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DirectoryRef:
@@ -226,25 +245,32 @@ class MemberIndex:
 
     def find(self, name: str) -> list[IndexEntry]:
         """The members named ``name`` (one, unless the archive holds it more than once)."""
-        key = sort_key(name)
-        return [e for e in self._candidates(key, below=False) if e.name == name]
+        return [e for e in self._candidates(name, below=False) if e.name == name]
 
     def under(self, folder: str) -> list[IndexEntry]:
         """The members at or below ``folder``, in tar order."""
         key = sort_key(folder.rstrip("/"))
-        return [e for e in self._candidates(key, below=True) if sort_key(e.name)[: len(key)] == key]
+        found = self._candidates(folder.rstrip("/"), below=True)
+        return [e for e in found if sort_key(e.name)[: len(key)] == key]
 
-    def _candidates(self, key: tuple[str, ...], *, below: bool) -> Iterator[IndexEntry]:
-        """Members of the pages that can hold ``key`` (and, ``below``, the names under it):
-        all pages when the index is not in key order."""
-        pages: Sequence[_Page] = self.entry_pages
-        if self.sorted:
-            start = stop = bisect.bisect_left(self._last_keys, key)
-            while stop < len(pages) and not _past(self._first_keys[stop], key, below):
-                stop += 1
-            pages = pages[start:stop]
-        for page in pages:
-            yield from self._entries(page)
+    def pages_holding(self, name: str, *, below: bool) -> range:
+        """The pages that can hold ``name`` (and, ``below``, the names under it), as
+        positions in ``entry_pages``: all of them when the index is not in key order."""
+        if not self.sorted:
+            return range(len(self.entry_pages))
+        key = sort_key(name)
+        start = stop = bisect.bisect_left(self._last_keys, key)
+        while stop < len(self.entry_pages) and not _past(self._first_keys[stop], key, below):
+            stop += 1
+        return range(start, stop)
+
+    def page(self, position: int) -> list[IndexEntry]:
+        """The members of one page, read and checked."""
+        return self._entries(self.entry_pages[position])
+
+    def _candidates(self, name: str, *, below: bool) -> Iterator[IndexEntry]:
+        for position in self.pages_holding(name, below=below):
+            yield from self.page(position)
 
     def _entries(self, page: _Page) -> list[IndexEntry]:
         raw = self._checked(page.offset, page.length, page.sha256.hex(), "page")

@@ -1,17 +1,51 @@
-"""list: the members of an archive, decoded as a stream without writing anything."""
+"""list: the members of an archive, from its member index when it has one (no chunk is
+read: they may all be gone), else decoded as a stream without writing anything."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 
+from ..core.selection import Selection
 from ..core.tar_reader import MemberStart
+from ..errors import CompressionMismatchError
 from ..models import CompressionType, TarMember
 from ..storage.archive import open_source
+from ..storage.random_access import open_random_access
 from .decode import TarStreamDecoder
 
 
-def list_members(prefix: str, *, compression: CompressionType | None = None) -> Iterator[TarMember]:
-    """Yields each member as soon as its header has been decoded."""
+def list_members(
+    prefix: str,
+    *,
+    compression: CompressionType | None = None,
+    members: Sequence[str] = (),
+    wildcards: bool = False,
+) -> Generator[TarMember, None, None]:
+    """Yields each member in stream order; with ``members`` (names or, with ``wildcards``,
+    patterns), only those they select, then MemberNotFoundError for any that selected none."""
+    selection = Selection(members, wildcards=wildcards) if members else None
+    archive = open_random_access(prefix)
+    index = None
+    if archive is not None:
+        with archive:
+            index = archive.member_index()
+            if index is not None:
+                recorded = archive.manifest.compression
+                if compression is not None and recorded is not None and compression is not recorded:
+                    raise CompressionMismatchError(compression.value, recorded.value)
+                entries = selection.entries(index) if selection is not None else iter(index)
+                for entry in entries:
+                    yield entry.to_member()
+    if index is None:
+        for member in _decoded_members(prefix, compression):
+            if selection is None or member.name in selection:
+                yield member
+    if selection is not None:
+        selection.check_all_found()
+
+
+def _decoded_members(prefix: str, compression: CompressionType | None) -> Iterator[TarMember]:
+    """Each member as soon as its header has been decoded."""
     source = open_source(prefix)
     manifest = source.manifest
     stated = compression or (manifest.compression if manifest is not None else None)

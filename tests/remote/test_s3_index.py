@@ -1,0 +1,62 @@
+"""The member index on a store: uploaded beside the chunks, and ``stc list`` from it with a
+few ranged GETs, every chunk deleted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import streaming_tar_compressor as stc
+from streaming_tar_compressor.storage import random_access
+from streaming_tar_compressor.storage.location import RemotePrefix
+from streaming_tar_compressor.storage.store import Store, open_store
+
+
+class CountingStore:
+    """The real store, every call recorded as (verb, key)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.calls: list[tuple[str, str]] = []
+
+    def __getattr__(self, verb: str) -> Any:
+        method = getattr(self._store, verb)
+
+        def call(key: str, *args: Any, **kwargs: Any) -> Any:
+            self.calls.append((verb, key))
+            return method(key, *args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[CountingStore]:
+    made: list[CountingStore] = []
+
+    def opened(prefix: RemotePrefix) -> CountingStore:
+        made.append(CountingStore(open_store(prefix)))
+        return made[-1]
+
+    monkeypatch.setattr(random_access, "open_store", opened)
+    return made
+
+
+def test_a_listing_from_a_store_reads_the_manifest_and_the_index_pages_only(
+    make_tree: Any, bucket: str, s3_client: Any, counted: list[CountingStore]
+) -> None:
+    tree: Path = make_tree({f"d{i}/f{j}": b"x" * 700 for i in range(3) for j in range(5)})
+    prefix = f"s3://{bucket}/a"
+    result = stc.pack(tree, prefix, compression="zstd", chunk_size=8 * 2**20)
+    for chunk in result.manifest.chunks:
+        s3_client.delete_object(Bucket=bucket, Key=chunk.name)
+    listed = list(stc.list_members(prefix))
+    assert len(listed) == result.manifest.index.members  # type: ignore[union-attr]
+    assert [m.name for m in listed][:2] == [str(tree).lstrip("/"), f"{str(tree).lstrip('/')}/d0"]
+    assert counted[-1].calls == [
+        ("head", "a.manifest.json"),
+        ("get", "a.manifest.json"),
+        ("get_range", "a.index"),  # the directory
+        ("get_range", "a.index"),  # the one page
+    ]
