@@ -15,6 +15,7 @@ from .errors import (
     CorruptStreamError,
     LimitExceededError,
     ManifestError,
+    MemberNotFoundError,
     MissingChunkError,
     OutputError,
     SourceChangedError,
@@ -27,13 +28,16 @@ from .errors import (
     UsageError,
 )
 from .models import ChunkInfo, CompressionType, MemberKind, TarMember
+from .pipeline.extract import ExtractResult
 from .pipeline.pack import PackResult
 from .pipeline.unpack import UnpackResult
 from .pipeline.verify import VerifyReport
 from .progress import NullProgress, Progress
 from .sync import (
+    extract,
     iter_chunks,
     list_members,
+    open_member,
     pack,
     read_manifest,
     unlock,
@@ -67,10 +71,12 @@ __all__ = [
     "CompressionMismatchError",
     "CompressionType",
     "CorruptStreamError",
+    "ExtractResult",
     "LimitExceededError",
     "Manifest",
     "ManifestError",
     "MemberKind",
+    "MemberNotFoundError",
     "MissingChunkError",
     "NullProgress",
     "OutputError",
@@ -91,8 +97,10 @@ __all__ = [
     "__version__",
     "compress_with_chunks",
     "decompress_from_chunks",
+    "extract",
     "iter_chunks",
     "list_members",
+    "open_member",
     "pack",
     "read_manifest",
     "unlock",

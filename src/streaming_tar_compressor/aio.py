@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
+import io
 import itertools
 import json
 import os
@@ -34,11 +35,12 @@ from . import sync
 from .core.manifest import Manifest
 from .errors import ManifestError, StcError
 from .models import ChunkInfo, CompressionType, TarMember
+from .pipeline.extract import ExtractResult
 from .pipeline.pack import DEFAULT_CHUNK_SIZE
 from .pipeline.unpack import DEFAULT_REORDER_WINDOW, StreamUnpacker, UnpackResult
 from .progress import NullProgress, Progress
 from .storage.follow import DEFAULT_FOLLOW_TIMEOUT
-from .storage.local import MANIFEST_SUFFIX, read_manifest_file
+from .storage.local import MANIFEST_SUFFIX, READ_SIZE, read_manifest_file
 from .sync import StrPath
 
 T = TypeVar("T")
@@ -297,6 +299,60 @@ async def list_members(
     finally:
         await worker.settle(worker.submit(listed.close))
         worker.close()
+
+
+async def extract(
+    prefix: StrPath,
+    members: Sequence[str],
+    output_dir: StrPath,
+    *,
+    wildcards: bool = False,
+    progress_callback: ProgressCallback | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> ExtractResult:
+    """Async twin of ``sync.extract`` (same keyword options), off the loop."""
+    return await _off_the_loop(
+        progress_callback,
+        progress,
+        lambda bridge: sync.extract(
+            prefix, members, output_dir, wildcards=wildcards, progress=bridge, **options
+        ),
+    )
+
+
+class MemberStream:
+    """One member's content read off the loop (``open_member``): ``await read(size)``,
+    b"" at its end; ``async with`` closes it."""
+
+    def __init__(self, worker: _Worker, reader: io.BufferedReader) -> None:
+        self._worker, self._reader = worker, reader
+
+    async def read(self, size: int = READ_SIZE) -> bytes:
+        return await self._worker.run(self._reader.read, size)
+
+    async def close(self) -> None:
+        try:
+            await self._worker.run(self._reader.close)
+        finally:
+            self._worker.close()
+
+    async def __aenter__(self) -> MemberStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+async def open_member(prefix: StrPath, name: str) -> MemberStream:
+    """Async twin of ``sync.open_member``: the index and manifest are read off the loop."""
+    worker = _Worker(LoopBridge(asyncio.get_running_loop(), None, None))
+    try:
+        reader = await worker.run(sync.open_member, prefix, name)
+    except BaseException:
+        worker.close()
+        raise
+    return MemberStream(worker, reader)
 
 
 def _take(iterator: Iterator[T], count: int) -> list[T]:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Generator, Iterable, Sequence
 
 from .core.manifest import Manifest
 from .errors import ManifestError
 from .models import CompressionType, TarMember
+from .pipeline import extract as extract_pipeline
 from .pipeline import listing
 from .pipeline import pack as pack_pipeline
 from .pipeline import unpack as unpack_pipeline
 from .pipeline import verify as verify_pipeline
+from .pipeline.extract import ExtractResult
 from .pipeline.pack import DEFAULT_CHUNK_SIZE, ChunkIterator, PackResult, PackSettings
 from .pipeline.unpack import UnpackResult
 from .pipeline.verify import VerifyReport
 from .progress import FileCallback, FileCallbackProgress, Progress
 from .storage.archive import read_manifest_at
 from .storage.follow import DEFAULT_FOLLOW_TIMEOUT
-from .storage.local import manifest_path
+from .storage.local import READ_SIZE, manifest_path
 from .storage.location import RemotePrefix, parse_prefix
 from .storage.remote import remove_lock
 from .storage.store import open_store
@@ -180,6 +183,44 @@ def list_members(
     return listing.list_members(
         os.fspath(prefix), compression=stated, members=members, wildcards=wildcards
     )
+
+
+def extract(
+    prefix: StrPath,
+    members: Sequence[str],
+    output_dir: StrPath,
+    *,
+    wildcards: bool = False,
+    compression: CompressionType | str | None = None,
+    progress: Progress | None = None,
+    progress_callback: FileCallback | None = None,
+    same_owner: bool = False,
+    same_permissions: bool = False,
+    max_output_bytes: int | None = None,
+    max_members: int | None = None,
+) -> ExtractResult:
+    """Restores only the selected members (names; a folder selects its subtree; with
+    ``wildcards``, glob patterns), reading only the blocks that hold them, each checked
+    against its SHA-256 before it is decoded. Needs the member index; a hardlink whose target
+    is not selected gets the target's content."""
+    return extract_pipeline.extract(
+        os.fspath(prefix),
+        members,
+        os.fspath(output_dir),
+        wildcards=wildcards,
+        compression=None if compression is None else CompressionType.parse(compression),
+        progress=_progress(progress, progress_callback),
+        same_owner=same_owner,
+        same_permissions=same_permissions,
+        max_output_bytes=max_output_bytes,
+        max_members=max_members,
+    )
+
+
+def open_member(prefix: StrPath, name: str) -> io.BufferedReader:
+    """One regular file's content as a readable binary file, read block by block (memory:
+    a few blocks); its SHA-256 is checked at the end when the index records one."""
+    return io.BufferedReader(extract_pipeline.MemberReader(os.fspath(prefix), name), READ_SIZE)
 
 
 def read_manifest(prefix: StrPath) -> Manifest:

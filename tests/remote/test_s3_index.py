@@ -60,3 +60,27 @@ def test_a_listing_from_a_store_reads_the_manifest_and_the_index_pages_only(
         ("get_range", "a.index"),  # the directory
         ("get_range", "a.index"),  # the one page
     ]
+
+
+def test_one_member_from_a_store_costs_at_most_six_requests(
+    make_tree: Any, bucket: str, s3_client: Any, counted: list[CountingStore], tmp_path: Path
+) -> None:
+    files = {f"d{i}/f{j}": bytes([i, j]) * 40_000 for i in range(4) for j in range(6)}
+    tree: Path = make_tree(files)
+    prefix = f"s3://{bucket}/a"
+    stc.pack(tree, prefix, compression="gzip", chunk_size=8 * 2**20, block_size=2**20)
+    name = f"{str(tree).lstrip('/')}/d2/f3"
+    result = stc.extract(prefix, [name], tmp_path / "out")
+    assert (tmp_path / "out" / name).read_bytes() == files["d2/f3"]
+    assert result.blocks_read <= 2
+    calls = counted[-1].calls
+    assert calls[:4] == [
+        ("head", "a.manifest.json"),
+        ("get", "a.manifest.json"),
+        ("get_range", "a.index"),
+        ("get_range", "a.index"),
+    ]
+    assert all(verb == "get_range" and key.startswith("a.part") for verb, key in calls[4:])
+    assert len(calls) <= 6
+    with stc.open_member(prefix, name) as handle:
+        assert handle.read() == files["d2/f3"]

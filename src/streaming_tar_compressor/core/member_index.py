@@ -370,7 +370,7 @@ def page_columns_python(
             _numbers("Q", [row[2] - row[1] for row in page]),
             _numbers("Q", [m.size if file else 0 for m, file in zip(members, files, strict=True)]),
             _numbers("I", [m.mode for m in members]),
-            _numbers("q", [_nanoseconds(m.mtime) for m in members]),
+            _numbers("q", [nanoseconds(m.mtime) for m in members]),
             _numbers("Q", [m.uid for m in members]),
             _numbers("Q", [m.gid for m in members]),
             _numbers("I", [m.devmajor for m in members]),
@@ -386,7 +386,7 @@ def page_columns_python(
     return count, columns, keys == sorted(keys)
 
 
-def _nanoseconds(seconds: float) -> int:
+def nanoseconds(seconds: float) -> int:
     """A member's mtime in ns: exact for whole seconds, floored for a pax header's fraction."""
     if isinstance(seconds, int):
         return seconds * 1_000_000_000

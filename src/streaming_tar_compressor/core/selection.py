@@ -28,6 +28,10 @@ class Selection:
         self._matched.update(hits)
         return bool(hits)
 
+    def selects(self, name: str) -> bool:
+        """Whether ``name`` is selected, without counting it as found."""
+        return any(self._selects(pattern, name) for pattern in self.patterns)
+
     def unmatched(self) -> list[str]:
         return [p for p in self.patterns if p not in self._matched]
 

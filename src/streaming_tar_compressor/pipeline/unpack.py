@@ -13,7 +13,7 @@ decoding at the block that holds the first missing member, reading nothing befor
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -73,8 +73,11 @@ class _Extractor:
         progress: Progress,
         journal: UnpackJournal | None = None,
         resume: ResumeState | None = None,
+        select: Callable[[str], bool] | None = None,
     ) -> None:
         self._writer = writer
+        self._select = select  # None: every member
+        self._skipping = False  # the member being read is not selected
         self._progress = progress
         # Nothing to tell NullProgress: no path joined per member (~1 µs of ~30 on small files).
         self._reports_files = type(progress) is not NullProgress
@@ -87,6 +90,11 @@ class _Extractor:
         self._due = False  # a commit with no member open: record when the next one starts
 
     def __call__(self, event: TarEvent) -> None:
+        if self._select is not None:
+            if isinstance(event, (WholeMember, MemberStart)):
+                self._skipping = not self._select(event.member.name)
+            if self._skipping:
+                return
         if isinstance(event, WholeMember):
             self._starting(event.member)
             self._writer.whole(event.member, event.data)
@@ -158,6 +166,7 @@ class StreamUnpacker:
         max_members: int | None = None,
         journal: UnpackJournal | None = None,
         resume: ResumeState | None = None,
+        select: Callable[[str], bool] | None = None,
     ) -> None:
         self._progress = progress or NullProgress()
         self._manifest = manifest
@@ -201,7 +210,7 @@ class StreamUnpacker:
             journal.begin()
         for directory in resume.directories if resume is not None else ():
             self._writer.restore_directory(directory)
-        self._extract = _Extractor(self._writer, self._progress, journal, resume)
+        self._extract = _Extractor(self._writer, self._progress, journal, resume, select)
         self._reorder_window = reorder_window
         self._location = location
         self._reorderer: ChunkReorderer | None = None
@@ -306,14 +315,18 @@ def unpack(
     max_members: int | None = None,
     resume: bool = False,
     follow_timeout: float | None = None,
+    select: Callable[[str], bool] | None = None,
 ) -> UnpackResult:
     """Restores ``PREFIX.part*``: with its manifest, every chunk verified as it is read.
 
     A checked unpack journals its progress in ``output_dir``; after an interruption,
     ``resume`` skips the members already in place (without it, everything is restored again).
     ``follow_timeout`` (seconds) follows a pack still running to a store, waiting that long
-    at most for each new chunk.
+    at most for each new chunk. ``select`` keeps only the members whose name it accepts (the
+    others are decoded and skipped; no journal, so no resume).
     """
+    if select is not None and (resume or follow_timeout is not None):
+        raise UsageError("a selection of members is neither resumed nor followed")
     if follow_timeout is not None:
         if resume or not verify_checksum:
             raise UsageError(
@@ -332,7 +345,13 @@ def unpack(
         )
     source = open_source(input_prefix, by_block=True)
     journal: UnpackJournal | None = None
-    if verify_checksum and source.manifest is not None and _has_block_index(source.manifest):
+    journaled = select is None  # a partial restore is not journaled
+    if (
+        journaled
+        and verify_checksum
+        and source.manifest is not None
+        and _has_block_index(source.manifest)
+    ):
         journal = UnpackJournal(output_dir, source.manifest)
     elif resume:
         raise UsageError(_not_resumable(input_prefix, source.manifest, verify_checksum))
@@ -350,6 +369,7 @@ def unpack(
             max_members=max_members,
             journal=journal,
             resume=journal.open(resume=resume) if journal is not None else None,
+            select=select,
         )
     except BaseException:
         if journal is not None:

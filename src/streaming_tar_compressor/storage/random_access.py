@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 from types import TracebackType
 
 from ..core.manifest import Manifest
@@ -64,6 +65,7 @@ class RandomAccess:
         self.directory, self.manifest = directory, manifest
         self._store, self._remote = store, remote
         self._files: dict[str, io.FileIO] = {}  # local files opened so far, by name
+        self._opening = threading.Lock()  # blocks are read from several threads
 
     def read(self, name: str, offset: int, length: int) -> bytes:
         """``length`` bytes of the archive's file ``name`` from ``offset`` (fewer only at its
@@ -141,7 +143,8 @@ class RandomAccess:
 
     def _open(self, name: str) -> io.FileIO:
         """The local file, opened once; anything but a regular file is refused."""
-        handle = self._files.get(name)
-        if handle is None:
-            handle = self._files[name] = open_regular_file(self._path(name))
-        return handle
+        with self._opening:
+            handle = self._files.get(name)
+            if handle is None:
+                handle = self._files[name] = open_regular_file(self._path(name))
+            return handle
