@@ -5,6 +5,7 @@ leaves nothing that looks complete."""
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import hashlib
 import io
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streaming_tar_compressor as stc
+from streaming_tar_compressor import aio
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.core.manifest import IndexRef, Manifest
 from streaming_tar_compressor.core.member_index import IndexWriter, MemberIndex
@@ -342,3 +344,20 @@ def test_the_cli_extracts_members_and_refuses_what_a_selection_cannot_do(tmp_pat
     with redirect_stdout(io.StringIO()):
         assert main(["unpack", str(prefix), f"{root}/b", "--resume", "-C", "y"]) == 2
         assert main(["unpack", str(prefix), f"{root}/zz", "-C", str(tmp_path / "z")]) == 2
+
+
+def test_the_asyncio_api_extracts_and_reads_a_member(tmp_path: Path) -> None:
+    prefix = pack_tree(tmp_path, {"a/x": b"1" * 5000, "b": b"2"})
+    root = str(tmp_path / "tree").lstrip("/")
+
+    async def run() -> tuple[int, bytes]:
+        result = await aio.extract(prefix, [f"{root}/a"], tmp_path / "x")
+        async with await aio.open_member(prefix, f"{root}/a/x") as member:
+            content = b""
+            while piece := await member.read(1000):
+                content += piece
+        return result.members, content
+
+    members, content = asyncio.run(run())
+    assert members == 2 and content == b"1" * 5000
+    assert (tmp_path / "x" / root / "a" / "x").read_bytes() == b"1" * 5000
