@@ -321,6 +321,21 @@ async def extract(
     )
 
 
+async def rebuild_index(
+    prefix: StrPath,
+    *,
+    content_digests: bool = False,
+    progress_callback: ProgressCallback | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Async twin of ``sync.rebuild_index``, off the loop."""
+    return await _off_the_loop(
+        progress_callback,
+        progress,
+        lambda bridge: sync.rebuild_index(prefix, content_digests=content_digests, progress=bridge),
+    )
+
+
 class MemberStream:
     """One member's content read off the loop (``open_member``): ``await read(size)``,
     b"" at its end; ``async with`` closes it."""

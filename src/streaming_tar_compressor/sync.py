@@ -10,7 +10,7 @@ from .core.manifest import Manifest
 from .errors import ManifestError
 from .models import CompressionType, TarMember
 from .pipeline import extract as extract_pipeline
-from .pipeline import listing
+from .pipeline import listing, reindex
 from .pipeline import pack as pack_pipeline
 from .pipeline import unpack as unpack_pipeline
 from .pipeline import verify as verify_pipeline
@@ -221,6 +221,16 @@ def open_member(prefix: StrPath, name: str) -> io.BufferedReader:
     """One regular file's content as a readable binary file, read block by block (memory:
     a few blocks); its SHA-256 is checked at the end when the index records one."""
     return io.BufferedReader(extract_pipeline.MemberReader(os.fspath(prefix), name), READ_SIZE)
+
+
+def rebuild_index(
+    prefix: StrPath, *, content_digests: bool = False, progress: Progress | None = None
+) -> Manifest:
+    """Writes the member index of an archive that has none (or a lost or damaged one) by
+    decoding it once, every chunk verified; returns the manifest that now pins it."""
+    return reindex.rebuild_index(
+        os.fspath(prefix), content_digests=content_digests, progress=progress
+    )
 
 
 def read_manifest(prefix: StrPath) -> Manifest:

@@ -78,7 +78,7 @@ def test_verify_reads_the_stored_hashes_then_deep_decodes(
     assert head["x-ms-meta-stc_sha256"] == hashlib.sha256(part).hexdigest()
     report = stc.verify(prefix)
     assert report.ok and report.from_metadata and report.downloaded == 0
-    assert report.requests == total + 1  # one LIST, one request per chunk
+    assert report.requests == total + 2  # one LIST, one request per chunk and for the index
     assert main(["verify", prefix, "--deep"]) == 0
     deep = stc.verify(prefix, deep=True)
     assert deep.ok and deep.members_checked == 11  # the folder and its ten files

@@ -3,6 +3,7 @@ few ranged GETs, every chunk deleted."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import streaming_tar_compressor as stc
 from streaming_tar_compressor.storage import random_access
 from streaming_tar_compressor.storage.location import RemotePrefix
 from streaming_tar_compressor.storage.store import Store, open_store
+from tests.remote.test_s3_round_trip import objects
 
 
 class CountingStore:
@@ -84,3 +86,22 @@ def test_one_member_from_a_store_costs_at_most_six_requests(
     assert len(calls) <= 6
     with stc.open_member(prefix, name) as handle:
         assert handle.read() == files["d2/f3"]
+
+
+def test_an_index_rebuilt_on_a_store_is_the_one_the_pack_uploaded(
+    make_tree: Any, bucket: str, s3_client: Any
+) -> None:
+    tree: Path = make_tree({f"f{i}": bytes([i]) * 3000 for i in range(40)})
+    prefix = f"s3://{bucket}/a"
+    stc.pack(tree, prefix, compression="zstd", chunk_size=8 * 2**20, content_digests=True)
+    packed = objects(s3_client, bucket)
+    document = json.loads(packed["a.manifest.json"])
+    del document["index"]
+    s3_client.put_object(
+        Bucket=bucket, Key="a.manifest.json", Body=json.dumps(document, indent=1) + "\n"
+    )
+    s3_client.delete_object(Bucket=bucket, Key="a.index")
+    assert stc.verify(prefix).problems == []  # the manifest names no index now
+    stc.rebuild_index(prefix, content_digests=True)
+    assert objects(s3_client, bucket) == packed
+    assert stc.verify(prefix).ok

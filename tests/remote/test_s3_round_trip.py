@@ -172,9 +172,9 @@ def test_verify_reads_sizes_and_stored_hashes_without_downloading(
     assert head["Metadata"] == {"stc-sha256": hashlib.sha256(part).hexdigest()}
     report = stc.verify(prefix)
     assert report.ok and report.from_metadata and report.downloaded == 0
-    assert report.requests == total + 1  # one LIST, one request per chunk
+    assert report.requests == total + 2  # one LIST, one request per chunk and for the index
     assert main(["verify", prefix]) == 0
-    assert f"({total + 1} requests, nothing downloaded)" in capsys.readouterr().out
+    assert f"({total + 2} requests, nothing downloaded)" in capsys.readouterr().out
     # Replaced by another tool with other bytes: no stored hash, so it is downloaded and hashed.
     s3_client.put_object(Bucket=bucket, Key="b.part0002", Body=part)  # type: ignore[attr-defined]
     report = stc.verify(prefix)

@@ -340,6 +340,21 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("prefix", metavar="PREFIX")
     cat.add_argument("member", metavar="MEMBER")
 
+    index = commands.add_parser(
+        "index",
+        parents=[common],
+        help="rebuild the member index by decoding once",
+        description="Write PREFIX.index for an archive that has none (packed before there was "
+        "one) or whose index was lost or damaged: the stream is decoded once, every chunk "
+        "verified, and the manifest rewritten to pin the new index.",
+    )
+    index.add_argument("prefix", metavar="PREFIX")
+    index.add_argument(
+        "--content-digests",
+        action="store_true",
+        help="put each file's SHA-256 in the index (as stc pack --content-digests)",
+    )
+
     info = commands.add_parser(
         "info",
         parents=[common],
@@ -589,6 +604,26 @@ def _extract_members(args: argparse.Namespace, started: float) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    with _progress(args, "indexing") as progress:
+        manifest = sync.rebuild_index(
+            normalize_prefix(args.prefix), content_digests=args.content_digests, progress=progress
+        )
+    ref = manifest.index
+    assert ref is not None
+    seconds = time.monotonic() - started
+    if args.json:
+        _print_json({"ok": True, **ref.to_json(), "seconds": round(seconds, 3)})
+        return 0
+    _say(
+        args,
+        f"indexed {ref.members} member(s) into {ref.name} ({human_size(ref.size)}) in "
+        f"{seconds:.1f}s, every chunk verified",
+    )
+    return 0
+
+
 def _cmd_cat(args: argparse.Namespace) -> int:
     with sync.open_member(normalize_prefix(args.prefix), args.member) as member:
         out = sys.stdout.buffer
@@ -677,6 +712,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             "bytes_checked": report.bytes_checked,
             "deep": report.deep,
             "members_checked": report.members_checked,
+            "index_checked": report.index_checked,
             "problems": report.problems,
             "from_metadata": report.from_metadata,
             "requests": report.requests,
@@ -700,8 +736,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             how = f" by stored size and SHA-256 ({report.requests} requests, {fetched})"
         _say(
             args,
-            f"ok: {report.chunks_checked} chunk(s), {human_size(report.bytes_checked)} "
-            f"match the manifest{how}",
+            f"ok: {report.chunks_checked} chunk(s), {human_size(report.bytes_checked)}"
+            + (" and the member index" if report.index_checked else "")
+            + f" match the manifest{how}",
         )
     else:
         for problem in report.problems:
@@ -856,6 +893,7 @@ _COMMANDS = {
     "verify": _cmd_verify,
     "list": _cmd_list,
     "cat": _cmd_cat,
+    "index": _cmd_index,
     "info": _cmd_info,
     "unlock": _cmd_unlock,
 }

@@ -107,9 +107,11 @@ _PAX_SPARSE_PREFIX = "GNU.sparse."
 
 @dataclass(frozen=True, slots=True)
 class MemberStart:
-    """A member begins; its data (if any) follows as MemberData events."""
+    """A member begins; its data (if any) follows as MemberData events, from stream offset
+    ``data_offset`` (after all of its headers; what a member index records)."""
 
     member: TarMember
+    data_offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +352,7 @@ class TarReader:
             if self._whole_members:
                 events.append(WholeMember(member, view[data : data + member.size]))
             else:
-                events.append(MemberStart(member))
+                events.append(MemberStart(member, base + data))
                 if member.size:
                     events.append(MemberData(view[data : data + member.size]))
                 events.append(MemberEnd(member))
@@ -389,7 +391,7 @@ class TarReader:
         self._member = member
         self._pax, self._long_name, self._long_link = {}, None, None
         self._first_header_offset = None
-        events.append(MemberStart(member))
+        events.append(MemberStart(member, self._offset))
         if member.size:
             self._state, self._remaining = _State.DATA, member.size
         else:

@@ -9,12 +9,12 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..core.manifest import Manifest
+from ..core.manifest import IndexRef, Manifest
 from ..core.tar_reader import MemberStart, TarEvent
 from ..errors import ArchiveDamagedError, ManifestError, MissingChunkError, StcError
 from ..models import ChunkInfo
 from ..progress import NullProgress, Progress
-from ..storage.archive import open_source, read_manifest_at
+from ..storage.archive import ChunkSource, open_source, read_manifest_at
 from ..storage.local import manifest_path
 from ..storage.remote import RemoteChunkSource
 from .decode import TarStreamDecoder
@@ -25,6 +25,7 @@ class VerifyReport:
     chunks_checked: int = 0
     bytes_checked: int = 0
     members_checked: int = 0
+    index_checked: bool = False  # the member index the manifest pins, by size and SHA-256
     deep: bool = False
     problems: list[str] = field(default_factory=list)
     # A store's chunks checked by their stored size and SHA-256 (no download): with how many
@@ -97,9 +98,32 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
                 report.members_checked += _count_members(decoder.finish())
             except StcError as exc:
                 report.problems.append(f"contents: {exc}")
+        if manifest.index is not None:
+            report.problems += _index_problems(source, _as_chunk(manifest.index))
+            report.index_checked = True
     finally:
         progress.finish()
     return report
+
+
+def _as_chunk(index: IndexRef) -> ChunkInfo:
+    """The index file, checked as a chunk is: its size and SHA-256."""
+    return ChunkInfo(index=0, name=index.name, size=index.size, checksum=index.sha256)
+
+
+def _index_problems(source: ChunkSource, index: ChunkInfo) -> list[str]:
+    digest, size = hashlib.sha256(), 0
+    try:
+        for piece in source.read(index):
+            digest.update(piece)
+            size += len(piece)
+    except MissingChunkError:
+        return [f"{index.name}: missing (rebuild it with stc index)"]
+    if size != index.size:
+        return [_size_problem(index, size)]
+    if digest.hexdigest() != index.checksum:
+        return [f"{index.name}: corrupt, SHA-256 does not match (rebuild it with stc index)"]
+    return []
 
 
 def _verify_stored(
@@ -132,10 +156,25 @@ def _verify_stored(
                 digest = source.stored_sha256(chunk)
             if digest != chunk.checksum:
                 report.problems.append(f"{chunk.name}: corrupt, SHA-256 does not match")
+        if manifest.index is not None:
+            report.problems += _stored_index_problems(source, _as_chunk(manifest.index))
+            report.index_checked = True
     finally:
         progress.finish()
     report.requests = source.requests - before
     return report
+
+
+def _stored_index_problems(source: RemoteChunkSource, index: ChunkInfo) -> list[str]:
+    stored = source.stat(index)
+    if stored is None:
+        return [f"{index.name}: missing (rebuild it with stc index)"]
+    if stored.size != index.size:
+        return [_size_problem(index, stored.size)]
+    digest = stored.sha256 or source.stored_sha256(index)
+    if digest != index.checksum:
+        return [f"{index.name}: corrupt, SHA-256 does not match (rebuild it with stc index)"]
+    return []
 
 
 def _size_problem(chunk: ChunkInfo, size: int) -> str:

@@ -236,6 +236,10 @@ class IndexFile:
             raise OutputError(f"cannot write {self.path}: {exc}") from exc
         return self.temp
 
+    def commit(self) -> None:
+        """Synced, closed and renamed into place (``stc index``; a pack renames it itself)."""
+        _rename_into_place(self.sync(), self.path)
+
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._fd)

@@ -262,7 +262,7 @@ class _StreamedUpload:
 _END, _ABORT = object(), object()
 
 
-class _IndexSpool:
+class IndexSpool:
     """The member index spooled to a local temp file while packing (memory stays one index
     page), uploaded once the chunks are, before the manifest."""
 
@@ -293,7 +293,7 @@ class _IndexSpool:
         except OSError as exc:
             raise OutputError(f"cannot read back the spooled member index: {exc}") from exc
 
-    def close(self) -> None:
+    def discard(self) -> None:
         self._file.close()
 
 
@@ -345,10 +345,10 @@ class RemoteChunkSink:
         self._filled = 0
         # Checkpoints not yet written, oldest first: each waits for the chunks it names.
         self._checkpoints: deque[Manifest] = deque()
-        self._index: _IndexSpool | None = None
+        self._index: IndexSpool | None = None
 
-    def open_index(self) -> _IndexSpool:
-        self._index = _IndexSpool()
+    def open_index(self) -> IndexSpool:
+        self._index = IndexSpool()
         return self._index
 
     def write(self, index: int, data: bytes | memoryview, name: str) -> None:
@@ -398,9 +398,11 @@ class RemoteChunkSink:
             self._settle_oldest()
         index, self._index = self._index, None
         if index is not None:
-            with contextlib.closing(index):
+            try:
                 if manifest.index is not None:
                     index.upload(self._store, manifest.index.name, manifest.index.sha256)
+            finally:
+                index.discard()
         self._put_manifest(manifest)  # conditional: a pack that lost writes nothing more
         self._store.put(self.name + ".sha256", manifest.sha256sum_text().encode())
         listed = {chunk.name for chunk in manifest.chunks}
@@ -416,7 +418,7 @@ class RemoteChunkSink:
         self._stopping.set()
         self.pacer.stop()
         if self._index is not None:
-            self._index.close()
+            self._index.discard()
             self._index = None
         if self._stream is not None:
             self._stream.abort()
