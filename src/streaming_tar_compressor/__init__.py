@@ -28,12 +28,14 @@ from .errors import (
     UsageError,
 )
 from .models import ChunkInfo, CompressionType, MemberKind, TarMember
+from .pipeline.diff import Difference
 from .pipeline.extract import ExtractResult
 from .pipeline.pack import PackResult
 from .pipeline.unpack import UnpackResult
 from .pipeline.verify import VerifyReport
 from .progress import NullProgress, Progress
 from .sync import (
+    diff,
     extract,
     iter_chunks,
     list_members,
@@ -72,6 +74,7 @@ __all__ = [
     "CompressionMismatchError",
     "CompressionType",
     "CorruptStreamError",
+    "Difference",
     "ExtractResult",
     "LimitExceededError",
     "Manifest",
@@ -98,6 +101,7 @@ __all__ = [
     "__version__",
     "compress_with_chunks",
     "decompress_from_chunks",
+    "diff",
     "extract",
     "iter_chunks",
     "list_members",

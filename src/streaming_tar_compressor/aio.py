@@ -35,6 +35,7 @@ from . import sync
 from .core.manifest import Manifest
 from .errors import ManifestError, StcError
 from .models import ChunkInfo, CompressionType, TarMember
+from .pipeline.diff import Difference
 from .pipeline.extract import ExtractResult
 from .pipeline.pack import DEFAULT_CHUNK_SIZE
 from .pipeline.unpack import DEFAULT_REORDER_WINDOW, StreamUnpacker, UnpackResult
@@ -368,6 +369,24 @@ async def open_member(prefix: StrPath, name: str) -> MemberStream:
         worker.close()
         raise
     return MemberStream(worker, reader)
+
+
+async def diff(
+    prefix: StrPath,
+    sources: StrPath | Sequence[StrPath] = (),
+    *,
+    directory: StrPath | None = None,
+) -> AsyncIterator[Difference]:
+    """Async twin of ``sync.diff``: read off the loop, LIST_BATCH differences a step."""
+    worker = _Worker(LoopBridge(asyncio.get_running_loop(), None, None))
+    found = sync.diff(prefix, sources, directory=directory)
+    try:
+        while batch := await worker.run(_take, found, LIST_BATCH):
+            for difference in batch:
+                yield difference
+    finally:
+        await worker.settle(worker.submit(found.close))
+        worker.close()
 
 
 def _take(iterator: Iterator[T], count: int) -> list[T]:

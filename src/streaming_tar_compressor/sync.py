@@ -9,11 +9,13 @@ from collections.abc import Generator, Iterable, Sequence
 from .core.manifest import Manifest
 from .errors import ManifestError
 from .models import CompressionType, TarMember
+from .pipeline import diff as diff_pipeline
 from .pipeline import extract as extract_pipeline
 from .pipeline import listing, reindex
 from .pipeline import pack as pack_pipeline
 from .pipeline import unpack as unpack_pipeline
 from .pipeline import verify as verify_pipeline
+from .pipeline.diff import Difference
 from .pipeline.extract import ExtractResult
 from .pipeline.pack import DEFAULT_CHUNK_SIZE, ChunkIterator, PackResult, PackSettings
 from .pipeline.unpack import UnpackResult
@@ -221,6 +223,23 @@ def open_member(prefix: StrPath, name: str) -> io.BufferedReader:
     """One regular file's content as a readable binary file, read block by block (memory:
     a few blocks); its SHA-256 is checked at the end when the index records one."""
     return io.BufferedReader(extract_pipeline.MemberReader(os.fspath(prefix), name), READ_SIZE)
+
+
+def diff(
+    prefix: StrPath,
+    sources: StrPath | Sequence[StrPath] = (),
+    *,
+    directory: StrPath | None = None,
+) -> Generator[Difference, None, None]:
+    """What differs between the archive and ``sources`` (as ``pack`` took them), or the tree
+    restored into ``directory``: new, missing and changed files (type, size, mode, mtime,
+    link target, content), in walk order. Needs the member index; with content digests in
+    it, no chunk is read."""
+    return diff_pipeline.diff(
+        os.fspath(prefix),
+        _paths(sources) if sources else [],
+        directory=None if directory is None else os.fspath(directory),
+    )
 
 
 def rebuild_index(
