@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -350,3 +353,42 @@ def test_bytes_after_a_pages_zlib_stream_are_refused() -> None:
     index, _ = open_index(forged(member_index._directory_columns([page], 0), page_bytes))
     with pytest.raises(ManifestError, match="damaged or too large"):
         index.find("a")
+
+
+MILLION = """
+import os, resource, sys
+from streaming_tar_compressor.core.member_index import ENTRIES_PER_PAGE, IndexWriter, MemberIndex
+from streaming_tar_compressor.models import MemberKind, TarMember
+
+count, path = 1_000_000, sys.argv[1]
+with open(path, "wb") as out:
+    writer = IndexWriter(out)
+    for first in range(0, count, ENTRIES_PER_PAGE):
+        writer.add([
+            (TarMember(f"d{i // 1000:04d}/f{i % 1000:04d}", MemberKind.FILE, i),
+             i * 1024, i * 1024 + 512, b"")
+            for i in range(first, min(count, first + ENTRIES_PER_PAGE))
+        ])
+    written = writer.finish()
+with open(path, "rb") as handle:
+    index = MemberIndex(lambda at, size: os.pread(handle.fileno(), size, at), written.size)
+    assert index.members == count and index.sorted
+    assert index.find("d0765/f0432")[0].size == 765_432
+    assert [e.name for e in index.under("d0999")][-1] == "d0999/f0999"
+    assert sum(1 for _ in index) == count
+print(written.size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def test_a_million_members_are_written_and_read_in_bounded_memory(tmp_path: Path) -> None:
+    """The writer holds one page, the reader reads one at a time: a million members fit in
+    the RSS of a bare interpreter and a few pages (holding them all would take ~300 MB)."""
+    done = subprocess.run(
+        [sys.executable, "-c", MILLION, str(tmp_path / "a.index")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    size, peak_kib = map(int, done.stdout.split())
+    assert size / 1_000_000 < 32
+    assert peak_kib < 96 * 1024, f"peak RSS {peak_kib} KiB"
