@@ -11,7 +11,7 @@ AZURITE_VERSION := 3.35.0
 AZURITE_DIR := .tools/azurite
 DEMO_DIR := demo-out
 
-.PHONY: all venv compiler test lint typecheck unit interop-tools azurite demo bench-codecs bench bench-remote clean
+.PHONY: all venv compiler test lint typecheck unit interop-tools azurite demo bench-codecs bench bench-remote bench-random-access clean
 
 all: test
 
@@ -124,6 +124,10 @@ bench: $(STAMP)
 bench-remote: $(STAMP)
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/remote_bench.py $(REMOTE_BENCH_ARGS)
+
+# The member index's goals: one file from a 10 GiB archive, stc list of a million members.
+bench-random-access: $(STAMP)
+	$(BIN)/python benchmarks/random_access.py $(RANDOM_ACCESS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis build src/streaming_tar_compressor/_native*.so

@@ -10,10 +10,10 @@ import argparse
 import contextlib
 import gc
 import io
+import itertools
 import json
 import os
 import re
-import stat
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -34,7 +34,8 @@ from ..errors import (
     StcError,
     UsageError,
 )
-from ..models import CompressionType, MemberKind, TarMember
+from ..models import CompressionType
+from ..pipeline import listing
 from ..pipeline.diff import Difference
 from ..pipeline.pack import restore_command
 from ..progress import NullProgress, Progress
@@ -42,10 +43,12 @@ from ..storage.archive import read_head
 from ..storage.local import MANIFEST_SUFFIX, READ_SIZE, sha256sum_path
 from ..storage.location import RemotePrefix, parse_prefix
 from .resume_hints import checkpoint_of, pack_resume_command, unpack_resume_command
+from .tv import Listed, TvLines
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B?)", re.IGNORECASE)
 _PART_SUFFIX = re.compile(r"\.part\d+$")
+LIST_BATCH = 4096  # tar -tv lines printed at a time
 
 
 def parse_size(text: str) -> int:
@@ -797,10 +800,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    members = sync.list_members(
+    stated = None if args.compression is None else CompressionType.parse(args.compression)
+    members = listing.listed(
         normalize_prefix(args.prefix),
-        args.members,
-        compression=args.compression,
+        compression=stated,
+        members=args.members,
         wildcards=args.wildcards,
     )
     if args.json_lines:
@@ -810,8 +814,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"ok": True, "members": [_member_json(m) for m in members]})
         return 0
-    for member in members:
-        print(format_member(member))
+    line = TvLines().line
+    for batch in iter(lambda: [line(m) for m in itertools.islice(members, LIST_BATCH)], []):
+        print("\n".join(batch))
     return 0
 
 
@@ -898,30 +903,7 @@ def _cmd_unlock(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_member(member: TarMember) -> str:
-    """One line as ``tar -tv`` prints it."""
-    kind_char = {
-        MemberKind.FILE: "-",
-        MemberKind.DIRECTORY: "d",
-        MemberKind.SYMLINK: "l",
-        MemberKind.HARDLINK: "h",
-        MemberKind.CHAR_DEVICE: "c",
-        MemberKind.BLOCK_DEVICE: "b",
-        MemberKind.FIFO: "p",
-    }[member.kind]
-    mode = kind_char + stat.filemode(member.mode)[1:]
-    owner = f"{member.uname or member.uid}/{member.gname or member.gid}"
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(member.mtime))
-    name = member.name + ("/" if member.kind is MemberKind.DIRECTORY else "")
-    line = f"{mode} {owner} {member.size:>9} {when} {name}"
-    if member.kind is MemberKind.SYMLINK:
-        line += f" -> {member.linkname}"
-    elif member.kind is MemberKind.HARDLINK:
-        line += f" link to {member.linkname}"
-    return line
-
-
-def _member_json(member: TarMember) -> dict[str, Any]:
+def _member_json(member: Listed) -> dict[str, Any]:
     return {
         "name": member.name,
         "kind": member.kind.value,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Sequence
 
+from ..core.member_index import IndexEntry
 from ..core.selection import Selection
 from ..core.tar_reader import MemberStart
 from ..errors import CompressionMismatchError
@@ -23,6 +24,19 @@ def list_members(
 ) -> Generator[TarMember, None, None]:
     """Yields each member in stream order; with ``members`` (names or, with ``wildcards``,
     patterns), only those they select, then MemberNotFoundError for any that selected none."""
+    for member in listed(prefix, compression=compression, members=members, wildcards=wildcards):
+        yield member.to_member() if isinstance(member, IndexEntry) else member
+
+
+def listed(
+    prefix: str,
+    *,
+    compression: CompressionType | None = None,
+    members: Sequence[str] = (),
+    wildcards: bool = False,
+) -> Generator[IndexEntry | TarMember, None, None]:
+    """As ``list_members``, with the index's entries as they are read (what ``stc list``
+    prints: a TarMember each would cost a third of its time)."""
     selection = Selection(members, wildcards=wildcards) if members else None
     archive = open_random_access(prefix)
     index = None
@@ -33,9 +47,7 @@ def list_members(
                 recorded = archive.manifest.compression
                 if compression is not None and recorded is not None and compression is not recorded:
                     raise CompressionMismatchError(compression.value, recorded.value)
-                entries = selection.entries(index) if selection is not None else iter(index)
-                for entry in entries:
-                    yield entry.to_member()
+                yield from selection.entries(index) if selection is not None else index
     if index is None:
         for member in _decoded_members(prefix, compression):
             if selection is None or member.name in selection:

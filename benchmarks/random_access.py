@@ -1,0 +1,214 @@
+"""The member index's goals (README "Random access"), measured on this machine:
+
+1. one 1 MiB file extracted from a ~10 GiB archive of 100,000 members (zstd, 4 MiB blocks):
+   compressed blocks and index bytes read, and seconds, from a local folder; then the
+   requests it costs from an S3 API server (moto, on 127.0.0.1);
+2. ``stc list`` of 1,000,000 members from the index alone: seconds and peak RSS.
+
+The 99,999 other files are sparse (all zeros): the tar stream is 10 GiB, but neither the
+sources nor the archive fill the disk.
+
+    make bench-random-access
+    .venv/bin/python benchmarks/random_access.py --members 20000   # a quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import streaming_tar_compressor as stc
+from streaming_tar_compressor.core.manifest import IndexRef, Manifest
+from streaming_tar_compressor.core.member_index import ENTRIES_PER_PAGE, IndexWriter
+from streaming_tar_compressor.models import ChunkInfo, CompressionType, MemberKind, TarMember
+from streaming_tar_compressor.storage import random_access
+from streaming_tar_compressor.storage.random_access import RandomAccess
+from streaming_tar_compressor.storage.store import open_store
+
+MIB = 2**20
+TARGET_SIZE = MIB
+# stc list PREFIX, then the peak RSS of this process since its exec (ru_maxrss would count
+# the pages of the forking parent).
+LIST_AND_REPORT_PEAK = """
+import atexit, runpy, sys
+def report():
+    with open("/proc/self/status") as status:
+        print(next(l for l in status if l.startswith("VmHWM")), file=sys.stderr)
+atexit.register(report)
+sys.argv = ["stc", "list", sys.argv[1]]
+runpy.run_module("streaming_tar_compressor", run_name="__main__")
+"""
+
+
+def build_tree(root: Path, members: int, member_size: int) -> str:
+    """``members - 1`` sparse files and one 1 MiB random file in the middle; its name."""
+    for i in range(members):
+        folder = root / f"d{i // 1000:04d}"
+        if i % 1000 == 0:
+            folder.mkdir(parents=True)
+        path = folder / f"f{i % 1000:04d}"
+        if i == members // 2:
+            path.write_bytes(os.urandom(TARGET_SIZE))
+            target = path
+        else:
+            with path.open("wb") as handle:
+                handle.truncate(member_size)
+    return str(target)
+
+
+class Counted:
+    """RandomAccess.read, counted per file kind (a wrapper: the reads happen as they are)."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, int]] = []
+        real = RandomAccess.read
+
+        def read(archive: RandomAccess, name: str, offset: int, length: int) -> bytes:
+            self.reads.append((name, length))
+            return real(archive, name, offset, length)
+
+        RandomAccess.read = read  # type: ignore[method-assign]
+
+    def total(self, suffix: str) -> tuple[int, int]:
+        lengths = [length for name, length in self.reads if suffix in name]
+        return len(lengths), sum(lengths)
+
+
+def local_extract(prefix: Path, name: str, out: Path) -> dict[str, Any]:
+    counted = Counted()
+    started = time.perf_counter()
+    result = stc.extract(prefix, [name], out)
+    seconds = time.perf_counter() - started
+    index_reads, index_bytes = counted.total(".index")
+    return {
+        "seconds": round(seconds, 3),
+        "blocks_read": result.blocks_read,
+        "chunk_bytes_read": result.compressed_bytes,
+        "index_reads": index_reads,
+        "index_bytes_read": index_bytes,
+    }
+
+
+def s3_extract(prefix: Path, name: str, out: Path) -> dict[str, Any]:
+    """The archive's files uploaded to moto, then the one file extracted from there."""
+    import logging
+
+    from moto.server import ThreadedMotoServer  # a dev dependency, as in the tests
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_REGION="us-east-1",
+    )
+    try:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1")
+        client.create_bucket(Bucket="bench")
+        for path in prefix.parent.iterdir():
+            client.upload_file(str(path), "bench", path.name)
+        calls: list[tuple[str, str]] = []
+
+        class Counting:
+            def __init__(self, store: Any) -> None:
+                self._store = store
+
+            def __getattr__(self, verb: str) -> Any:
+                method = getattr(self._store, verb)
+
+                def call(key: str, *args: Any, **kwargs: Any) -> Any:
+                    calls.append((verb, key))
+                    return method(key, *args, **kwargs)
+
+                return call
+
+        random_access.open_store = lambda where: Counting(open_store(where))  # type: ignore[assignment,return-value]
+        started = time.perf_counter()
+        stc.extract(f"s3://bench/{prefix.name}", [name], out)
+        return {"seconds": round(time.perf_counter() - started, 3), "requests": len(calls),
+                "calls": [f"{verb} {key}" for verb, key in calls]}  # fmt: skip
+    finally:
+        server.stop()
+
+
+def list_million(root: Path, count: int) -> dict[str, Any]:
+    """An archive of ``count`` members whose chunks are all gone: only its index is read."""
+    root.mkdir()
+    with (root / "m.index").open("wb") as out:
+        writer = IndexWriter(out)
+        for first in range(0, count, ENTRIES_PER_PAGE):
+            writer.add([
+                (TarMember(f"src{i // 10000:03d}/pkg{i // 100 % 100:02d}/module_{i:07d}.py",
+                           MemberKind.FILE, i % 50_000, 0o644, 1_700_000_000 + i, 1000, 1000,
+                           "user", "user"), i * 1024, i * 1024 + 512, b"")
+                for i in range(first, min(count, first + ENTRIES_PER_PAGE))
+            ])  # fmt: skip
+        written = writer.finish()
+    manifest = Manifest(
+        compression=CompressionType.ZSTD,
+        chunk_size=1,
+        chunks=(ChunkInfo(0, "m.part0000", 1, hashlib.sha256(b"x").hexdigest()),),
+        index=IndexRef("m.index", written.size, written.sha256, written.entries,
+                       written.directory.offset, written.directory.length,
+                       written.directory.sha256, False),
+    )  # fmt: skip
+    (root / "m.manifest.json").write_text(manifest.to_json())
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", LIST_AND_REPORT_PEAK, str(root / "m")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    peak = int(done.stderr.split()[-2])  # "VmHWM: N kB", the child's own high-water mark
+    return {
+        "members": count,
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": round(peak / 1024, 1),
+        "index_bytes_per_member": round(written.size / count, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--member-size", type=int, default=107 * 1024)
+    parser.add_argument("--list-members", type=int, default=1_000_000)
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 part")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="stc-random-access-") as work:
+        base = Path(work)
+        target = build_tree(base / "tree", args.members, args.member_size)
+        prefix = base / "out" / "big"
+        started = time.perf_counter()
+        result = stc.pack([str(base / "tree")], str(prefix), compression="zstd",
+                          chunk_size=64 * MIB)  # fmt: skip
+        pack_seconds = time.perf_counter() - started
+        manifest = result.manifest
+        print(f"packed {manifest.uncompressed_size / 2**30:.2f} GiB of tar, "
+              f"{manifest.index.members} members, into {manifest.compressed_size / MIB:.1f} MiB "  # type: ignore[union-attr]
+              f"in {pack_seconds:.1f} s; index {manifest.index.size / 1024:.0f} KiB")  # type: ignore[union-attr]  # fmt: skip
+        name = target.lstrip("/")
+        print("extract one 1 MiB file, local:", local_extract(prefix, name, base / "x"))
+        if not args.no_s3:
+            print("extract one 1 MiB file, S3:", s3_extract(prefix, name, base / "y"))
+        print("stc list from the index:", list_million(base / "list", args.list_members))
+
+
+if __name__ == "__main__":
+    main()
