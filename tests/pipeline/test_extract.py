@@ -361,3 +361,16 @@ def test_the_asyncio_api_extracts_and_reads_a_member(tmp_path: Path) -> None:
     members, content = asyncio.run(run())
     assert members == 2 and content == b"1" * 5000
     assert (tmp_path / "x" / root / "a" / "x").read_bytes() == b"1" * 5000
+
+
+def test_neighbouring_blocks_are_read_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = os.urandom(200_000)
+    prefix = pack_tree(tmp_path, {"big": big}, "zstd", chunk_size=4 * 2**20, block_size=16384)
+    name = f"{str(tmp_path / 'tree').lstrip('/')}/big"
+    reads = RecordedReads(monkeypatch)
+    result = stc.extract(prefix, [name], tmp_path / "x")
+    assert (tmp_path / "x" / name).read_bytes() == big
+    assert result.blocks_read >= 12
+    assert [c[0] for c in reads.calls if ".part" in c[0]] == ["a.part0000"]  # one read

@@ -38,7 +38,11 @@ from ..storage.random_access import RandomAccess, require_random_access
 from .parallel import ordered_map
 from .unpack import unpack
 
-BLOCKS_AHEAD = 4  # blocks fetched and decoded ahead of the tar parser
+BLOCKS_AHEAD = 4  # runs of blocks fetched and decoded ahead of the tar parser
+# Neighbouring blocks are fetched by one read (one GET from a store) while together they
+# stay under both sizes: fewer requests, and memory still a few runs.
+RUN_COMPRESSED_BYTES = 8 * 2**20
+RUN_RAW_BYTES = 16 * 2**20
 SPAN_MEMBERS = 4096  # members parsed from one run of tar bytes at most (memory stays bounded)
 _TAR_BLOCK = 512
 
@@ -108,11 +112,12 @@ class BlockReader:
         last = bisect.bisect_left(self._raws, end) - 1
         kept = self._kept
         wanted = [b for b in range(first, last + 1) if kept is None or b != kept[0]]
-        fetched = (
-            ordered_map(self._fetch, wanted, pool=self._pool, window=self._window)
+        runs = (
+            ordered_map(self._fetch_run, self._runs(wanted), pool=self._pool, window=self._window)
             if self._digests
-            else map(self._fetch, wanted)
+            else ([self._fetch(block)] for block in wanted)
         )
+        fetched = (decoded for run in runs for decoded in run)
         try:
             for block in range(first, last + 1):
                 if kept is not None and block == kept[0]:
@@ -126,32 +131,60 @@ class BlockReader:
                 high = min(end, self._raws[block + 1]) - self._raws[block]
                 yield memoryview(data)[low:high]
         finally:
-            close = getattr(fetched, "close", None)
+            fetched.close()
+            close = getattr(runs, "close", None)
             if close is not None:
                 close()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _fetch(self, block: int) -> tuple[bytes, int]:
-        """The block decoded, and how many chunk bytes were read for it."""
-        start, end = self._positions[block], self._positions[block + 1]
-        if self._digests:
-            compressed, read = self._stream_bytes(start, end), end - start
-            digest = hashlib.sha256(compressed).hexdigest()
+    def _runs(self, blocks: list[int]) -> list[list[int]]:
+        """Consecutive blocks grouped while a run stays under both run sizes."""
+        runs: list[list[int]] = []
+        for block in blocks:
+            if runs and runs[-1][-1] == block - 1:
+                first = runs[-1][0]
+                compressed = self._positions[block + 1] - self._positions[first]
+                raw = self._raws[block + 1] - self._raws[first]
+                if compressed <= RUN_COMPRESSED_BYTES and raw <= RUN_RAW_BYTES:
+                    runs[-1].append(block)
+                    continue
+            runs.append([block])
+        return runs
+
+    def _fetch_run(self, run: list[int]) -> list[tuple[bytes, int]]:
+        """A run's compressed bytes in one read per chunk; each block checked against its
+        SHA-256, then decoded (in the pool)."""
+        base = self._positions[run[0]]
+        compressed = self._stream_bytes(base, self._positions[run[-1] + 1])
+        decoded = []
+        for block in run:
+            start, end = self._positions[block], self._positions[block + 1]
+            data = compressed[start - base : end - base]
+            digest = hashlib.sha256(data).hexdigest()
             if digest != self._digests[block]:
                 raise ChecksumMismatchError(
                     f"block {block} (stream bytes {start}..{end})",
                     f"sha256 {self._digests[block]}",
                     f"sha256 {digest}",
                 )
-        else:
-            compressed, read = self._from_verified_chunks(start, end)
+            decoded.append((self._decode(block, data), end - start))
+        return decoded
+
+    def _fetch(self, block: int) -> tuple[bytes, int]:
+        """A block decoded, its whole chunks checked (an archive without block digests),
+        and how many chunk bytes were read for it."""
+        start, end = self._positions[block], self._positions[block + 1]
+        compressed, read = self._from_verified_chunks(start, end)
+        return self._decode(block, compressed), read
+
+    def _decode(self, block: int, compressed: bytes) -> bytes:
         raw_size = self._raws[block + 1] - self._raws[block]
         data = compressed if self._plain else self._codec.decode_block(compressed, raw_size).data
         if len(data) != raw_size:
             raise ChecksumMismatchError(f"block {block}", f"{raw_size} bytes", f"{len(data)}")
-        return data, read
+        return data
 
     def _stream_bytes(self, start: int, end: int) -> bytes:
         """Compressed stream bytes ``[start, end)``, from the chunks that hold them."""
