@@ -20,6 +20,7 @@ from streaming_tar_compressor import aio
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.errors import ManifestError, SourceError
 from streaming_tar_compressor.pipeline.diff import Difference
+from streaming_tar_compressor.storage.random_access import require_random_access
 from tests.helpers import build_tree
 from tests.strategies import file_trees
 
@@ -113,3 +114,22 @@ def test_diff_needs_the_index_and_the_asyncio_api_gives_the_same(tmp_path: Path)
     (prefix.parent / "a.index").unlink()
     with pytest.raises(ManifestError, match="stc index"):
         list(stc.diff(prefix, [tree]))
+
+
+def test_sources_packed_out_of_order_compare_clean_both_ways(tmp_path: Path) -> None:
+    """An index out of key order (``b`` before ``a``): compared by name, not merged."""
+    for folder in ("b", "a"):
+        build_tree(tmp_path / folder, {"x": folder.encode(), "y/z": b"z"}, links=False)
+    prefix = tmp_path / "out" / "p"
+    sources = [tmp_path / "b", tmp_path / "a"]
+    stc.pack(sources, prefix)
+    archive = require_random_access(str(prefix))
+    with archive:
+        index = archive.member_index()
+        assert index is not None and not index.sorted  # the case this test is about
+    assert list(stc.diff(prefix, sources)) == []
+    stc.unpack(prefix, tmp_path / "restored")
+    assert list(stc.diff(prefix, directory=tmp_path / "restored")) == []
+    (tmp_path / "restored" / str(tmp_path / "a" / "x").lstrip("/")).write_bytes(b"changed")
+    changed = list(stc.diff(prefix, directory=tmp_path / "restored"))
+    assert [(d.change, d.fields) for d in changed] == [("changed", ("size", "mtime"))]

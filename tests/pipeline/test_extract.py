@@ -11,6 +11,8 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from contextlib import redirect_stdout
 from dataclasses import replace
@@ -374,3 +376,38 @@ def test_neighbouring_blocks_are_read_together(
     assert (tmp_path / "x" / name).read_bytes() == big
     assert result.blocks_read >= 12
     assert [c[0] for c in reads.calls if ".part" in c[0]] == ["a.part0000"]  # one read
+
+
+FEW_DESCRIPTORS = """
+import resource, sys
+import streaming_tar_compressor as stc
+resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+stc.extract(sys.argv[1], [sys.argv[2]], sys.argv[3])
+"""
+
+
+def test_a_member_over_hundreds_of_chunks_needs_few_descriptors(tmp_path: Path) -> None:
+    big = os.urandom(300_000)
+    prefix = pack_tree(tmp_path, {"big": big}, "none", chunk_size=1000, block_size=4096)
+    assert len(stc.read_manifest(prefix).chunks) > 250
+    name = f"/{str(tmp_path / 'tree').lstrip('/')}/big"  # a leading / names the same member
+    done = subprocess.run(
+        [sys.executable, "-c", FEW_DESCRIPTORS, str(prefix), name, str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "x" / name.lstrip("/")).read_bytes() == big
+    with stc.open_member(prefix, f"./{name.lstrip('/')}") as handle:
+        assert handle.read() == big
+
+
+def test_a_block_index_no_pack_writes_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    prefix = pack_tree(tmp_path, {"a": b"a" * 100})
+    manifest = prefix.parent / "a.manifest.json"
+    document = json.loads(manifest.read_text())
+    document["blocks"][0][0] = 5  # the first block must start the tar stream
+    manifest.write_text(json.dumps(document))
+    with pytest.raises(ManifestError, match="block offsets"):
+        stc.extract(prefix, [f"{str(tmp_path / 'tree').lstrip('/')}/a"], tmp_path / "x")
+    assert leftovers(tmp_path / "x") == []

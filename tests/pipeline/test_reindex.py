@@ -13,7 +13,8 @@ import pytest
 
 import streaming_tar_compressor as stc
 from streaming_tar_compressor.cli.main import main
-from streaming_tar_compressor.errors import ChecksumMismatchError
+from streaming_tar_compressor.errors import ArchiveBusyError, ChecksumMismatchError
+from streaming_tar_compressor.storage.local import PrefixLock
 from tests.safety.test_resume_pack import SMALL, make_source
 
 
@@ -96,3 +97,12 @@ def test_any_damaged_byte_is_blamed_on_its_chunk(tmp_path: Path, at: int) -> Non
         stc.rebuild_index(prefix)
     assert not (prefix.parent / "a.index").exists()
     assert not list(prefix.parent.glob(".a.index*"))
+
+
+def test_a_rebuild_waits_for_no_pack_it_would_race(tmp_path: Path) -> None:
+    prefix = tmp_path / "out" / "a"
+    stc.pack([str(make_source(tmp_path))], str(prefix), **SMALL)
+    without_index(prefix)
+    with PrefixLock(str(prefix)), pytest.raises(ArchiveBusyError, match="another pack"):
+        stc.rebuild_index(prefix)
+    assert not (prefix.parent / "a.index").exists()

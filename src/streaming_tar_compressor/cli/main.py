@@ -568,6 +568,16 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writing(args: argparse.Namespace) -> dict[str, Any]:
+    """How unpack writes files: owners, modes and the caps against bombs."""
+    return {
+        "same_owner": args.same_owner,
+        "same_permissions": args.same_permissions,
+        "max_output_bytes": args.max_output_bytes,
+        "max_members": args.max_members,
+    }
+
+
 def _extract_members(args: argparse.Namespace, started: float) -> int:
     """``stc unpack PREFIX MEMBER…``: the selection alone, by ranged reads."""
     refused = [
@@ -593,10 +603,7 @@ def _extract_members(args: argparse.Namespace, started: float) -> int:
             wildcards=args.wildcards,
             compression=args.compression,
             progress=progress,
-            same_owner=args.same_owner,
-            same_permissions=args.same_permissions,
-            max_output_bytes=args.max_output_bytes,
-            max_members=args.max_members,
+            **_writing(args),
         )
     seconds = time.monotonic() - started
     if args.json:
@@ -700,10 +707,7 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
                 args.directory,
                 compression=args.compression,
                 progress=progress,
-                same_owner=args.same_owner,
-                same_permissions=args.same_permissions,
-                max_output_bytes=args.max_output_bytes,
-                max_members=args.max_members,
+                **_writing(args),
             )
         else:
             result = sync.unpack(
@@ -712,10 +716,7 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
                 compression=args.compression,
                 verify_checksum=not args.no_verify,
                 progress=progress,
-                same_owner=args.same_owner,
-                same_permissions=args.same_permissions,
-                max_output_bytes=args.max_output_bytes,
-                max_members=args.max_members,
+                **_writing(args),
                 resume=args.resume,
                 follow=args.follow,
                 follow_timeout=args.follow_timeout,

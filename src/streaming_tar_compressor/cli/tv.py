@@ -10,6 +10,7 @@ from typing import Protocol
 from ..core.member_index import IndexEntry
 from ..models import MemberKind
 
+CACHED = 65_536  # texts kept per cache
 KIND_CHARS = {
     MemberKind.FILE: "-",
     MemberKind.DIRECTORY: "d",
@@ -58,6 +59,8 @@ class TvLines:
         key = (kind, member.mode, member.uname, member.uid, member.gname, member.gid)
         head = self._heads.get(key)
         if head is None:
+            if len(self._heads) >= CACHED:
+                self._heads.clear()
             mode = KIND_CHARS[kind] + stat.filemode(member.mode)[1:]
             head = self._heads[key] = f"{mode} {key[2] or key[3]}/{key[4] or key[5]}"
         if type(member) is IndexEntry:  # its mtime property costs more than the rest
@@ -66,6 +69,8 @@ class TvLines:
             minute = int(member.mtime // 60)
         when = self._minutes.get(minute)
         if when is None:
+            if len(self._minutes) >= CACHED:
+                self._minutes.clear()  # a listing of many minutes: memory stays bounded
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(minute * 60))
             self._minutes[minute] = when
         line = f"{head} {member.size:>9} {when} {member.name}"

@@ -118,6 +118,14 @@ class BlockSplitter:
         return CompressedBlock(self._next - 1, piece, span.raw_size)
 
 
+def check_block_index(
+    blocks: Sequence[tuple[int, int]], uncompressed_size: int, trailer_offset: int, total: int
+) -> None:
+    """ManifestError for a block index no pack writes (what a ranged read trusts too): blocks
+    out of order, larger than MAX_BLOCK_BYTES, past the chunks' end."""
+    _spans(blocks, uncompressed_size, trailer_offset, total)
+
+
 def _spans(
     blocks: Sequence[tuple[int, int]], uncompressed_size: int, trailer_offset: int, total: int
 ) -> list[_Span]:

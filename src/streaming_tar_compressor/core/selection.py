@@ -17,7 +17,7 @@ class Selection:
     """Which members a list of names or patterns selects; remembers which of them matched."""
 
     def __init__(self, patterns: Sequence[str], *, wildcards: bool = False) -> None:
-        cleaned = [_clean(pattern) for pattern in patterns]
+        cleaned = [clean_name(pattern) for pattern in patterns]
         self.patterns = list(dict.fromkeys(cleaned))
         self.wildcards = wildcards
         self._matched: set[str] = set()
@@ -75,9 +75,10 @@ class Selection:
         return "/".join(fixed)
 
 
-def _clean(pattern: str) -> str:
-    """``./a/b/`` names what the archive stores as ``a/b``."""
-    cleaned = pattern.rstrip("/")
+def clean_name(pattern: str) -> str:
+    """``./a/b/`` and ``/a/b`` name what the archive stores as ``a/b`` (stc and GNU tar
+    store names without a leading ``/``)."""
+    cleaned = pattern.rstrip("/").lstrip("/")
     while cleaned.startswith("./"):
         cleaned = cleaned[2:].lstrip("/")
     if not cleaned or cleaned == ".":

@@ -58,7 +58,10 @@ def diff(
         walked = _walked(list(sources), exclude) if directory is None else _under(directory)
         content = _Content(archive)
         try:
-            yield from _merge(index, walked, roots, content)
+            if index.sorted:
+                yield from _merge(index, walked, roots, content)
+            else:
+                yield from _by_name(index, walked, content)
         finally:
             content.close()
 
@@ -119,6 +122,27 @@ def _merge(
             if fields:
                 yield Difference(entry.name, "changed", fields)
             entry, source = next(archived, None), next(walked, None)
+
+
+def _by_name(
+    index: MemberIndex, walked: Iterator[tuple[str, SourceEntry]], content: _Content
+) -> Iterator[Difference]:
+    """An index not in key order (sources packed out of order, or overlapping): its entries
+    held by name, memory growing with the archive (the last of a name wins, as tar
+    extracts). New and changed members come in walk order, then the missing ones."""
+    archived = {entry.name: entry for entry in index}
+    parents = {name[:at] for name in archived for at, char in enumerate(name) if char == "/"}
+    for name, source in walked:
+        entry = archived.pop(name, None)
+        if entry is None:
+            if not (source.member.kind is MemberKind.DIRECTORY and name in parents):
+                yield Difference(name, "new")
+            continue
+        fields = _differing(entry, source, content)
+        if fields:
+            yield Difference(name, "changed", fields)
+    for name in archived:
+        yield Difference(name, "missing")
 
 
 def _implied_parent(source: SourceEntry, entry: IndexEntry | None) -> bool:

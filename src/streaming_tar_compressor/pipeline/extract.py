@@ -14,21 +14,23 @@ from __future__ import annotations
 import bisect
 import hashlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import Any
 
 from ..codecs import codec_for
+from ..core.block_splitter import check_block_index
 from ..core.member_index import IndexEntry, MemberIndex, nanoseconds
-from ..core.selection import Selection
+from ..core.selection import Selection, clean_name
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarReader
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
     ManifestError,
     MemberNotFoundError,
+    MissingChunkError,
     UsageError,
 )
 from ..fs.writer import TreeWriter
@@ -85,6 +87,12 @@ class BlockReader:
                 f"{archive.directory}: the manifest has no block index, so no member can be "
                 "read alone"
             )
+        check_block_index(
+            manifest.blocks,
+            manifest.uncompressed_size,
+            manifest.trailer_offset,
+            sum(chunk.size for chunk in manifest.chunks),
+        )
         self._archive = archive
         self._codec = codec_for(manifest.compression)
         self._plain = manifest.compression is CompressionType.NONE
@@ -100,7 +108,7 @@ class BlockReader:
         self.blocks_read = 0
         self.compressed_bytes = 0
 
-    def read(self, start: int, end: int) -> Iterator[memoryview]:
+    def read(self, start: int, end: int) -> Generator[memoryview, None, None]:
         """The tar bytes ``[start, end)``, in pieces (each valid until the next). Blocks are
         fetched, checked and decoded ahead in the pool (one at a time when only whole chunks
         can check them)."""
@@ -191,7 +199,7 @@ class BlockReader:
         pieces = []
         for index, low, high in self._chunk_ranges(start, end):
             chunk = self._chunks[index]
-            piece = self._read_chunk(chunk.name, low, high - low)
+            piece = self._read_chunk(index, low, high - low)
             if len(piece) != high - low:
                 raise ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", "fewer bytes")
             pieces.append(piece)
@@ -204,7 +212,7 @@ class BlockReader:
         for index, low, high in self._chunk_ranges(start, end):
             if index not in self._verified_chunks:
                 chunk = self._chunks[index]
-                data = self._read_chunk(chunk.name, 0, chunk.size)
+                data = self._read_chunk(index, 0, chunk.size)
                 read += len(data)
                 digest = hashlib.sha256(data).hexdigest()
                 if len(data) != chunk.size or digest != chunk.checksum:
@@ -225,11 +233,13 @@ class BlockReader:
             size = self._chunks[index].size
             yield index, max(start, offset) - offset, min(end, offset + size) - offset
 
-    def _read_chunk(self, name: str, offset: int, length: int) -> bytes:
+    def _read_chunk(self, index: int, offset: int, length: int) -> bytes:
         try:
-            return self._archive.read(name, offset, length)
+            return self._archive.read(self._chunks[index].name, offset, length)
         except FileNotFoundError:
-            raise ManifestError(f"{name} is missing from {self._archive.directory}") from None
+            raise MissingChunkError(index, self._archive.directory) from None
+        except OSError as exc:
+            raise MissingChunkError(index, f"{self._archive.directory} ({exc})") from exc
 
 
 def extract(
@@ -447,6 +457,7 @@ class MemberReader(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
+            self._pieces.close()  # its runs in flight are dropped, not waited for
             self._reader.close()
             self._archive.close()
         super().close()
@@ -462,7 +473,7 @@ class MemberReader(io.RawIOBase):
 
 def _the_file(index: MemberIndex, name: str) -> IndexEntry:
     """The last member of that name (as tar extracts the last); a hardlink reads its target."""
-    found = index.find(name.rstrip("/"))
+    found = index.find(clean_name(name))
     if not found:
         raise MemberNotFoundError([name])
     entry = found[-1]

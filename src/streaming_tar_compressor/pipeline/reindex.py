@@ -28,6 +28,7 @@ from ..storage.archive import ChunkSource, open_source
 from ..storage.local import (
     INDEX_SUFFIX,
     IndexFile,
+    PrefixLock,
     atomic_write,
     manifest_path,
     refuse_interrupted,
@@ -45,7 +46,17 @@ from .decode import TarStreamDecoder
 def rebuild_index(
     prefix: str, *, content_digests: bool = False, progress: Progress | None = None
 ) -> Manifest:
-    """Writes ``PREFIX.index`` from the decoded stream and returns the manifest that pins it."""
+    """Writes ``PREFIX.index`` from the decoded stream and returns the manifest that pins it.
+    A local prefix is locked meanwhile, as a pack locks it: a pack to it waits for none of
+    this, it fails at once (and a pack in progress makes this fail)."""
+    location = parse_prefix(prefix)
+    if isinstance(location, RemotePrefix):
+        return _rebuild(prefix, content_digests, progress)
+    with PrefixLock(location):
+        return _rebuild(prefix, content_digests, progress)
+
+
+def _rebuild(prefix: str, content_digests: bool, progress: Progress | None) -> Manifest:
     progress = progress or NullProgress()
     source = open_source(prefix)
     manifest = source.manifest

@@ -226,11 +226,12 @@ class IndexFile:
 
     def sync(self) -> str:
         """Synced and closed: returns the temp name to rename into place."""
+        fd, self._fd = self._fd, -1  # closed below whatever happens; discard() must not
         try:
             try:
-                os.fsync(self._fd)
+                os.fsync(fd)
             finally:
-                os.close(self._fd)
+                os.close(fd)
         except OSError as exc:
             _remove(self.temp)
             raise OutputError(f"cannot write {self.path}: {exc}") from exc
@@ -241,8 +242,10 @@ class IndexFile:
         _rename_into_place(self.sync(), self.path)
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
         _remove(self.temp)
 
 

@@ -72,15 +72,12 @@ class RandomAccess:
         end); OSError (FileNotFoundError when it is not there) as opening it raises it."""
         if self._store is not None:
             return bytes(self._store.get_range(name, offset, offset + length))
-        fd = self._open(name).fileno()
-        pieces, done = [], 0
-        while done < length:
-            piece = os.pread(fd, length - done, offset + done)
-            if not piece:
-                break
-            pieces.append(piece)
-            done += len(piece)
-        return b"".join(pieces)
+        if self.manifest.index is None or name != self.manifest.index.name:
+            # A chunk is opened for each read: an extraction walks through thousands of them,
+            # and holding each open would run out of descriptors.
+            with open_regular_file(self._path(name)) as handle:
+                return _pread(handle.fileno(), offset, length)
+        return _pread(self._open(name).fileno(), offset, length)
 
     def member_index(self) -> MemberIndex | None:
         """The member index the manifest pins, read a page at a time and checked against it;
@@ -142,9 +139,22 @@ class RandomAccess:
         return os.path.join(self.directory, name)
 
     def _open(self, name: str) -> io.FileIO:
-        """The local file, opened once; anything but a regular file is refused."""
+        """The local index file, opened once (every page is read from it); anything but a
+        regular file is refused."""
         with self._opening:
             handle = self._files.get(name)
             if handle is None:
                 handle = self._files[name] = open_regular_file(self._path(name))
             return handle
+
+
+def _pread(fd: int, offset: int, length: int) -> bytes:
+    """``length`` bytes from ``offset``, fewer only at the end of the file."""
+    pieces, done = [], 0
+    while done < length:
+        piece = os.pread(fd, length - done, offset + done)
+        if not piece:
+            break
+        pieces.append(piece)
+        done += len(piece)
+    return b"".join(pieces)
