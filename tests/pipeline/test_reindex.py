@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import json
 from contextlib import redirect_stdout
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ import streaming_tar_compressor as stc
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.errors import ArchiveBusyError, ChecksumMismatchError
 from streaming_tar_compressor.storage.local import PrefixLock
+from tests.pipeline.test_extract import rewrite_index
 from tests.safety.test_resume_pack import SMALL, make_source
 
 
@@ -106,3 +109,40 @@ def test_a_rebuild_waits_for_no_pack_it_would_race(tmp_path: Path) -> None:
     with PrefixLock(str(prefix)), pytest.raises(ArchiveBusyError, match="another pack"):
         stc.rebuild_index(prefix)
     assert not (prefix.parent / "a.index").exists()
+
+
+def test_info_says_whether_there_is_an_index(tmp_path: Path) -> None:
+    prefix = tmp_path / "out" / "a"
+    stc.pack([str(make_source(tmp_path))], str(prefix), content_digests=True, **SMALL)
+    members = stc.read_manifest(prefix).index.members  # type: ignore[union-attr]
+    with redirect_stdout(io.StringIO()) as out:
+        assert main(["info", str(prefix)]) == 0
+    assert f"index:        a.index: {members} members" in out.getvalue()
+    assert "with content digests" in out.getvalue()
+    without_index(prefix)
+    with redirect_stdout(io.StringIO()) as out:
+        assert main(["info", str(prefix)]) == 0
+    assert "index:        none (stc index PREFIX builds one)" in out.getvalue()
+
+
+def test_a_deep_verify_compares_the_index_with_the_stream(tmp_path: Path) -> None:
+    prefix = tmp_path / "out" / "a"
+    stc.pack([str(make_source(tmp_path))], str(prefix), content_digests=True, **SMALL)
+    assert stc.verify(prefix, deep=True).ok
+    kept = {
+        p: p.read_bytes() for p in (prefix.parent / "a.index", prefix.parent / "a.manifest.json")
+    }
+
+    def wrong_mode(row: Any) -> Any:
+        member = row[0]
+        return (replace(member, mode=0o700) if member.name.endswith("z_last") else member, *row[1:])
+
+    rewrite_index(prefix, wrong_mode)
+    assert stc.verify(prefix).ok  # the rewritten index is what the manifest pins
+    problems = stc.verify(prefix, deep=True).problems
+    assert len(problems) == 1 and "z_last" in problems[0] and "(mode)" in problems[0]
+    for path, data in kept.items():
+        path.write_bytes(data)
+    rewrite_index(prefix, lambda row: (*row[:3], bytes(32) if row[3] else b""))
+    problems = stc.verify(prefix, deep=True).problems
+    assert len(problems) == 1 and "does not match its SHA-256" in problems[0]

@@ -872,6 +872,14 @@ def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tup
         lines.append(("resume", resume or "the checkpoint does not say how (pack again)"))
         return lines
     lines.append(("complete", "yes"))
+    index = manifest.index
+    if index is not None:
+        digests = ", with content digests" if index.content_sha256 else ""
+        lines.append(
+            ("index", f"{index.name}: {index.members} members, {human_size(index.size)}{digests}")
+        )
+    else:
+        lines.append(("index", "none (stc index PREFIX builds one)"))
     if codec is not None:
         lines.append(
             ("restore", manifest.restore_command or restore_command(codec_for(codec), name))

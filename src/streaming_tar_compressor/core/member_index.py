@@ -111,6 +111,30 @@ class IndexEntry(NamedTuple):
         )
 
 
+def entry_differences(
+    entry: IndexEntry, member: TarMember, header_offset: int, data_offset: int | None = None
+) -> list[str]:
+    """The fields in which the index entry and the member read from the tar stream (its
+    first header at ``header_offset``, its data at ``data_offset`` when known) disagree."""
+    found = entry._replace(
+        name=member.name,
+        kind=member.kind,
+        header_offset=header_offset,
+        data_offset=entry.data_offset if data_offset is None else data_offset,
+        size=member.size if member.kind is MemberKind.FILE else 0,
+        mode=member.mode,
+        mtime_ns=nanoseconds(member.mtime),
+        uid=member.uid,
+        gid=member.gid,
+        uname=member.uname,
+        gname=member.gname,
+        linkname=member.linkname,
+        devmajor=member.devmajor,
+        devminor=member.devminor,
+    )
+    return [f for f in IndexEntry._fields if getattr(found, f) != getattr(entry, f)]
+
+
 @dataclass(frozen=True, slots=True)
 class DirectoryRef:
     """Where the directory lies in the index file and its SHA-256 (what a manifest pins)."""

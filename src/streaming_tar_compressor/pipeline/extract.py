@@ -22,7 +22,7 @@ from typing import Any
 
 from ..codecs import codec_for
 from ..core.block_splitter import check_block_index
-from ..core.member_index import IndexEntry, MemberIndex, nanoseconds
+from ..core.member_index import IndexEntry, MemberIndex, entry_differences
 from ..core.selection import Selection, clean_name
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarReader
 from ..errors import (
@@ -392,23 +392,8 @@ def _extract_span(
 
 def _check_header(member: TarMember, base: int, entry: IndexEntry, index_name: str) -> None:
     """The header found where the index points must describe the member it lists."""
-    found = entry._replace(
-        name=member.name,
-        kind=member.kind,
-        header_offset=base + member.offset,
-        size=member.size if member.kind is MemberKind.FILE else 0,
-        mode=member.mode,
-        mtime_ns=nanoseconds(member.mtime),
-        uid=member.uid,
-        gid=member.gid,
-        uname=member.uname,
-        gname=member.gname,
-        linkname=member.linkname,
-        devmajor=member.devmajor,
-        devminor=member.devminor,
-    )
-    if found != entry:
-        differs = [f for f in IndexEntry._fields if getattr(found, f) != getattr(entry, f)]
+    differs = entry_differences(entry, member, base + member.offset)
+    if differs:
         raise ManifestError(
             f"{index_name}: the entry for {entry.name!r} disagrees with the tar header at "
             f"offset {entry.header_offset} ({', '.join(differs)}); rebuild it with stc index"

@@ -8,14 +8,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.manifest import IndexRef, Manifest
-from ..core.tar_reader import MemberStart, TarEvent
+from ..core.member_index import IndexEntry, MemberIndex, entry_differences
+from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent
 from ..errors import ArchiveDamagedError, ManifestError, MissingChunkError, StcError
 from ..models import ChunkInfo
 from ..progress import NullProgress, Progress
 from ..storage.archive import ChunkSource, open_source, read_manifest_at
 from ..storage.local import manifest_path
+from ..storage.random_access import RandomAccess, require_random_access
 from ..storage.remote import RemoteChunkSource
 from .decode import TarStreamDecoder
 
@@ -60,6 +63,7 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
             report.problems.append(f"{extra}: extra chunk, not in the manifest")
 
     decoder: TarStreamDecoder | None = TarStreamDecoder(manifest.compression) if deep else None
+    agreement = _IndexAgreement.of(prefix) if deep and manifest.index is not None else None
     stream_hash = hashlib.sha256()
     stream_whole = True
     progress.start(sum(chunk.size for chunk in manifest.chunks))
@@ -75,7 +79,8 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
                     progress.advance(len(piece))
                     if decoder is not None:
                         try:
-                            report.members_checked += _count_members(decoder.events(piece))
+                            events = decoder.events(piece)
+                            report.members_checked += _count_members(events, agreement)
                         except StcError as exc:
                             report.problems.append(f"contents: {exc}")
                             decoder = None
@@ -95,14 +100,18 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
             report.problems.append("whole stream: SHA-256 does not match the manifest")
         if decoder is not None:
             try:
-                report.members_checked += _count_members(decoder.finish())
+                report.members_checked += _count_members(decoder.finish(), agreement)
             except StcError as exc:
                 report.problems.append(f"contents: {exc}")
+            if agreement is not None:
+                report.problems += agreement.finish()
         if manifest.index is not None:
             report.problems += _index_problems(source, _as_chunk(manifest.index))
             report.index_checked = True
     finally:
         progress.finish()
+        if agreement is not None:
+            agreement.close()
     return report
 
 
@@ -182,5 +191,79 @@ def _size_problem(chunk: ChunkInfo, size: int) -> str:
     return f"{chunk.name}: {kind}, {size} of {chunk.size} bytes"
 
 
-def _count_members(events: Iterator[TarEvent]) -> int:
-    return sum(isinstance(event, MemberStart) for event in events)
+def _count_members(events: Iterator[TarEvent], agreement: _IndexAgreement | None) -> int:
+    if agreement is None:
+        return sum(isinstance(event, MemberStart) for event in events)
+    count = 0
+    for event in events:
+        count += isinstance(event, MemberStart)
+        agreement.take(event)
+    return count
+
+
+class _IndexAgreement:
+    """``verify --deep``: every member decoded must be the index's next entry (offsets,
+    type, size, metadata) and, where it records one, have its content SHA-256; the first
+    disagreement is the problem reported."""
+
+    def __init__(self, archive: RandomAccess, index: MemberIndex) -> None:
+        self._archive, self._name = archive, index.name
+        self._entries = iter(index)
+        self._current: tuple[IndexEntry, Any] | None = None
+        self.problem: str | None = None
+
+    @classmethod
+    def of(cls, prefix: str) -> _IndexAgreement | None:
+        """None when the index cannot be read (the index check names what is wrong)."""
+        archive = require_random_access(prefix)
+        try:
+            index = archive.member_index()
+        except StcError:
+            index = None
+        if index is None:
+            archive.close()
+            return None
+        return cls(archive, index)
+
+    def take(self, event: TarEvent) -> None:
+        if self.problem is not None:
+            return
+        try:
+            self._take(event)
+        except StcError as exc:
+            self.problem = f"{self._name}: {exc}"
+
+    def _take(self, event: TarEvent) -> None:
+        if isinstance(event, MemberStart):
+            entry = next(self._entries, None)
+            member = event.member
+            if entry is None:
+                self.problem = f"{self._name}: the stream holds {member.name!r}, the index no more"
+                return
+            differs = entry_differences(entry, member, member.offset, event.data_offset)
+            if differs:
+                self.problem = (
+                    f"{self._name}: the entry for {entry.name!r} disagrees with the stream "
+                    f"({', '.join(differs)}); rebuild it with stc index"
+                )
+            self._current = (entry, hashlib.sha256() if entry.sha256 else None)
+        elif isinstance(event, MemberData) and self._current and self._current[1] is not None:
+            self._current[1].update(event.data)
+        elif isinstance(event, MemberEnd) and self._current is not None:
+            entry, digest = self._current
+            if digest is not None and digest.digest() != entry.sha256:
+                self.problem = (
+                    f"{self._name}: the content of {entry.name!r} does not match its SHA-256"
+                )
+            self._current = None
+
+    def finish(self) -> list[str]:
+        try:
+            if self.problem is None and next(self._entries, None) is not None:
+                self.problem = f"{self._name}: lists more members than the stream holds"
+        except StcError as exc:
+            self.problem = f"{self._name}: {exc}"
+        return [self.problem] if self.problem is not None else []
+
+    def close(self) -> None:
+        self._archive.close()
