@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import streaming_tar_compressor as stc
-from streaming_tar_compressor.core.manifest import IndexRef, Manifest
+from streaming_tar_compressor.core.manifest import Manifest
 from streaming_tar_compressor.core.member_index import ENTRIES_PER_PAGE, IndexWriter
 from streaming_tar_compressor.models import ChunkInfo, CompressionType, MemberKind, TarMember
 from streaming_tar_compressor.storage import random_access
@@ -161,10 +161,8 @@ def list_million(root: Path, count: int) -> dict[str, Any]:
         compression=CompressionType.ZSTD,
         chunk_size=1,
         chunks=(ChunkInfo(0, "m.part0000", 1, hashlib.sha256(b"x").hexdigest()),),
-        index=IndexRef("m.index", written.size, written.sha256, written.entries,
-                       written.directory.offset, written.directory.length,
-                       written.directory.sha256, False),
-    )  # fmt: skip
+        index=written.record("m.index", content_sha256=False),
+    )
     (root / "m.manifest.json").write_text(manifest.to_json())
     started = time.perf_counter()
     done = subprocess.run(

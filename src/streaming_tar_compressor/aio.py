@@ -291,15 +291,9 @@ async def list_members(
     wildcards: bool = False,
 ) -> AsyncIterator[TarMember]:
     """Async twin of ``sync.list_members``: read off the loop, LIST_BATCH members a step."""
-    worker = _Worker(LoopBridge(asyncio.get_running_loop(), None, None))
     listed = sync.list_members(prefix, members, compression=compression, wildcards=wildcards)
-    try:
-        while batch := await worker.run(_take, listed, LIST_BATCH):
-            for member in batch:
-                yield member
-    finally:
-        await worker.settle(worker.submit(listed.close))
-        worker.close()
+    async for member in _in_batches(listed):
+        yield member
 
 
 async def extract(
@@ -378,14 +372,20 @@ async def diff(
     directory: StrPath | None = None,
 ) -> AsyncIterator[Difference]:
     """Async twin of ``sync.diff``: read off the loop, LIST_BATCH differences a step."""
+    async for difference in _in_batches(sync.diff(prefix, sources, directory=directory)):
+        yield difference
+
+
+async def _in_batches(items: Generator[T, None, None]) -> AsyncIterator[T]:
+    """A sync generator (not started yet) run in a worker thread, LIST_BATCH items a step;
+    leaving early closes it in that thread."""
     worker = _Worker(LoopBridge(asyncio.get_running_loop(), None, None))
-    found = sync.diff(prefix, sources, directory=directory)
     try:
-        while batch := await worker.run(_take, found, LIST_BATCH):
-            for difference in batch:
-                yield difference
+        while batch := await worker.run(_take, items, LIST_BATCH):
+            for item in batch:
+                yield item
     finally:
-        await worker.settle(worker.submit(found.close))
+        await worker.settle(worker.submit(items.close))
         worker.close()
 
 

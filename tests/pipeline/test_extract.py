@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import streaming_tar_compressor as stc
 from streaming_tar_compressor import aio
 from streaming_tar_compressor.cli.main import main
-from streaming_tar_compressor.core.manifest import IndexRef, Manifest
+from streaming_tar_compressor.core.manifest import Manifest
 from streaming_tar_compressor.core.member_index import IndexWriter, MemberIndex
 from streaming_tar_compressor.core.selection import Selection
 from streaming_tar_compressor.errors import (
@@ -293,16 +293,7 @@ def forged_archive(directory: Path, names: list[str]) -> Path:
         blocks=((0, 0),),
         block_sha256=(digest,),
         trailer_offset=len(tar),
-        index=IndexRef(
-            "h.index",
-            written.size,
-            written.sha256,
-            written.entries,
-            written.directory.offset,
-            written.directory.length,
-            written.directory.sha256,
-            False,
-        ),
+        index=written.record("h.index", content_sha256=False),
     )
     (directory / "h.manifest.json").write_text(manifest.to_json())
     return directory / "h"

@@ -131,6 +131,16 @@ def _parse(parser: argparse.ArgumentParser, arguments: list[str]) -> argparse.Na
     return args
 
 
+def _add_selection(command: argparse.ArgumentParser, what: str) -> None:
+    """``MEMBER…`` and ``--wildcards``, read the same way by list and unpack."""
+    command.add_argument("members", metavar="MEMBER", nargs="*", help=what)
+    command.add_argument(
+        "--wildcards",
+        action="store_true",
+        help="MEMBERs are glob patterns (* ? [...]; * matches / too), as GNU tar's --wildcards",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
@@ -220,17 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
         "PREFIX '-' reads one compressed stream from stdin (no manifest, no verification).",
     )
     unpack.add_argument("prefix", metavar="PREFIX", help="archive prefix, or - for stdin")
-    unpack.add_argument(
-        "members",
-        metavar="MEMBER",
-        nargs="*",
-        help="extract only these members (a folder: its subtree), reading only the blocks "
-        "that hold them",
-    )
-    unpack.add_argument(
-        "--wildcards",
-        action="store_true",
-        help="MEMBERs are glob patterns (* ? [...]; * matches / too), as GNU tar's --wildcards",
+    _add_selection(
+        unpack,
+        "extract only these members (a folder: its subtree), reading only the blocks that "
+        "hold them",
     )
     unpack.add_argument(
         "-C",
@@ -315,17 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "has one (no chunk is read), else decoding without writing.",
     )
     listing.add_argument("prefix", metavar="PREFIX")
-    listing.add_argument(
-        "members",
-        metavar="MEMBER",
-        nargs="*",
-        help="list only these members (a folder: its subtree), as tar -t does",
-    )
-    listing.add_argument(
-        "--wildcards",
-        action="store_true",
-        help="MEMBERs are glob patterns (* ? [...]; * matches / too), as GNU tar's --wildcards",
-    )
+    _add_selection(listing, "list only these members (a folder: its subtree), as tar -t does")
     listing.add_argument(
         "--json-lines",
         action="store_true",

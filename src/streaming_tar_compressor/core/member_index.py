@@ -36,6 +36,7 @@ from typing import NamedTuple, Protocol
 from .._compiled import native
 from ..errors import ChecksumMismatchError, ManifestError
 from ..models import MemberKind, TarMember
+from .manifest import IndexRef
 
 MAGIC = b"STCINDX1"
 FOOTER = struct.Struct("<8sQQ32s")  # magic, the directory's offset, length and SHA-256
@@ -150,6 +151,19 @@ class WrittenIndex:
     sha256: str
     directory: DirectoryRef
     entries: int
+
+    def record(self, name: str, *, content_sha256: bool) -> IndexRef:
+        """What a manifest says of this index, written as the file ``name``."""
+        return IndexRef(
+            name=name,
+            size=self.size,
+            sha256=self.sha256,
+            members=self.entries,
+            directory_offset=self.directory.offset,
+            directory_length=self.directory.length,
+            directory_sha256=self.directory.sha256,
+            content_sha256=content_sha256,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,14 +89,4 @@ class PackIndexer:
     def finish(self) -> IndexRef:
         """Writes the last page, the directory and the footer; the record for the manifest."""
         assert not self._waiting, "every file's data ends before the end-of-archive blocks"
-        written = self._writer.finish()
-        return IndexRef(
-            name=self.name,
-            size=written.size,
-            sha256=written.sha256,
-            members=written.entries,
-            directory_offset=written.directory.offset,
-            directory_length=written.directory.length,
-            directory_sha256=written.directory.sha256,
-            content_sha256=self.content_sha256,
-        )
+        return self._writer.finish().record(self.name, content_sha256=self.content_sha256)

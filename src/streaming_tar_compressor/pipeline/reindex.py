@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.manifest import IndexRef, Manifest
 from ..core.member_index import ENTRIES_PER_PAGE, IndexWriter, Output, Row
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent
+from ..core.verifier import StreamVerifier
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
@@ -133,14 +134,17 @@ def _index_stream(
     writer = IndexWriter(output)
     rows = _Rows(writer, content_digests)
     decoder = TarStreamDecoder(manifest.compression)
-    stream = hashlib.sha256()
+    verifier = StreamVerifier(manifest.chunks, manifest.sha256, source.directory)
     for chunk in manifest.chunks:
-        digest, size = hashlib.sha256(), 0
+        size = 0
         try:
             for piece in source.read(chunk):
-                digest.update(piece)
-                stream.update(piece)
                 size += len(piece)
+                if size > chunk.size:  # else its extra bytes would count as the next chunk's
+                    raise ChecksumMismatchError(
+                        chunk.name, f"{chunk.size} bytes", f"more than {chunk.size} bytes"
+                    )
+                verifier.feed(piece)
                 progress.advance(len(piece))
                 for event in decoder.events(piece):
                     rows(event)
@@ -150,26 +154,11 @@ def _index_stream(
             if damage is not None:
                 raise damage from exc
             raise
-        if size != chunk.size or digest.hexdigest() != chunk.checksum:
-            raise ChecksumMismatchError(
-                chunk.name, f"{chunk.size} bytes, sha256 {chunk.checksum}", "other bytes"
-            )
-    if manifest.sha256 is not None and stream.hexdigest() != manifest.sha256:
-        raise ChecksumMismatchError("the whole stream", manifest.sha256, stream.hexdigest())
+    verifier.finish()  # every chunk came whole, and the whole stream matches
     for event in decoder.finish():
         rows(event)
     rows.flush()
-    written = writer.finish()
-    return IndexRef(
-        name=name,
-        size=written.size,
-        sha256=written.sha256,
-        members=written.entries,
-        directory_offset=written.directory.offset,
-        directory_length=written.directory.length,
-        directory_sha256=written.directory.sha256,
-        content_sha256=content_digests,
-    )
+    return writer.finish().record(name, content_sha256=content_digests)
 
 
 def _store_local(prefix: str, output: IndexFile, manifest: Manifest) -> None:

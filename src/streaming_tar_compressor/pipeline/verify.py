@@ -106,7 +106,13 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
             if agreement is not None:
                 report.problems += agreement.finish()
         if manifest.index is not None:
-            report.problems += _index_problems(source, _as_chunk(manifest.index))
+            index = _as_chunk(manifest.index)
+            # Not through a store source's read: its prefetch would run on into the chunks.
+            report.problems += (
+                _stored_index_problems(source, index)
+                if isinstance(source, RemoteChunkSource)
+                else _index_problems(source, index)
+            )
             report.index_checked = True
     finally:
         progress.finish()
