@@ -4,6 +4,7 @@ end, and reports each file in the block its last byte is in."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import os
@@ -14,8 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streaming_tar_compressor._compiled import built
 from streaming_tar_compressor.core.tar_writer import TarWriter
 from streaming_tar_compressor.fs.walk import iter_entries, member_name
+from streaming_tar_compressor.models import MemberKind, TarMember
 from streaming_tar_compressor.pipeline import pack
 from streaming_tar_compressor.pipeline.checkpoint import SourceCheck
 from streaming_tar_compressor.pipeline.pack import _tar_blocks, _TarBlock, _TarState
@@ -91,5 +94,35 @@ def test_blocks_cut_the_stream_from_any_start(
         started = [check for _, offset, _, check in members if offset < block_end]
         assert block.sources == started[-1]
         ended_here = [path for path, _, end, _ in members if block_start < end <= block_end]
-        assert [done.path for done in block.files] == ended_here
+        assert [path for path, _ in block.files] == ended_here
         block_start = block_end
+
+
+@pytest.mark.skipif(built is None, reason="the compiled module is not built")
+def test_an_untracked_row_and_its_items_leave_the_cycle_collector() -> None:
+    assert built is not None
+    member = TarMember("a", MemberKind.FILE)
+    row = (member, 0, 512, b"")
+    assert gc.is_tracked(member) and gc.is_tracked(row)
+    assert built.untracked(row) is row
+    assert not gc.is_tracked(row) and not gc.is_tracked(member)
+    with pytest.raises(TypeError, match="takes a tuple"):
+        built.untracked([member])
+
+
+def test_the_rows_and_file_records_in_flight_cost_the_cycle_collector_nothing(
+    tmp_path: Path,
+) -> None:
+    """A tree's worth of them lives while its blocks are in flight: tracked, they cost a
+    tree of small files 2 % of its pack in collections (untracked only when compiled)."""
+    for name in ("a", "b", "d/c"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x" * 100)
+    blocks = blocks_of(tmp_path, 1024)
+    rows = [row for block in blocks for row in block.members]
+    files = [done for block in blocks for done in block.files]
+    assert len(rows) == 5 and len(files) == 5
+    gc.collect()  # the collector untracks plain tuples of untracked items at its next pass
+    assert not any(gc.is_tracked(done) for done in files)
+    compiled = pack.native is not None
+    assert [gc.is_tracked(row) or gc.is_tracked(row[0]) for row in rows] == [not compiled] * 5

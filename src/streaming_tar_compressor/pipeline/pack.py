@@ -84,6 +84,9 @@ READ_SIZE = 1 << 20  # bytes per read of a source file
 _append_file: Callable[[bytearray, str, int], int] | None = (
     native.append_file if native is not None else None
 )
+# Index rows live while their blocks are in flight; untracked by the cycle collector
+# (_native.untracked) they cost no collections. Without it, they do.
+_untracked: Callable[[Row], Row] = native.untracked if native is not None else lambda row: row
 MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
 BLOCKS_IN_FLIGHT_PER_WORKER = 2
 EVENTS_AHEAD = 4  # chunk pieces (slices of encoded blocks) framed ahead of the writer
@@ -147,12 +150,10 @@ def auto_chunk_size(input_bound: int) -> int:
     return min(AUTO_MAX_CHUNK, max(AUTO_MIN_CHUNK, 1 << (target - 1).bit_length()))
 
 
-@dataclass(frozen=True, slots=True)
-class _FileDone:
-    """A source whose bytes are all in the tar stream so far."""
-
-    path: str
-    size: int
+_FileDone = tuple[str, int]
+"""A source whose bytes are all in the tar stream so far: its path and size. A plain tuple,
+which the cycle collector stops tracking at its first pass: a tree's worth of objects in
+flight cost a tree of small files collections."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,8 +618,8 @@ def _pack_to(
 
 def report(progress: Progress, event: PackProgress) -> None:
     progress.advance(event.raw_bytes)
-    for done in event.files:
-        progress.file(done.path, done.size)
+    for path, size in event.files:
+        progress.file(path, size)
 
 
 @dataclass(slots=True)
@@ -795,9 +796,9 @@ def _tar_blocks(
             continue  # wholly before the resume point
         drop = start - offset  # > 0 only for the member the resume point falls in
         if drop <= 0:  # the index of a resumed pack has the members before its start already
-            members.append((member, offset, offset + len(header), b""))
+            members.append(_untracked((member, offset, offset + len(header), b"")))
         # Reported with the block its last byte goes to, which may be cut while it is read.
-        finished.append(_FileDone(entry.path, member.size))
+        finished.append((entry.path, member.size))
         finished_ends.append(writer.offset)
         buffer += header if drop <= 0 else header[drop:]
         if member.kind is MemberKind.FILE:
