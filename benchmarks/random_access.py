@@ -3,24 +3,31 @@
 1. one 1 MiB file extracted from a ~10 GiB archive of 100,000 members (zstd, 4 MiB blocks):
    compressed blocks and index bytes read, and seconds, from a local folder; then the
    requests it costs from an S3 API server (moto, on 127.0.0.1);
-2. ``stc list`` of 1,000,000 members from the index alone: seconds and peak RSS.
+2. ``stc list`` of 1,000,000 members from the index alone: seconds and peak RSS;
+3. what building the index costs a pack: the CPU seconds its work takes (timed in the
+   threads that do it) against the pack's wall time, for the archive of 1. and for any
+   ``--cost-tree`` (a tree of small files is the hard case: ~30 µs of pack a member).
 
 The 99,999 other files are sparse (all zeros): the tar stream is 10 GiB, but neither the
 sources nor the archive fill the disk.
 
     make bench-random-access
     .venv/bin/python benchmarks/random_access.py --members 20000   # a quicker look
+    .venv/bin/python benchmarks/random_access.py --cost-tree ~/src --cost-only
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,7 @@ import streaming_tar_compressor as stc
 from streaming_tar_compressor.core.manifest import Manifest
 from streaming_tar_compressor.core.member_index import ENTRIES_PER_PAGE, IndexWriter
 from streaming_tar_compressor.models import ChunkInfo, CompressionType, MemberKind, TarMember
+from streaming_tar_compressor.pipeline.pack_index import PackIndexer
 from streaming_tar_compressor.storage import random_access
 from streaming_tar_compressor.storage.random_access import RandomAccess
 from streaming_tar_compressor.storage.store import open_store
@@ -182,15 +190,73 @@ def list_million(root: Path, count: int) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def timed_index_work() -> Iterator[list[float]]:
+    """Sums the thread CPU seconds of the index's work during a pack: PackIndexer's methods,
+    which make its pages (the tar thread's part, one tuple per member, is not counted)."""
+    spent = [0.0]
+    originals = {n: getattr(PackIndexer, n) for n in ("add", "add_block", "finish")}
+
+    def timed(method: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return method(*args)
+            finally:
+                spent[0] += time.thread_time() - started
+
+        return run
+
+    for name, method in originals.items():
+        setattr(PackIndexer, name, timed(method))
+    try:
+        yield spent
+    finally:
+        for name, method in originals.items():
+            setattr(PackIndexer, name, method)
+
+
+def index_cost(tree: Path, out: Path, rounds: int) -> dict[str, Any]:
+    """Packs ``tree`` (zstd, defaults) ``rounds`` times; the index's CPU against wall time."""
+    shares, walls, works = [], [], []
+    for round_ in range(rounds):
+        prefix = out / f"cost{round_}"
+        with timed_index_work() as spent:
+            started = time.perf_counter()
+            result = stc.pack([str(tree)], str(prefix), compression="zstd")
+            wall = time.perf_counter() - started
+        for chunk in result.chunks:
+            os.unlink(chunk.path)
+        walls.append(wall)
+        works.append(spent[0])
+        shares.append(100 * spent[0] / wall)
+    return {
+        "members": result.manifest.index.members,  # type: ignore[union-attr]
+        "pack_seconds": [round(w, 2) for w in walls],
+        "index_cpu_seconds": [round(w, 3) for w in works],
+        "index_share_percent_median": round(statistics.median(shares), 2),
+        "index_share_percent": [round(s, 2) for s in shares],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--member-size", type=int, default=107 * 1024)
     parser.add_argument("--list-members", type=int, default=1_000_000)
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 part")
+    parser.add_argument("--cost-tree", type=Path, action="append", default=[],
+                        help="also measure the index's cost on packing this tree")  # fmt: skip
+    parser.add_argument("--cost-rounds", type=int, default=3)
+    parser.add_argument("--cost-only", action="store_true", help="measure the cost only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stc-random-access-") as work:
         base = Path(work)
+        for number, tree in enumerate(args.cost_tree):
+            cost = index_cost(tree, base / f"cost{number}", args.cost_rounds)
+            print(f"index cost, {tree}:", cost)
+        if args.cost_only:
+            return
         target = build_tree(base / "tree", args.members, args.member_size)
         prefix = base / "out" / "big"
         started = time.perf_counter()
@@ -206,6 +272,8 @@ def main() -> None:
         if not args.no_s3:
             print("extract one 1 MiB file, S3:", s3_extract(prefix, name, base / "y"))
         print("stc list from the index:", list_million(base / "list", args.list_members))
+        cost = index_cost(base / "tree", base / "cost", args.cost_rounds)
+        print("index cost, this archive:", cost)
 
 
 if __name__ == "__main__":
