@@ -1412,7 +1412,7 @@ done:
 static PyObject *untracked(PyObject *module, PyObject *row)
 {
     (void)module;
-    if (!PyTuple_Check(row)) {
+    if (!PyTuple_CheckExact(row)) {  /* a subclass may have a __dict__, and be in a cycle */
         PyErr_SetString(PyExc_TypeError, "untracked takes a tuple");
         return NULL;
     }

@@ -10,11 +10,13 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streaming_tar_compressor import _compiled
 from streaming_tar_compressor._compiled import built
 from streaming_tar_compressor.core.tar_writer import TarWriter
 from streaming_tar_compressor.fs.walk import iter_entries, member_name
@@ -98,6 +100,11 @@ def test_blocks_cut_the_stream_from_any_start(
         block_start = block_end
 
 
+class _Pair(NamedTuple):
+    member: TarMember
+    offset: int
+
+
 @pytest.mark.skipif(built is None, reason="the compiled module is not built")
 def test_an_untracked_row_and_its_items_leave_the_cycle_collector() -> None:
     assert built is not None
@@ -108,6 +115,8 @@ def test_an_untracked_row_and_its_items_leave_the_cycle_collector() -> None:
     assert not gc.is_tracked(row) and not gc.is_tracked(member)
     with pytest.raises(TypeError, match="takes a tuple"):
         built.untracked([member])
+    with pytest.raises(TypeError, match="takes a tuple"):  # a subclass may be in a cycle
+        built.untracked(_Pair(member, 0))
 
 
 def test_the_rows_and_file_records_in_flight_cost_the_cycle_collector_nothing(
@@ -124,5 +133,5 @@ def test_the_rows_and_file_records_in_flight_cost_the_cycle_collector_nothing(
     assert len(rows) == 5 and len(files) == 5
     gc.collect()  # the collector untracks plain tuples of untracked items at its next pass
     assert not any(gc.is_tracked(done) for done in files)
-    compiled = pack.native is not None
+    compiled = _compiled.native is not None
     assert [gc.is_tracked(row) or gc.is_tracked(row[0]) for row in rows] == [not compiled] * 5
