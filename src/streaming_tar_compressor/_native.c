@@ -1279,26 +1279,23 @@ static int mtime_ns(PyObject *member, const slots_t *slots, long long *value)
     return status;
 }
 
-static int index_row(PyObject *row, PyObject *kinds, slots_t *slots, growing_t *c,
-                     size_t *text, PyObject **name)
+/* Appends one row to the columns c: the member, where its first header and its data start,
+   its content digest (32 bytes or empty). *name is set to a new reference to its name. */
+static int index_fields(PyObject *member, PyObject *header_offset, PyObject *data_offset,
+                        PyObject *digest, PyObject *kinds, slots_t *slots, growing_t *c,
+                        size_t *text, PyObject **name)
 {
-    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 4) {
-        PyErr_SetString(PyExc_TypeError, "an index row must be a 4-tuple");
-        return -1;
-    }
-    PyObject *member = PyTuple_GET_ITEM(row, 0);
     unsigned long long header, data;
-    header = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(row, 1));
+    header = PyLong_AsUnsignedLongLong(header_offset);
     if (header == (unsigned long long)-1 && PyErr_Occurred())
         return -1;
-    data = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(row, 2));
+    data = PyLong_AsUnsignedLongLong(data_offset);
     if (data == (unsigned long long)-1 && PyErr_Occurred())
         return -1;
     if (data < header) {
         PyErr_SetString(PyExc_OverflowError, "a member's data starts before its header");
         return -1;
     }
-    PyObject *digest = PyTuple_GET_ITEM(row, 3);
     if (!PyBytes_Check(digest) || (PyBytes_GET_SIZE(digest) != 0 && PyBytes_GET_SIZE(digest) != 32)) {
         PyErr_SetString(PyExc_ValueError, "a content digest must be 32 bytes or empty");
         return -1;
@@ -1357,6 +1354,36 @@ static int index_row(PyObject *row, PyObject *kinds, slots_t *slots, growing_t *
     return 0;
 }
 
+static int index_row(PyObject *row, PyObject *kinds, slots_t *slots, growing_t *c,
+                     size_t *text, PyObject **name)
+{
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 4) {
+        PyErr_SetString(PyExc_TypeError, "an index row must be a 4-tuple");
+        return -1;
+    }
+    return index_fields(PyTuple_GET_ITEM(row, 0), PyTuple_GET_ITEM(row, 1),
+                        PyTuple_GET_ITEM(row, 2), PyTuple_GET_ITEM(row, 3), kinds, slots, c,
+                        text, name);
+}
+
+/* The page of columns c (count rows) as index_page returns it, without first and last. */
+static PyObject *page_bytes(const growing_t *c, Py_ssize_t count)
+{
+    growing_t out = {0};
+    PyObject *result = NULL;
+    if (append_le(&out, (unsigned long long)count, 4) < 0)
+        goto done;
+    for (int i = 0; i < C_COUNT; i++) {
+        if ((i >= C_NAME && append_le(&out, c[i].length, 4) < 0) ||
+            (c[i].length && append(&out, c[i].data, c[i].length) < 0))
+            goto done;
+    }
+    result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.length);
+done:
+    PyMem_Free(out.data);
+    return result;
+}
+
 static PyObject *index_page(PyObject *module, PyObject *args)
 {
     (void)module;
@@ -1384,25 +1411,181 @@ static PyObject *index_page(PyObject *module, PyObject *args)
         previous = name;
         count++;
     }
-    growing_t out = {0};
-    if (append_le(&out, (unsigned long long)count, 4) < 0)
-        goto done;
-    for (int i = 0; i < C_COUNT; i++) {
-        if ((i >= C_NAME && append_le(&out, c[i].length, 4) < 0) ||
-            (c[i].length && append(&out, c[i].data, c[i].length) < 0)) {
-            PyMem_Free(out.data);
-            goto done;
-        }
-    }
-    result = Py_BuildValue("ny#O", count, (const char *)out.data, (Py_ssize_t)out.length,
-                           in_order ? Py_True : Py_False);
-    PyMem_Free(out.data);
+    PyObject *columns = page_bytes(c, count);
+    if (columns != NULL)
+        result = Py_BuildValue("nNO", count, columns, in_order ? Py_True : Py_False);
 done:
     Py_XDECREF(previous);
     for (int i = 0; i < C_COUNT; i++)
         PyMem_Free(c[i].data);
     return result;
 }
+
+/* PageBuilder(kinds, max_rows, max_text): index_page one row at a time. A pack's tar thread
+   adds each member as it writes its header, while the member is in the cache, and no member
+   outlives its header; a page is sealed as soon as index_page would end it (max_rows rows,
+   or once its texts reach max_text bytes), so the same rows give the same pages.
+   add(member, header_offset, data_offset, digest=b"") appends a row; take() returns the
+   sealed pages, each (count, columns, in_order, first name, last name), and forgets them;
+   finish() seals the rows left and returns what take() would. After a failed add the
+   builder refuses every call. The Python twin is member_index.py's PageBuilderPython. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *kinds;
+    Py_ssize_t max_rows, max_text;
+    growing_t c[C_COUNT];
+    slots_t slots;
+    Py_ssize_t count;
+    size_t text;
+    int in_order, broken;
+    PyObject *first, *previous;  /* the page's first and last names so far */
+    PyObject *sealed;            /* list of pages */
+} PageBuilderObject;
+
+static PyObject *page_builder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *kinds;
+    Py_ssize_t max_rows, max_text;
+    static char *keywords[] = {"kinds", "max_rows", "max_text", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!nn:PageBuilder", keywords, &PyTuple_Type,
+                                     &kinds, &max_rows, &max_text))
+        return NULL;
+    if (max_rows < 1) {
+        PyErr_SetString(PyExc_ValueError, "a page holds at least one row");
+        return NULL;
+    }
+    PageBuilderObject *self = (PageBuilderObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->kinds = Py_NewRef(kinds);
+    self->max_rows = max_rows;
+    self->max_text = max_text;
+    self->in_order = 1;
+    self->sealed = PyList_New(0);
+    if (self->sealed == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void page_builder_dealloc(PageBuilderObject *self)
+{
+    for (int i = 0; i < C_COUNT; i++)
+        PyMem_Free(self->c[i].data);
+    Py_XDECREF(self->kinds);
+    Py_XDECREF(self->first);
+    Py_XDECREF(self->previous);
+    Py_XDECREF(self->sealed);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Appends the page of the rows added so far to sealed and starts the next. */
+static int page_builder_seal(PageBuilderObject *self)
+{
+    PyObject *columns = page_bytes(self->c, self->count);
+    if (columns == NULL)
+        return -1;
+    PyObject *page = Py_BuildValue("nNOOO", self->count, columns,
+                                   self->in_order ? Py_True : Py_False, self->first,
+                                   self->previous);
+    if (page == NULL || PyList_Append(self->sealed, page) < 0) {
+        Py_XDECREF(page);
+        return -1;
+    }
+    Py_DECREF(page);
+    for (int i = 0; i < C_COUNT; i++)
+        self->c[i].length = 0;
+    self->count = 0;
+    self->text = 0;
+    self->in_order = 1;
+    Py_CLEAR(self->first);
+    Py_CLEAR(self->previous);
+    return 0;
+}
+
+static int page_builder_usable(PageBuilderObject *self)
+{
+    if (self->broken)
+        PyErr_SetString(PyExc_RuntimeError, "this PageBuilder failed and is unusable");
+    return !self->broken;
+}
+
+static PyObject *page_builder_add(PageBuilderObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs)
+{
+    if (!page_builder_usable(self))
+        return NULL;
+    if (nargs < 3 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "add(member, header_offset, data_offset, digest=b'')");
+        return NULL;
+    }
+    static PyObject *empty = NULL;
+    if (empty == NULL && (empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
+        return NULL;
+    PyObject *name = NULL;
+    if (index_fields(args[0], args[1], args[2], nargs == 4 ? args[3] : empty, self->kinds,
+                     &self->slots, self->c, &self->text, &name) < 0) {
+        Py_XDECREF(name);
+        self->broken = 1;  /* some columns may hold part of the row */
+        return NULL;
+    }
+    if (self->previous != NULL && self->in_order && key_before(name, self->previous))
+        self->in_order = 0;
+    if (self->first == NULL)
+        self->first = Py_NewRef(name);
+    Py_XSETREF(self->previous, name);
+    self->count++;
+    if ((self->count >= self->max_rows || self->text >= (size_t)self->max_text) &&
+        page_builder_seal(self) < 0) {
+        self->broken = 1;
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *page_builder_take(PageBuilderObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!page_builder_usable(self))
+        return NULL;
+    PyObject *fresh = PyList_New(0);
+    if (fresh == NULL)
+        return NULL;
+    PyObject *pages = self->sealed;
+    self->sealed = fresh;
+    return pages;
+}
+
+static PyObject *page_builder_finish(PageBuilderObject *self, PyObject *unused)
+{
+    if (!page_builder_usable(self))
+        return NULL;
+    if (self->count && page_builder_seal(self) < 0) {
+        self->broken = 1;
+        return NULL;
+    }
+    return page_builder_take(self, unused);
+}
+
+static PyMethodDef page_builder_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))page_builder_add, METH_FASTCALL, "Add a row."},
+    {"take", (PyCFunction)page_builder_take, METH_NOARGS, "The sealed pages, forgotten."},
+    {"finish", (PyCFunction)page_builder_finish, METH_NOARGS, "Seal the rest; take()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject PageBuilderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streaming_tar_compressor._native.PageBuilder",
+    .tp_basicsize = sizeof(PageBuilderObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Builds member-index pages a row at a time.",
+    .tp_new = page_builder_new,
+    .tp_dealloc = (destructor)page_builder_dealloc,
+    .tp_methods = page_builder_methods,
+};
 
 /* untracked(row) -> row: the tuple and its items no longer tracked by the cycle collector.
    Only for what cannot be in a reference cycle: a pack's index rows (a frozen TarMember of
@@ -1454,7 +1637,8 @@ PyMODINIT_FUNC PyInit__native(void)
             return NULL;
     }
     dir_stat_type = PyStructSequence_NewType(&dir_stat_desc);
-    if (dir_stat_type == NULL || PyType_Ready(&OpThreadType) < 0)
+    if (dir_stat_type == NULL || PyType_Ready(&OpThreadType) < 0 ||
+        PyType_Ready(&PageBuilderType) < 0)
         return NULL;
     PyObject *created = PyModule_Create(&module);
     if (created == NULL)
@@ -1462,6 +1646,12 @@ PyMODINIT_FUNC PyInit__native(void)
     Py_INCREF(&OpThreadType);
     if (PyModule_AddObject(created, "OpThread", (PyObject *)&OpThreadType) < 0) {
         Py_DECREF(&OpThreadType);
+        Py_DECREF(created);
+        return NULL;
+    }
+    Py_INCREF(&PageBuilderType);
+    if (PyModule_AddObject(created, "PageBuilder", (PyObject *)&PageBuilderType) < 0) {
+        Py_DECREF(&PageBuilderType);
         Py_DECREF(created);
         return NULL;
     }

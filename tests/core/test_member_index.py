@@ -217,6 +217,81 @@ def test_the_compiled_page_columns_equal_their_python_twin(
         assert built.index_page(rows, KINDS, max_rows, max_text) == expected
 
 
+def built_pages(
+    builder: member_index.PageBuilder, rows: list[Row], take_every: int
+) -> list[member_index.Page]:
+    """The pages of ``rows`` added one at a time, taken every ``take_every`` rows."""
+    pages = []
+    for number, one in enumerate(rows, 1):
+        builder.add(*one)
+        if number % take_every == 0:
+            pages += builder.take()
+    return pages + builder.finish()
+
+
+def page_builders(max_rows: int, max_text: int) -> list[member_index.PageBuilder]:
+    made: list[member_index.PageBuilder] = [
+        member_index.PageBuilderPython(KINDS, max_rows, max_text)
+    ]
+    if built is not None:
+        made.append(built.PageBuilder(KINDS, max_rows, max_text))
+    return made
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=pages_of_rows(),
+    max_rows=st.integers(1, 50),
+    max_text=st.integers(1, 300),
+    take_every=st.integers(1, 60),
+)
+def test_a_page_builder_seals_the_pages_page_columns_makes_of_the_same_rows(
+    rows: list[Row], max_rows: int, max_text: int, take_every: int
+) -> None:
+    expected: list[member_index.Page] = []
+    rest = rows
+    while rest:
+        count, columns, in_order = member_index.page_columns_python(rest, KINDS, max_rows, max_text)
+        expected.append((count, columns, in_order, rest[0][0].name, rest[count - 1][0].name))
+        rest = rest[count:]
+    for builder in page_builders(max_rows, max_text):
+        assert built_pages(builder, rows, take_every) == expected
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(members=entries(), batch=st.integers(1, 7))
+def test_an_index_written_from_built_pages_is_the_index_written_from_rows(
+    members: list[IndexEntry], batch: int, small_pages: None
+) -> None:
+    data, written = write(members, batch)
+    for builder in page_builders(member_index.ENTRIES_PER_PAGE, member_index.PAGE_TEXT_BYTES):
+        out = io.BytesIO()
+        writer = IndexWriter(out)
+        writer.add_pages(built_pages(builder, [row(entry) for entry in members], batch))
+        finished = writer.finish()
+        assert (out.getvalue(), finished) == (data, written)
+
+
+def test_a_page_builder_that_failed_refuses_to_go_on() -> None:
+    if built is None:
+        pytest.skip("the compiled module is not built")
+    builder = built.PageBuilder(KINDS, 10, 1000)
+    builder.add(TarMember("a", MemberKind.FILE), 0, 512)
+    with pytest.raises(ValueError, match="holds NUL"):
+        builder.add(TarMember("b\0", MemberKind.FILE), 1024, 1536)
+    for call in (
+        builder.take,
+        builder.finish,
+        lambda: builder.add(TarMember("c", MemberKind.FILE), 0, 512),
+    ):
+        with pytest.raises(RuntimeError, match="failed and is unusable"):
+            call()
+    with pytest.raises(ValueError, match="at least one row"):
+        built.PageBuilder(KINDS, 0, 1000)
+
+
 @pytest.mark.parametrize(
     ("bad", "error"),
     [

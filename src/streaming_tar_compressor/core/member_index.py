@@ -65,8 +65,9 @@ class Output(Protocol):
 
 Row = tuple[TarMember, int, int, bytes]
 """A member to index, where its first header and its data start in the tar stream, and its
-content's SHA-256 (empty: none). What a pack's tar thread has at hand, so indexing costs it
-one tuple per member."""
+content's SHA-256 (empty: none)."""
+Page = tuple[int, bytes, bool, str, str]
+"""A page's member count, columns, whether its names are in key order, first and last name."""
 
 
 class IndexEntry(NamedTuple):
@@ -209,6 +210,12 @@ class IndexWriter:
         while len(self._rows) >= ENTRIES_PER_PAGE:
             self._flush_page()
 
+    def add_pages(self, pages: list[Page]) -> None:
+        """The next pages, as a ``page_builder()`` made them (after any rows, none pending)."""
+        assert not self._rows, "pages follow whole pages of rows"
+        for page in pages:
+            self._write_page(page)
+
     def finish(self) -> WrittenIndex:
         """Writes the last pages, the directory and the footer."""
         while self._rows:
@@ -226,6 +233,10 @@ class IndexWriter:
         )
         first, last = self._rows[0][0].name, self._rows[count - 1][0].name
         del self._rows[:count]
+        self._write_page((count, columns, in_order, first, last))
+
+    def _write_page(self, page: Page) -> None:
+        count, columns, in_order, first, last = page
         if not in_order or (self._last_key is not None and sort_key(first) < self._last_key):
             self._sorted = False
         self._last_key = sort_key(last)
@@ -446,6 +457,65 @@ def nanoseconds(seconds: float) -> int:
 
 _page_columns: Callable[[list[Row], tuple[MemberKind, ...], int, int], tuple[int, bytes, bool]]
 _page_columns = native.index_page if native is not None else page_columns_python
+
+
+class PageBuilder(Protocol):
+    """Builds pages a row at a time, each sealed as soon as ``page_columns_python`` would
+    end it, so the same rows give the same pages however they are handed in."""
+
+    def add(
+        self, member: TarMember, header_offset: int, data_offset: int, digest: bytes = b"", /
+    ) -> None: ...
+    def take(self) -> list[Page]: ...
+    def finish(self) -> list[Page]: ...
+
+
+class PageBuilderPython:
+    """The Python twin of ``_native.PageBuilder``."""
+
+    def __init__(self, kinds: tuple[MemberKind, ...], max_rows: int, max_text: int) -> None:
+        if max_rows < 1:
+            raise ValueError("a page holds at least one row")
+        self._kinds, self._max_rows, self._max_text = kinds, max_rows, max_text
+        self._rows: list[Row] = []
+        self._text = 0
+        self._sealed: list[Page] = []
+
+    def add(
+        self, member: TarMember, header_offset: int, data_offset: int, digest: bytes = b"", /
+    ) -> None:
+        self._rows.append((member, header_offset, data_offset, digest))
+        texts = (member.name, member.linkname, member.uname, member.gname)
+        self._text += sum(len(t.encode("utf-8", "surrogateescape")) for t in texts)
+        if len(self._rows) >= self._max_rows or self._text >= self._max_text:
+            self._seal()
+
+    def take(self) -> list[Page]:
+        sealed, self._sealed = self._sealed, []
+        return sealed
+
+    def finish(self) -> list[Page]:
+        if self._rows:
+            self._seal()
+        return self.take()
+
+    def _seal(self) -> None:
+        rows, self._rows, self._text = self._rows, [], 0
+        count, columns, in_order = page_columns_python(
+            rows, self._kinds, self._max_rows, self._max_text
+        )
+        assert count == len(rows), "a page is sealed where page_columns_python ends it"
+        self._sealed.append((count, columns, in_order, rows[0][0].name, rows[-1][0].name))
+
+
+def page_builder() -> PageBuilder:
+    """A builder of this index's pages: compiled when the module is (a pack's tar thread
+    adds each member as it writes its header: ~0.1 µs, where reading the members back for a
+    page later cost 0.3 µs and kept them alive in the meantime)."""
+    if native is not None:
+        built: PageBuilder = native.PageBuilder(KINDS, ENTRIES_PER_PAGE, PAGE_TEXT_BYTES)
+        return built
+    return PageBuilderPython(KINDS, ENTRIES_PER_PAGE, PAGE_TEXT_BYTES)
 
 
 def _directory_columns(pages: Sequence[_Page], flags: int) -> bytes:

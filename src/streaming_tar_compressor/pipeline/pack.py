@@ -20,7 +20,7 @@ from ..codecs import codec_for
 from ..codecs.base import Codec, EncodedBlock
 from ..core.chunker import ChunkEnd, Chunker, ChunkPiece
 from ..core.manifest import Manifest
-from ..core.member_index import ENTRIES_PER_PAGE, Row
+from ..core.member_index import ENTRIES_PER_PAGE, Page, PageBuilder, Row
 from ..core.tar_writer import TarWriter, padding
 from ..errors import OutputError, SourceChangedError, SourceError, UsageError
 from ..fs.walk import (
@@ -319,7 +319,12 @@ def pack_events(
         tar = _TarState(start.raw_offset, expect=start.sources if resume else None)
         # The tar stream (walking, reading files) is made in its own thread, ahead of us.
         tar_blocks = in_background(
-            _tar_blocks(iter_entries(sources, skipped, exclude), settings.block_size, tar),
+            _tar_blocks(
+                iter_entries(sources, skipped, exclude),
+                settings.block_size,
+                tar,
+                index.builder if index is not None else None,
+            ),
             depth=BLOCKS_IN_FLIGHT_PER_WORKER,
             name="stc-tar",
         )
@@ -341,7 +346,7 @@ def pack_events(
                     blocks.append((raw_offset, position))
                     raw_offset += encoded.raw_size
                     if index is not None:
-                        index.add_block(block.start, block.data, block.members, files)
+                        index.add_block(block.start, block.data, block.members, block.pages, files)
                     yield from cut(encoder.add_block(encoded))
                     yield PackProgress(encoded.raw_size, block.files)
         finally:
@@ -703,13 +708,15 @@ def _memory_chunks(
 @dataclass(frozen=True, slots=True)
 class _TarBlock:
     """A block of the tar stream at offset ``start``, the sources whose last byte is in it,
-    the members whose first header byte is (for the index), and the check of the members
-    that start before its end (a checkpoint's source check)."""
+    for the index the rows of the members whose first header byte is in it (without a page
+    builder) or the pages its builder sealed since the last block, and the check of the
+    members that start before its end (a checkpoint's source check)."""
 
     start: int
     data: bytes
     files: list[_FileDone]
     members: list[Row]
+    pages: list[Page]
     sources: SourceCheck
 
 
@@ -746,7 +753,10 @@ class _SourceDigest:
 
 
 def _tar_blocks(
-    entries: Iterator[SourceEntry], block_size: int, state: _TarState
+    entries: Iterator[SourceEntry],
+    block_size: int,
+    state: _TarState,
+    builder: PageBuilder | None = None,
 ) -> Iterator[_TarBlock]:
     """The pax tar stream of the entries from offset ``state.start`` on (bytes before it are
     left out and their files not opened), cut into blocks of ``block_size``.
@@ -754,7 +764,8 @@ def _tar_blocks(
     One loop appends each member's header, data and padding to one buffer and cuts blocks
     when it holds one: per member, no generator hop or object besides the progress record
     (a tree of small files spends its pack in this loop). File data is read in READ_SIZE
-    pieces, never whole, so the buffer stays under a block and a read.
+    pieces, never whole, so the buffer stays under a block and a read. Each member goes to
+    the index's page ``builder`` as its header is written, or without one as a row.
     """
     start = state.start
     writer = TarWriter()
@@ -783,7 +794,8 @@ def _tar_blocks(
                 first = False
             ended = bisect.bisect_right(finished_ends, buffer_offset)
             inside = bisect.bisect_left(members, buffer_offset, key=_header_offset)
-            yield _TarBlock(block_start, data, finished[:ended], members[:inside], sources)
+            pages = builder.take() if builder is not None else []
+            yield _TarBlock(block_start, data, finished[:ended], members[:inside], pages, sources)
             finished, finished_ends = finished[ended:], finished_ends[ended:]
             members = members[inside:]
 
@@ -796,7 +808,10 @@ def _tar_blocks(
             continue  # wholly before the resume point
         drop = start - offset  # > 0 only for the member the resume point falls in
         if drop <= 0:  # the index of a resumed pack has the members before its start already
-            members.append(_untracked((member, offset, offset + len(header), b"")))
+            if builder is not None:
+                builder.add(member, offset, offset + len(header))
+            else:
+                members.append(_untracked((member, offset, offset + len(header), b"")))
         # Reported with the block its last byte goes to, which may be cut while it is read.
         finished.append((entry.path, member.size))
         finished_ends.append(writer.offset)

@@ -1,10 +1,13 @@
 """The member index made while packing, from the tar blocks as they leave the compressors.
 
-The tar thread notes each member as a row (the member, where its headers and its data start)
-with the block its first header byte is in; with content digests, the compression pool hashes
-the files whose data lies wholly in its block (small files, in parallel) and the frame thread
-the rest, files whose data crosses a block's end, as their blocks pass in order. Rows reach
-the IndexWriter in tar order. Memory is one index page and the rows of the blocks in flight.
+Without content digests, the tar thread adds each member to the index's page builder as it
+writes its header, and hands on the pages the builder seals with its blocks. With them, it
+notes each member as a row (the member, where its headers and its data start) with the
+block its first header byte is in; the compression pool hashes the files whose data lies
+wholly in its block (small files, in parallel) and the frame thread the rest, files whose
+data crosses a block's end, as their blocks pass in order. Rows and pages reach the
+IndexWriter in tar order. Memory is one index page and the rows or pages of the blocks in
+flight.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import deque
 from typing import Any
 
 from ..core.manifest import IndexRef
-from ..core.member_index import IndexWriter, Output, Row
+from ..core.member_index import IndexWriter, Output, Page, PageBuilder, Row, page_builder
 from ..models import MemberKind
 
 
@@ -41,21 +44,34 @@ class PackIndexer:
         self.name = name
         self.content_sha256 = content_sha256
         self._writer = IndexWriter(out)
+        # The tar thread's, between the rows before a resumed pack's start and finish().
+        self.builder: PageBuilder | None = None if content_sha256 else page_builder()
         # Rows whose content digest is not known yet, in order, each with its hash so far.
         self._waiting: deque[tuple[Row, Any]] = deque()
 
     def add(self, rows: list[Row]) -> None:
         """Whole rows: the members before a resumed pack's start, hashed from their files."""
         assert not self._waiting, "whole rows come before the blocks"
-        self._writer.add(rows)
+        if self.builder is None:
+            self._writer.add(rows)
+            return
+        for row in rows:
+            self.builder.add(*row)
+        self._writer.add_pages(self.builder.take())
 
     def add_block(
-        self, start: int, data: bytes, rows: list[Row], digests: list[bytes | None] | None
+        self,
+        start: int,
+        data: bytes,
+        rows: list[Row],
+        pages: list[Page],
+        digests: list[bytes | None] | None,
     ) -> None:
-        """The block of the tar stream at ``start``, the rows whose first header byte is in
-        it, and ``whole_file_digests`` of them (None without content digests)."""
+        """The block of the tar stream at ``start``, with the rows whose first header byte
+        is in it and ``whole_file_digests`` of them (with content digests), or the pages
+        the builder sealed before its end (without)."""
         if not self.content_sha256:
-            self._writer.add(rows)
+            self._writer.add_pages(pages)
             return
         assert digests is not None
         done: list[Row] = []
@@ -89,4 +105,6 @@ class PackIndexer:
     def finish(self) -> IndexRef:
         """Writes the last page, the directory and the footer; the record for the manifest."""
         assert not self._waiting, "every file's data ends before the end-of-archive blocks"
+        if self.builder is not None:
+            self._writer.add_pages(self.builder.finish())
         return self._writer.finish().record(self.name, content_sha256=self.content_sha256)
