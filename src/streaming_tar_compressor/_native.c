@@ -946,10 +946,10 @@ done:
     return results;
 }
 
-/* ustar_header(name, linkname, uname, gname, typeflag, mode, uid, gid, size, mtime): the
-   plain ustar header tar_writer._fast_header packs, or None where that returns None (a text
-   not ASCII or too long, a number its octal field cannot hold): building it from Python cost
-   ~5 µs a member, a fifth of a pack's tar thread on a tree of small files. */
+/* The plain ustar header (see member_header below), as tar_writer._python_header packs it:
+   none where that returns None (a text not ASCII or too long, a number its octal field
+   cannot hold). Built from Python it cost ~5 µs a member, a fifth of a pack's tar thread on
+   a tree of small files. */
 static int put_text(unsigned char *field, Py_ssize_t width, PyObject *text)
 {
     if (!PyUnicode_Check(text)) {
@@ -986,33 +986,24 @@ static int whole_number(PyObject *number, long long *value)
     return *value == -1 && PyErr_Occurred() ? -1 : 1;
 }
 
-static PyObject *ustar_header(PyObject *module, PyObject *args)
+/* The plain header of texts (name, linkname, uname, gname) and numbers (mode, uid, gid,
+   size, mtime) into b: 1, 0 when they need a pax header, -1 on error. */
+static int plain_header(unsigned char b[HEADER], PyObject *texts[4], char typeflag,
+                        const long long numbers[5])
 {
-    (void)module;
-    PyObject *texts[4], *numbers[5];
-    char typeflag;
-    if (!PyArg_ParseTuple(args, "UUUUcO!O!O!O!O!:ustar_header", &texts[0], &texts[1],
-                          &texts[2], &texts[3], &typeflag, &PyLong_Type, &numbers[0],
-                          &PyLong_Type, &numbers[1], &PyLong_Type, &numbers[2], &PyLong_Type,
-                          &numbers[3], &PyLong_Type, &numbers[4]))
-        return NULL;
-    unsigned char b[HEADER] = {0};
     const Py_ssize_t text_at[4] = {F_NAME, F_LINKNAME, F_UNAME, F_GNAME};
     const Py_ssize_t text_width[4] = {100, 100, 32, 32};
     const Py_ssize_t number_at[5] = {F_MODE, F_UID, F_GID, F_SIZE, F_MTIME};
     const int number_width[5] = {8, 8, 8, 12, 12};
+    memset(b, 0, HEADER);
     for (int i = 0; i < 4; i++) {
         int status = put_text(b + text_at[i], text_width[i], texts[i]);
         if (status <= 0)
-            return status < 0 ? NULL : Py_NewRef(Py_None);
+            return status;
     }
     for (int i = 0; i < 5; i++) {
-        long long value;
-        int status = whole_number(numbers[i], &value);
-        if (status < 0)
-            return NULL;
-        if (status == 0 || !put_octal(b + number_at[i], number_width[i], value))
-            Py_RETURN_NONE;
+        if (!put_octal(b + number_at[i], number_width[i], numbers[i]))
+            return 0;
     }
     b[F_CHKSUM + 8] = (unsigned char)typeflag;
     memcpy(b + F_MAGIC, "ustar\0" "00", 8);
@@ -1022,7 +1013,7 @@ static PyObject *ustar_header(PyObject *module, PyObject *args)
         sum += b[i];
     snprintf((char *)b + F_CHKSUM, 8, "%06lo", sum);  /* six digits, then NUL, then the space */
     b[F_CHKSUM + 7] = ' ';
-    return PyBytes_FromStringAndSize((const char *)b, HEADER);
+    return 1;
 }
 
 /* append_file(buffer, path, size): appends up to size bytes from the start of the file at
@@ -1147,6 +1138,7 @@ static const char *attribute_names[A_COUNT] = {"kind", "size", "mode", "mtime", 
                                                "devmajor", "devminor", "name", "linkname",
                                                "uname", "gname"};
 static PyObject *attributes[A_COUNT];
+static PyObject *header_size;  /* 512, to add to a header's offset */
 
 /* Where each attribute's slot lies in members of one type (TarMember: a dataclass with
    slots), found once per page: a slot read is a load where getattr is a lookup and a call. */
@@ -1512,24 +1504,19 @@ static int page_builder_usable(PageBuilderObject *self)
     return !self->broken;
 }
 
-static PyObject *page_builder_add(PageBuilderObject *self, PyObject *const *args,
-                                  Py_ssize_t nargs)
+/* Adds a row (digest NULL: none); 0, or -1 with the builder broken. */
+static int page_builder_append(PageBuilderObject *self, PyObject *member,
+                               PyObject *header_offset, PyObject *data_offset, PyObject *digest)
 {
-    if (!page_builder_usable(self))
-        return NULL;
-    if (nargs < 3 || nargs > 4) {
-        PyErr_SetString(PyExc_TypeError, "add(member, header_offset, data_offset, digest=b'')");
-        return NULL;
-    }
     static PyObject *empty = NULL;
     if (empty == NULL && (empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
-        return NULL;
+        return -1;
     PyObject *name = NULL;
-    if (index_fields(args[0], args[1], args[2], nargs == 4 ? args[3] : empty, self->kinds,
+    if (index_fields(member, header_offset, data_offset, digest ? digest : empty, self->kinds,
                      &self->slots, self->c, &self->text, &name) < 0) {
         Py_XDECREF(name);
         self->broken = 1;  /* some columns may hold part of the row */
-        return NULL;
+        return -1;
     }
     if (self->previous != NULL && self->in_order && key_before(name, self->previous))
         self->in_order = 0;
@@ -1540,8 +1527,22 @@ static PyObject *page_builder_add(PageBuilderObject *self, PyObject *const *args
     if ((self->count >= self->max_rows || self->text >= (size_t)self->max_text) &&
         page_builder_seal(self) < 0) {
         self->broken = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *page_builder_add(PageBuilderObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs)
+{
+    if (!page_builder_usable(self))
+        return NULL;
+    if (nargs < 3 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError, "add(member, header_offset, data_offset, digest=b'')");
         return NULL;
     }
+    if (page_builder_append(self, args[0], args[1], args[2], nargs == 4 ? args[3] : NULL) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1587,6 +1588,124 @@ static PyTypeObject PageBuilderType = {
     .tp_methods = page_builder_methods,
 };
 
+/* member_header(member, kinds, typeflags, offset, builder) -> bytes | None: the plain ustar
+   header of a TarMember read from its slots (kinds[i]'s typeflag is typeflags[i]): one call,
+   where passing its fields from Python cost ~1 µs a member. None where plain_header gives
+   none (a pax header is needed) and for devices (Python writes their numbers). A member
+   with a plain header is added to builder (a PageBuilder in the same call, or any object
+   with its add method; None: none), its header at offset: the index costs a pack's tar
+   thread no second call for the member. */
+static PyObject *member_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5 || !PyTuple_Check(args[1]) || !PyBytes_Check(args[2]) ||
+        PyBytes_GET_SIZE(args[2]) != PyTuple_GET_SIZE(args[1]) || !PyLong_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "member_header(member, kinds, typeflags, offset, builder or None)");
+        return NULL;
+    }
+    PyObject *member = args[0], *kinds = args[1], *builder = args[4];
+    if (Py_IS_TYPE(builder, &PageBuilderType) &&
+        !page_builder_usable((PageBuilderObject *)builder))
+        return NULL;
+    static slots_t slots;  /* of the last member's type */
+    static PyObject *slash = NULL;
+    if (slash == NULL && (slash = PyUnicode_FromString("/")) == NULL)
+        return NULL;
+    if (!Py_IS_TYPE(member, slots.type))
+        find_slots(&slots, Py_TYPE(member));
+    PyObject *kind = attribute(member, &slots, A_KIND);
+    if (kind == NULL)
+        return NULL;
+    Py_ssize_t code = 0;
+    while (code < PyTuple_GET_SIZE(kinds) && PyTuple_GET_ITEM(kinds, code) != kind)
+        code++;
+    Py_DECREF(kind);
+    if (code == PyTuple_GET_SIZE(kinds)) {
+        PyErr_SetString(PyExc_ValueError, "a member of an unknown kind");
+        return NULL;
+    }
+    char typeflag = PyBytes_AS_STRING(args[2])[code];
+    if (typeflag == '3' || typeflag == '4')
+        Py_RETURN_NONE;
+    PyObject *texts[4] = {NULL, NULL, NULL, NULL}, *result = NULL, *data_offset = NULL;
+    for (int i = 0; i < 4; i++) {
+        if ((texts[i] = attribute(member, &slots, A_NAME + i)) == NULL)
+            goto done;
+    }
+    if (typeflag == '5') {  /* a folder's name ends in "/" */
+        Py_SETREF(texts[0], PyUnicode_Concat(texts[0], slash));
+        if (texts[0] == NULL)
+            goto done;
+    }
+    long long numbers[5] = {0, 0, 0, 0, 0};  /* mode, uid, gid, size, mtime */
+    const int names[4] = {A_MODE, A_UID, A_GID, A_SIZE};
+    for (int i = 0; i < 4; i++) {
+        if (i == 3 && typeflag != '0')
+            break;  /* only a regular file's header carries its size */
+        PyObject *number = attribute(member, &slots, names[i]);
+        if (number == NULL)
+            goto done;
+        int status = -2;
+        if (PyLong_Check(number) && i == 0) {  /* mode & 0o7777, as Python's ints do it */
+            numbers[0] = (long long)(PyLong_AsUnsignedLongLongMask(number) & 07777);
+            status = numbers[0] == (long long)(-1 & 07777) && PyErr_Occurred() ? -1 : 1;
+        } else if (PyLong_Check(number)) {
+            status = whole_number(number, &numbers[i]);
+        }
+        Py_DECREF(number);
+        if (status == -2)
+            PyErr_SetString(PyExc_TypeError, "a member's numbers must be int");
+        if (status < 0)
+            goto done;
+        if (status == 0) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    PyObject *mtime = attribute(member, &slots, A_MTIME);
+    if (mtime == NULL)
+        goto done;
+    PyObject *seconds = PyNumber_Long(mtime);  /* int(member.mtime), as the Python header */
+    Py_DECREF(mtime);
+    if (seconds == NULL)
+        goto done;
+    int status = whole_number(seconds, &numbers[4]);
+    Py_DECREF(seconds);
+    if (status <= 0) {
+        result = status < 0 ? NULL : Py_NewRef(Py_None);
+        goto done;
+    }
+    unsigned char b[HEADER];
+    status = plain_header(b, texts, typeflag, numbers);
+    if (status <= 0) {
+        result = status < 0 ? NULL : Py_NewRef(Py_None);
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize((const char *)b, HEADER);
+    if (result != NULL && builder != Py_None) {
+        data_offset = PyNumber_Add(args[3], header_size);
+        if (data_offset == NULL)
+            Py_CLEAR(result);
+        else if (Py_IS_TYPE(builder, &PageBuilderType)) {
+            if (page_builder_append((PageBuilderObject *)builder, member, args[3], data_offset,
+                                    NULL) < 0)
+                Py_CLEAR(result);
+        } else {
+            PyObject *added = PyObject_CallMethod(builder, "add", "OOO", member, args[3],
+                                                  data_offset);
+            if (added == NULL)
+                Py_CLEAR(result);
+            Py_XDECREF(added);
+        }
+    }
+done:
+    Py_XDECREF(data_offset);
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(texts[i]);
+    return result;
+}
+
 /* untracked(row) -> row: the tuple and its items no longer tracked by the cycle collector.
    Only for what cannot be in a reference cycle: a pack's index rows (a frozen TarMember of
    atomic fields, numbers, bytes), which live while their blocks are in flight and cost a
@@ -1610,7 +1729,6 @@ static PyObject *untracked(PyObject *module, PyObject *row)
 }
 
 static PyMethodDef methods[] = {
-    {"ustar_header", ustar_header, METH_VARARGS, "A plain ustar header, or None."},
     {"append_file", append_file, METH_VARARGS, "Append a file's bytes to a bytearray."},
     {"lstat_names", lstat_names, METH_VARARGS, "lstat (and access) a batch of a folder's names."},
     {"byte_sum", byte_sum, METH_O, "The sum of a buffer's bytes."},
@@ -1618,6 +1736,8 @@ static PyMethodDef methods[] = {
     {"plain_members", plain_members, METH_VARARGS, "The plain members lying whole in a buffer."},
     {"index_page", index_page, METH_VARARGS, "The columns of a member-index page."},
     {"untracked", untracked, METH_O, "The row, untracked by the cycle collector."},
+    {"member_header", (PyCFunction)(void (*)(void))member_header, METH_FASTCALL,
+     "A member's plain ustar header, or None; added to an index page builder."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1636,6 +1756,8 @@ PyMODINIT_FUNC PyInit__native(void)
         if (attributes[i] == NULL)
             return NULL;
     }
+    if ((header_size = PyLong_FromLong(HEADER)) == NULL)
+        return NULL;
     dir_stat_type = PyStructSequence_NewType(&dir_stat_desc);
     if (dir_stat_type == NULL || PyType_Ready(&OpThreadType) < 0 ||
         PyType_Ready(&PageBuilderType) < 0)

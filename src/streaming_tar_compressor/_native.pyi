@@ -33,17 +33,8 @@ class dir_stat:
 def lstat_names(
     directory: str, names: list[str], check_access: bool
 ) -> list[tuple[dir_stat | int, bool]]: ...
-def ustar_header(
-    name: str,
-    linkname: str,
-    uname: str,
-    gname: str,
-    typeflag: bytes,
-    mode: int,
-    uid: int,
-    gid: int,
-    size: int,
-    mtime: int,
+def member_header(
+    member: Any, kinds: tuple[Any, ...], typeflags: bytes, offset: int, builder: Any
 ) -> bytes | None: ...
 def byte_sum(data: bytes | bytearray | memoryview) -> int: ...
 def index_page(

@@ -8,6 +8,8 @@ import tarfile
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streaming_tar_compressor._compiled import built
+from streaming_tar_compressor.core import member_index
 from streaming_tar_compressor.core.tar_writer import RECORD, TarWriter
 from streaming_tar_compressor.models import MemberKind, TarMember
 
@@ -47,7 +49,12 @@ names = st.text(alphabet="abcé-_./ 09\N{GRINNING FACE}", min_size=1, max_size=1
     size=st.one_of(st.integers(0, 10**6), st.integers(8**11 - 2, 8**11 + 2)),
     mode=st.integers(0, 0o177777),  # file-type bits too: only the permission bits are kept
     # past what a C long long holds too: the compiled header leaves those to pax as well
-    mtime=st.one_of(st.integers(0, 2**33), st.integers(-100, -1), st.integers(2**62, 2**70)),
+    mtime=st.one_of(
+        st.integers(0, 2**33),
+        st.integers(-100, -1),
+        st.integers(2**62, 2**70),
+        st.floats(-(2.0**33), 2.0**70, allow_nan=False, allow_infinity=False),
+    ),
     uid=st.one_of(st.integers(0, 70_000), st.integers(8**7 - 1, 8**7 + 1)),
     owner=st.text(alphabet="rootéx", max_size=40),
     link=st.text(alphabet="ab/.é", max_size=120),
@@ -81,3 +88,51 @@ def test_offsets_and_record_padding_follow_gnu_tar():
     assert stream.tell() % RECORD == 0
     with tarfile.open(fileobj=io.BytesIO(stream.getvalue())) as archive:
         assert archive.getnames() == ["f"]
+
+
+class Added:
+    """An index that records what a writer adds to it."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[TarMember, int, int]] = []
+
+    def add(self, member: TarMember, header_offset: int, data_offset: int, /) -> None:
+        self.rows.append((member, header_offset, data_offset))
+
+
+@given(
+    st.lists(
+        st.builds(
+            TarMember,
+            name=names,
+            kind=st.sampled_from(KINDS),
+            size=st.integers(0, 5000),
+            mtime=st.integers(0, 9 * 10**9),  # past octal (pax), within the index (ns)
+            uid=st.integers(0, 8**7 + 1),
+        ),
+        max_size=12,
+    )
+)
+def test_a_writer_adds_each_member_to_its_index_once_where_its_headers_start(
+    members: list[TarMember],
+) -> None:
+    """Plain headers are added in the header's own call when compiled, pax ones after."""
+    writer, added, expected = TarWriter(), Added(), []
+    builders = [member_index.PageBuilderPython(member_index.KINDS, 5, 10**6)]
+    if built is not None:
+        builders.append(built.PageBuilder(member_index.KINDS, 5, 10**6))
+    for member in members:
+        offset = writer.offset
+        header = writer.header(member, added)
+        assert header == reference(member)
+        expected.append((member, offset, offset + len(header)))
+    assert added.rows == expected
+    from_rows = member_index.PageBuilderPython(member_index.KINDS, 5, 10**6)
+    for row in expected:
+        from_rows.add(*row)
+    pages = from_rows.finish()
+    for builder in builders:
+        writer = TarWriter()
+        for member in members:
+            writer.header(member, builder)
+        assert builder.finish() == pages

@@ -765,7 +765,8 @@ def _tar_blocks(
     when it holds one: per member, no generator hop or object besides the progress record
     (a tree of small files spends its pack in this loop). File data is read in READ_SIZE
     pieces, never whole, so the buffer stays under a block and a read. Each member goes to
-    the index's page ``builder`` as its header is written, or without one as a row.
+    the index's page ``builder`` as its header is written (in the same C call when
+    compiled), or without one as a row.
     """
     start = state.start
     writer = TarWriter()
@@ -802,16 +803,14 @@ def _tar_blocks(
     for entry in entries:
         member = entry.member
         offset = writer.offset
-        header = writer.header(member)
+        # The index of a resumed pack has the members before its start already.
+        header = writer.header(member, builder if offset >= start else None)
         digest.add(header, entry.stamp)
         if writer.offset <= start:
             continue  # wholly before the resume point
         drop = start - offset  # > 0 only for the member the resume point falls in
-        if drop <= 0:  # the index of a resumed pack has the members before its start already
-            if builder is not None:
-                builder.add(member, offset, offset + len(header))
-            else:
-                members.append(_untracked((member, offset, offset + len(header), b"")))
+        if drop <= 0 and builder is None:
+            members.append(_untracked((member, offset, offset + len(header), b"")))
         # Reported with the block its last byte goes to, which may be cut while it is read.
         finished.append((entry.path, member.size))
         finished_ends.append(writer.offset)
