@@ -128,7 +128,7 @@ class TarWriter:
             encoded = fast if fast is not None else self._pax_header(member)
             if index is not None:
                 index.add(member, offset, offset + len(encoded))
-        self.offset += len(encoded) + size + len(padding(size))
+        self.offset = offset + len(encoded) + size + -size % BLOCK  # data, padded
         return encoded
 
     def _pax_header(self, member: TarMember) -> bytes:
