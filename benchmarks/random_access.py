@@ -7,8 +7,9 @@
 3. what building the index costs a pack: the CPU seconds its work takes against the pack's
    wall time, for the archive of 1. and for any ``--cost-tree`` (a tree of small files is
    the hard case: ~30 µs of pack a member). The frame thread's part (deflating and writing
-   pages) is timed in the pack; the tar thread's (one PageBuilder.add a member) is timed by
-   adding the tree's members again to a builder, less the same loop without the calls.
+   pages) is timed in the pack; the tar thread's (each member added to a page builder as
+   its header is written) is timed by writing the tree's headers again with a builder, less
+   the same loop without one.
    Taken because runs with and without the index differ by less than this machine's noise;
    a lower bound of the wall-clock cost (a thread may wait for the GIL the work holds).
 
@@ -37,7 +38,13 @@ from typing import Any
 
 import streaming_tar_compressor as stc
 from streaming_tar_compressor.core.manifest import Manifest
-from streaming_tar_compressor.core.member_index import ENTRIES_PER_PAGE, IndexWriter, page_builder
+from streaming_tar_compressor.core.member_index import (
+    ENTRIES_PER_PAGE,
+    IndexWriter,
+    PageBuilder,
+    page_builder,
+)
+from streaming_tar_compressor.core.tar_writer import TarWriter
 from streaming_tar_compressor.fs.walk import iter_entries
 from streaming_tar_compressor.models import ChunkInfo, CompressionType, MemberKind, TarMember
 from streaming_tar_compressor.pipeline.pack_index import PackIndexer
@@ -222,21 +229,22 @@ def timed_index_work() -> Iterator[list[float]]:
 
 
 def builder_seconds(tree: Path) -> float:
-    """The tar thread's part of the index's work for ``tree``: its members added to a page
-    builder as a pack adds them, less the same loop without the calls (best of three)."""
+    """The tar thread's part of the index's work for ``tree``: its headers written with a
+    page builder, as a pack writes them, less the same without one (the fastest of seven
+    each: other work on the machine only adds time)."""
     members = [entry.member for entry in iter_entries([str(tree)], [])]
 
-    def loop(add: bool) -> float:
-        builder, offset = page_builder(), 0
+    def loop(builder: PageBuilder | None) -> float:
+        writer = TarWriter()
         started = time.thread_time()
         for member in members:
-            if add:
-                builder.add(member, offset, offset + 512)
-            offset += 1024
-        builder.finish()
+            writer.header(member, builder)
+        if builder is not None:
+            builder.finish()
         return time.thread_time() - started
 
-    return min(loop(True) - loop(False) for _ in range(3))
+    runs = [(loop(page_builder()), loop(None)) for _ in range(7)]
+    return min(run[0] for run in runs) - min(run[1] for run in runs)
 
 
 def index_cost(tree: Path, out: Path, rounds: int) -> dict[str, Any]:
