@@ -1143,13 +1143,14 @@ static PyObject *header_size;  /* 512, to add to a header's offset */
 /* Where each attribute's slot lies in members of one type (TarMember: a dataclass with
    slots), found once per page: a slot read is a load where getattr is a lookup and a call. */
 typedef struct {
-    PyTypeObject *type;
+    PyTypeObject *type;           /* a reference: released by whoever keeps the slots_t */
     Py_ssize_t offsets[A_COUNT];  /* -1: not a plain object slot, so getattr */
 } slots_t;
 
 static void find_slots(slots_t *slots, PyTypeObject *type)
 {
-    slots->type = type;
+    /* held, so that no other type can take its address while the offsets are kept */
+    Py_XSETREF(slots->type, (PyTypeObject *)Py_NewRef(type));
     for (int i = 0; i < A_COUNT; i++) {
         slots->offsets[i] = -1;
         PyObject *descriptor = _PyType_Lookup(type, attributes[i]);  /* borrowed */
@@ -1407,6 +1408,7 @@ static PyObject *index_page(PyObject *module, PyObject *args)
     if (columns != NULL)
         result = Py_BuildValue("nNO", count, columns, in_order ? Py_True : Py_False);
 done:
+    Py_XDECREF(slots.type);
     Py_XDECREF(previous);
     for (int i = 0; i < C_COUNT; i++)
         PyMem_Free(c[i].data);
@@ -1443,8 +1445,8 @@ static PyObject *page_builder_new(PyTypeObject *type, PyObject *args, PyObject *
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!nn:PageBuilder", keywords, &PyTuple_Type,
                                      &kinds, &max_rows, &max_text))
         return NULL;
-    if (max_rows < 1) {
-        PyErr_SetString(PyExc_ValueError, "a page holds at least one row");
+    if (max_rows < 1 || max_text < 0) {
+        PyErr_SetString(PyExc_ValueError, "a page holds at least one row, and texts");
         return NULL;
     }
     PageBuilderObject *self = (PageBuilderObject *)type->tp_alloc(type, 0);
@@ -1467,6 +1469,7 @@ static void page_builder_dealloc(PageBuilderObject *self)
     for (int i = 0; i < C_COUNT; i++)
         PyMem_Free(self->c[i].data);
     Py_XDECREF(self->kinds);
+    Py_XDECREF(self->slots.type);
     Py_XDECREF(self->first);
     Py_XDECREF(self->previous);
     Py_XDECREF(self->sealed);
@@ -1608,7 +1611,7 @@ static PyObject *member_header(PyObject *module, PyObject *const *args, Py_ssize
     if (Py_IS_TYPE(builder, &PageBuilderType) &&
         !page_builder_usable((PageBuilderObject *)builder))
         return NULL;
-    static slots_t slots;  /* of the last member's type */
+    static slots_t slots;  /* of the last member's type, which it holds */
     static PyObject *slash = NULL;
     if (slash == NULL && (slash = PyUnicode_FromString("/")) == NULL)
         return NULL;

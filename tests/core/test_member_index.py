@@ -275,21 +275,25 @@ def test_an_index_written_from_built_pages_is_the_index_written_from_rows(
 
 
 def test_a_page_builder_that_failed_refuses_to_go_on() -> None:
-    if built is None:
-        pytest.skip("the compiled module is not built")
-    builder = built.PageBuilder(KINDS, 10, 1000)
-    builder.add(TarMember("a", MemberKind.FILE), 0, 512)
-    with pytest.raises(ValueError, match="holds NUL"):
-        builder.add(TarMember("b\0", MemberKind.FILE), 1024, 1536)
-    for call in (
-        builder.take,
-        builder.finish,
-        lambda: builder.add(TarMember("c", MemberKind.FILE), 0, 512),
-    ):
+    for builder in page_builders(10, 1000):
+        builder.add(TarMember("a", MemberKind.FILE), 0, 512)
+        with pytest.raises(ValueError, match="holds NUL"):
+            builder.add(TarMember("b\0", MemberKind.FILE), 1024, 1536)  # compiled: here
+            builder.finish()  # the twin: when it seals the page
+        for call in (builder.take, builder.finish):
+            with pytest.raises(RuntimeError, match="failed and is unusable"):
+                call()
         with pytest.raises(RuntimeError, match="failed and is unusable"):
-            call()
-    with pytest.raises(ValueError, match="at least one row"):
-        built.PageBuilder(KINDS, 0, 1000)
+            builder.add(TarMember("c", MemberKind.FILE), 0, 512)
+
+
+@pytest.mark.parametrize(("rows", "text"), [(0, 1000), (10, -1)])
+def test_a_page_builder_needs_room_for_a_row(rows: int, text: int) -> None:
+    makers: list[Callable[..., object]] = [member_index.PageBuilderPython]
+    makers += [built.PageBuilder] if built is not None else []
+    for make in makers:
+        with pytest.raises(ValueError, match="at least one row"):
+            make(KINDS, rows, text)
 
 
 @pytest.mark.parametrize(

@@ -136,3 +136,8 @@ def test_a_writer_adds_each_member_to_its_index_once_where_its_headers_start(
         for member in members:
             writer.header(member, builder)
         assert builder.finish() == pages
+
+
+def test_a_negative_size_is_left_to_the_pax_encoder() -> None:
+    member = TarMember("f", MemberKind.FILE, size=-1)
+    assert TarWriter().header(member) == reference(member)

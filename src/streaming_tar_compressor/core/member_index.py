@@ -29,6 +29,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
 from typing import NamedTuple, Protocol
@@ -471,41 +472,58 @@ class PageBuilder(Protocol):
 
 
 class PageBuilderPython:
-    """The Python twin of ``_native.PageBuilder``."""
+    """The Python twin of ``_native.PageBuilder``. It finds a row the columns cannot hold
+    when it seals the row's page, where the compiled one does as the row is added; either
+    refuses every call after."""
 
     def __init__(self, kinds: tuple[MemberKind, ...], max_rows: int, max_text: int) -> None:
-        if max_rows < 1:
-            raise ValueError("a page holds at least one row")
+        if max_rows < 1 or max_text < 0:
+            raise ValueError("a page holds at least one row, and texts")
         self._kinds, self._max_rows, self._max_text = kinds, max_rows, max_text
         self._rows: list[Row] = []
         self._text = 0
         self._sealed: list[Page] = []
+        self._broken = False
 
     def add(
         self, member: TarMember, header_offset: int, data_offset: int, digest: bytes = b"", /
     ) -> None:
-        self._rows.append((member, header_offset, data_offset, digest))
-        texts = (member.name, member.linkname, member.uname, member.gname)
-        self._text += sum(len(t.encode("utf-8", "surrogateescape")) for t in texts)
-        if len(self._rows) >= self._max_rows or self._text >= self._max_text:
-            self._seal()
+        with self._usable():
+            texts = (member.name, member.linkname, member.uname, member.gname)
+            self._text += sum(len(t.encode("utf-8", "surrogateescape")) for t in texts)
+            self._rows.append((member, header_offset, data_offset, digest))
+            if len(self._rows) >= self._max_rows or self._text >= self._max_text:
+                self._seal()
 
     def take(self) -> list[Page]:
-        sealed, self._sealed = self._sealed, []
-        return sealed
+        with self._usable():
+            sealed, self._sealed = self._sealed, []
+            return sealed
 
     def finish(self) -> list[Page]:
-        if self._rows:
-            self._seal()
-        return self.take()
+        with self._usable():
+            if self._rows:
+                self._seal()
+            return self.take()
+
+    @contextmanager
+    def _usable(self) -> Iterator[None]:
+        if self._broken:
+            raise RuntimeError("this PageBuilder failed and is unusable")
+        try:
+            yield
+        except BaseException:
+            self._broken = True
+            raise
 
     def _seal(self) -> None:
-        rows, self._rows, self._text = self._rows, [], 0
         count, columns, in_order = page_columns_python(
-            rows, self._kinds, self._max_rows, self._max_text
+            self._rows, self._kinds, self._max_rows, self._max_text
         )
-        assert count == len(rows), "a page is sealed where page_columns_python ends it"
-        self._sealed.append((count, columns, in_order, rows[0][0].name, rows[-1][0].name))
+        assert count == len(self._rows), "a page is sealed where page_columns_python ends it"
+        first, last = self._rows[0][0].name, self._rows[-1][0].name
+        self._sealed.append((count, columns, in_order, first, last))
+        self._rows, self._text = [], 0
 
 
 def page_builder() -> PageBuilder:

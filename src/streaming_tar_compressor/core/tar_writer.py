@@ -73,7 +73,7 @@ def _python_header(member: TarMember, name: str, size: int, mtime: int) -> bytes
         return None
     if not (0 <= member.uid < _OCTAL_LIMIT_8 and 0 <= member.gid < _OCTAL_LIMIT_8):
         return None
-    if not (size < _OCTAL_LIMIT_12 and 0 <= mtime < _OCTAL_LIMIT_12):
+    if not (0 <= size < _OCTAL_LIMIT_12 and 0 <= mtime < _OCTAL_LIMIT_12):
         return None
     if not (0 <= member.devmajor < _OCTAL_LIMIT_8 and 0 <= member.devminor < _OCTAL_LIMIT_8):
         return None
