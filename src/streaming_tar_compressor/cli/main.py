@@ -808,9 +808,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"ok": True, "members": [_member_json(m) for m in members]})
         return 0
-    line = TvLines().line
-    for batch in iter(lambda: [line(m) for m in itertools.islice(members, LIST_BATCH)], []):
-        print("\n".join(batch))
+    tv = TvLines()
+    for batch in iter(lambda: list(itertools.islice(members, LIST_BATCH)), []):
+        print("\n".join(tv.lines(batch)))
     return 0
 
 

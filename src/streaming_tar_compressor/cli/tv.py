@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import stat
 import time
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, cast
 
 from ..core.member_index import IndexEntry
 from ..models import MemberKind
@@ -57,29 +58,54 @@ class TvLines:
     def line(self, member: Listed) -> str:
         kind = member.kind
         key = (kind, member.mode, member.uname, member.uid, member.gname, member.gid)
-        head = self._heads.get(key)
-        if head is None:
-            if len(self._heads) >= CACHED:
-                self._heads.clear()
-            mode = KIND_CHARS[kind] + stat.filemode(member.mode)[1:]
-            head = self._heads[key] = f"{mode} {key[2] or key[3]}/{key[4] or key[5]}"
+        head = self._heads.get(key) or self._head(key)
         if type(member) is IndexEntry:  # its mtime property costs more than the rest
             minute = member.mtime_ns // 60_000_000_000
         else:
             minute = int(member.mtime // 60)
-        when = self._minutes.get(minute)
-        if when is None:
-            if len(self._minutes) >= CACHED:
-                self._minutes.clear()  # a listing of many minutes: memory stays bounded
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(minute * 60))
-            self._minutes[minute] = when
+        when = self._minutes.get(minute) or self._when(minute)
         line = f"{head} {member.size:>9} {when} {member.name}"
-        if kind is MemberKind.FILE:
-            return line
-        if kind is MemberKind.DIRECTORY:
-            return line + "/"
-        if kind is MemberKind.SYMLINK:
-            return f"{line} -> {member.linkname}"
-        if kind is MemberKind.HARDLINK:
-            return f"{line} link to {member.linkname}"
-        return line
+        return line if kind is MemberKind.FILE else _suffixed(line, kind, member.linkname)
+
+    def lines(self, members: Sequence[Listed]) -> list[str]:
+        """``line`` of each member. Index entries (a listing's members all come from the
+        index or all from the stream) go in one loop over their tuples' fields: a fifth less
+        time than a call each, where a million lines are most of ``stc list``."""
+        if not members or type(members[0]) is not IndexEntry:
+            return [self.line(member) for member in members]
+        entries = cast("Sequence[IndexEntry]", members)
+        heads, minutes, lines = self._heads, self._minutes, []
+        for entry in entries:
+            name, kind, _, _, size, mode, mtime_ns, uid, gid, uname, gname, link, _, _, _ = entry
+            key = (kind, mode, uname, uid, gname, gid)
+            head = heads.get(key) or self._head(key)
+            minute = mtime_ns // 60_000_000_000
+            when = minutes.get(minute) or self._when(minute)
+            line = f"{head} {size:>9} {when} {name}"
+            lines.append(line if kind is MemberKind.FILE else _suffixed(line, kind, link))
+        return lines
+
+    def _head(self, key: tuple[MemberKind, int, str, int, str, int]) -> str:
+        """ "-rw-r--r-- user/group" for (kind, mode, uname, uid, gname, gid)."""
+        if len(self._heads) >= CACHED:
+            self._heads.clear()
+        mode = KIND_CHARS[key[0]] + stat.filemode(key[1])[1:]
+        head = self._heads[key] = f"{mode} {key[2] or key[3]}/{key[4] or key[5]}"
+        return head
+
+    def _when(self, minute: int) -> str:
+        if len(self._minutes) >= CACHED:
+            self._minutes.clear()  # a listing of many minutes: memory stays bounded
+        when = self._minutes[minute] = time.strftime("%Y-%m-%d %H:%M", time.localtime(minute * 60))
+        return when
+
+
+def _suffixed(line: str, kind: MemberKind, linkname: str) -> str:
+    """What follows the name for members other than files."""
+    if kind is MemberKind.DIRECTORY:
+        return line + "/"
+    if kind is MemberKind.SYMLINK:
+        return f"{line} -> {linkname}"
+    if kind is MemberKind.HARDLINK:
+        return f"{line} link to {linkname}"
+    return line
