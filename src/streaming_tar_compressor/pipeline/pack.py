@@ -324,6 +324,7 @@ def pack_events(
                 settings.block_size,
                 tar,
                 index.builder if index is not None else None,
+                rows=index is not None,
             ),
             depth=BLOCKS_IN_FLIGHT_PER_WORKER,
             name="stc-tar",
@@ -757,6 +758,7 @@ def _tar_blocks(
     block_size: int,
     state: _TarState,
     builder: PageBuilder | None = None,
+    rows: bool = True,
 ) -> Iterator[_TarBlock]:
     """The pax tar stream of the entries from offset ``state.start`` on (bytes before it are
     left out and their files not opened), cut into blocks of ``block_size``.
@@ -766,7 +768,7 @@ def _tar_blocks(
     (a tree of small files spends its pack in this loop). File data is read in READ_SIZE
     pieces, never whole, so the buffer stays under a block and a read. Each member goes to
     the index's page ``builder`` as its header is written (in the same C call when
-    compiled), or without one as a row.
+    compiled), or without one as a row, unless no ``rows`` are wanted (no index).
     """
     start = state.start
     writer = TarWriter()
@@ -809,7 +811,7 @@ def _tar_blocks(
         if writer.offset <= start:
             continue  # wholly before the resume point
         drop = start - offset  # > 0 only for the member the resume point falls in
-        if drop <= 0 and builder is None:
+        if drop <= 0 and builder is None and rows:
             members.append(_untracked((member, offset, offset + len(header), b"")))
         # Reported with the block its last byte goes to, which may be cut while it is read.
         finished.append((entry.path, member.size))

@@ -38,7 +38,7 @@ def whole_file_digests(start: int, data: bytes, rows: list[Row]) -> list[bytes |
 
 
 class PackIndexer:
-    """Collects the rows of one pack, in tar order, into an index written to ``out``."""
+    """Collects the rows or pages of one pack, in tar order, into an index written to ``out``."""
 
     def __init__(self, out: Output, name: str, *, content_sha256: bool) -> None:
         self.name = name
