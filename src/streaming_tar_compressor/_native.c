@@ -43,7 +43,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1011,7 +1010,7 @@ static int plain_header(unsigned char b[HEADER], PyObject *texts[4], char typefl
     unsigned long sum = 0;
     for (int i = 0; i < HEADER; i++)
         sum += b[i];
-    snprintf((char *)b + F_CHKSUM, 8, "%06lo", sum);  /* six digits, then NUL, then the space */
+    put_octal(b + F_CHKSUM, 7, (long long)sum);  /* six digits (sum < 8**6), NUL, a space */
     b[F_CHKSUM + 7] = ' ';
     return 1;
 }
@@ -1208,13 +1207,27 @@ static int append_text(growing_t *g, PyObject *text, int first, size_t *added)
     return status;
 }
 
-/* Python's str order with "/" below every other character: the order of sort_key. */
+/* Python's str order with "/" below every other character: the order of sort_key. Names
+   are mostly ASCII, compared here byte by byte (a pack's tar thread compares each name with
+   the one before, which shares most of it). */
 static int key_before(PyObject *a, PyObject *b)
 {
     Py_ssize_t la = PyUnicode_GET_LENGTH(a), lb = PyUnicode_GET_LENGTH(b);
+    Py_ssize_t shorter = la < lb ? la : lb;
     int ka = PyUnicode_KIND(a), kb = PyUnicode_KIND(b);
+    if (ka == PyUnicode_1BYTE_KIND && kb == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *da = PyUnicode_1BYTE_DATA(a), *db = PyUnicode_1BYTE_DATA(b);
+        Py_ssize_t i = 0;
+        while (i < shorter && da[i] == db[i])
+            i++;
+        if (i < shorter) {
+            Py_UCS1 ca = da[i] == '/' ? 0 : da[i], cb = db[i] == '/' ? 0 : db[i];
+            return ca < cb;
+        }
+        return la < lb;
+    }
     const void *da = PyUnicode_DATA(a), *db = PyUnicode_DATA(b);
-    for (Py_ssize_t i = 0; i < la && i < lb; i++) {
+    for (Py_ssize_t i = 0; i < shorter; i++) {
         Py_UCS4 ca = PyUnicode_READ(ka, da, i), cb = PyUnicode_READ(kb, db, i);
         if (ca == cb)
             continue;
@@ -1225,15 +1238,34 @@ static int key_before(PyObject *a, PyObject *b)
     return la < lb;
 }
 
+/* An int as unsigned long long, as PyLong_AsUnsignedLongLong gives it (and its errors), by
+   the faster PyLong_AsLongLongAndOverflow where the value allows: the former goes through a
+   byte array for every int of two digits or more (offsets past 1 GiB, times, sizes). */
+static int unsigned_number(PyObject *number, unsigned long long *value)
+{
+    if (PyLong_Check(number)) {
+        int overflow;
+        long long small = PyLong_AsLongLongAndOverflow(number, &overflow);
+        if (!overflow && small >= 0) {
+            *value = (unsigned long long)small;
+            return 0;
+        }
+        if (small == -1 && PyErr_Occurred())
+            return -1;
+    }
+    *value = PyLong_AsUnsignedLongLong(number);
+    return *value == (unsigned long long)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static int number_attribute(PyObject *member, const slots_t *slots, int name,
                             unsigned long long limit, unsigned long long *value)
 {
     PyObject *number = attribute(member, slots, name);
     if (number == NULL)
         return -1;
-    *value = PyLong_AsUnsignedLongLong(number);
+    int status = unsigned_number(number, value);
     Py_DECREF(number);
-    if (*value == (unsigned long long)-1 && PyErr_Occurred())
+    if (status < 0)
         return -1;
     if (*value > limit) {
         PyErr_Format(PyExc_OverflowError, "%s is too large for the index", attribute_names[name]);
@@ -1249,10 +1281,12 @@ static int mtime_ns(PyObject *member, const slots_t *slots, long long *value)
         return -1;
     int status = 0;
     if (PyLong_Check(mtime)) {
-        long long seconds = PyLong_AsLongLong(mtime);
+        int overflow;
+        long long seconds = PyLong_AsLongLongAndOverflow(mtime, &overflow);
         if (seconds == -1 && PyErr_Occurred())
             status = -1;
-        else if (seconds > LLONG_MAX / 1000000000LL || seconds < LLONG_MIN / 1000000000LL) {
+        else if (overflow || seconds > LLONG_MAX / 1000000000LL ||
+                 seconds < LLONG_MIN / 1000000000LL) {
             PyErr_SetString(PyExc_OverflowError, "mtime is too large for the index");
             status = -1;
         } else
@@ -1272,19 +1306,34 @@ static int mtime_ns(PyObject *member, const slots_t *slots, long long *value)
     return status;
 }
 
+/* The width of each column of numbers, in bytes; the digests' and the texts' vary. */
+static const int column_width[C_DIGEST] = {1, 8, 8, 8, 4, 8, 8, 8, 4, 4, 1};
+
+/* Makes room in each column of numbers for one more row. */
+static int room_for_a_row(growing_t *c)
+{
+    for (int i = 0; i < C_DIGEST; i++) {
+        if (grow(&c[i], (size_t)column_width[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Stores value's width low bytes, little-endian, at the end of column g (room made). */
+static inline void put_le(growing_t *g, unsigned long long value, int width)
+{
+    unsigned char *at = g->data + g->length;
+    for (int i = 0; i < width; i++)
+        at[i] = (unsigned char)(value >> (8 * i));
+    g->length += (size_t)width;
+}
+
 /* Appends one row to the columns c: the member, where its first header and its data start,
    its content digest (32 bytes or empty). *name is set to a new reference to its name. */
-static int index_fields(PyObject *member, PyObject *header_offset, PyObject *data_offset,
+static int index_fields(PyObject *member, unsigned long long header, unsigned long long data,
                         PyObject *digest, PyObject *kinds, slots_t *slots, growing_t *c,
                         size_t *text, PyObject **name)
 {
-    unsigned long long header, data;
-    header = PyLong_AsUnsignedLongLong(header_offset);
-    if (header == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
-    data = PyLong_AsUnsignedLongLong(data_offset);
-    if (data == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
     if (data < header) {
         PyErr_SetString(PyExc_OverflowError, "a member's data starts before its header");
         return -1;
@@ -1307,7 +1356,6 @@ static int index_fields(PyObject *member, PyObject *header_offset, PyObject *dat
         PyErr_SetString(PyExc_ValueError, "a member of an unknown kind");
         return -1;
     }
-    unsigned char kind_code = (unsigned char)code;
     unsigned long long size, mode, uid, gid, major, minor;
     long long mtime;
     if (number_attribute(member, slots, A_SIZE, ULLONG_MAX, &size) < 0 ||
@@ -1319,15 +1367,20 @@ static int index_fields(PyObject *member, PyObject *header_offset, PyObject *dat
         mtime_ns(member, slots, &mtime) < 0)
         return -1;
     int has_digest = PyBytes_GET_SIZE(digest) == 32;
-    if (append(&c[C_KIND], &kind_code, 1) < 0 || append_le(&c[C_HEADER], header, 8) < 0 ||
-        append_le(&c[C_DELTA], data - header, 8) < 0 ||
-        append_le(&c[C_SIZE], is_file ? size : 0, 8) < 0 || append_le(&c[C_MODE], mode, 4) < 0 ||
-        append_le(&c[C_MTIME], (unsigned long long)mtime, 8) < 0 ||
-        append_le(&c[C_UID], uid, 8) < 0 || append_le(&c[C_GID], gid, 8) < 0 ||
-        append_le(&c[C_MAJOR], major, 4) < 0 || append_le(&c[C_MINOR], minor, 4) < 0 ||
-        append_le(&c[C_HAS_DIGEST], (unsigned long long)has_digest, 1) < 0 ||
+    if (room_for_a_row(c) < 0 ||
         (has_digest && append(&c[C_DIGEST], PyBytes_AS_STRING(digest), 32) < 0))
         return -1;
+    put_le(&c[C_KIND], (unsigned long long)code, 1);
+    put_le(&c[C_HEADER], header, 8);
+    put_le(&c[C_DELTA], data - header, 8);
+    put_le(&c[C_SIZE], is_file ? size : 0, 8);
+    put_le(&c[C_MODE], mode, 4);
+    put_le(&c[C_MTIME], (unsigned long long)mtime, 8);
+    put_le(&c[C_UID], uid, 8);
+    put_le(&c[C_GID], gid, 8);
+    put_le(&c[C_MAJOR], major, 4);
+    put_le(&c[C_MINOR], minor, 4);
+    put_le(&c[C_HAS_DIGEST], (unsigned long long)has_digest, 1);
     int first = c[C_KIND].length == 1;
     for (int i = 0; i < 4; i++) {
         PyObject *value = attribute(member, slots, A_NAME + i);
@@ -1354,26 +1407,33 @@ static int index_row(PyObject *row, PyObject *kinds, slots_t *slots, growing_t *
         PyErr_SetString(PyExc_TypeError, "an index row must be a 4-tuple");
         return -1;
     }
-    return index_fields(PyTuple_GET_ITEM(row, 0), PyTuple_GET_ITEM(row, 1),
-                        PyTuple_GET_ITEM(row, 2), PyTuple_GET_ITEM(row, 3), kinds, slots, c,
-                        text, name);
+    unsigned long long header, data;
+    if (unsigned_number(PyTuple_GET_ITEM(row, 1), &header) < 0 ||
+        unsigned_number(PyTuple_GET_ITEM(row, 2), &data) < 0)
+        return -1;
+    return index_fields(PyTuple_GET_ITEM(row, 0), header, data, PyTuple_GET_ITEM(row, 3), kinds,
+                        slots, c, text, name);
 }
 
-/* The page of columns c (count rows) as index_page returns it, without first and last. */
+/* The page of columns c (count rows) as index_page returns it, without first and last:
+   made in place in one bytes object of the page's size. */
 static PyObject *page_bytes(const growing_t *c, Py_ssize_t count)
 {
-    growing_t out = {0};
-    PyObject *result = NULL;
-    if (append_le(&out, (unsigned long long)count, 4) < 0)
-        goto done;
+    size_t total = 4;
+    for (int i = 0; i < C_COUNT; i++)
+        total += (i >= C_NAME ? 4 : 0) + c[i].length;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (result == NULL)
+        return NULL;
+    growing_t out = {(unsigned char *)PyBytes_AS_STRING(result), 0, total};
+    put_le(&out, (unsigned long long)count, 4);
     for (int i = 0; i < C_COUNT; i++) {
-        if ((i >= C_NAME && append_le(&out, c[i].length, 4) < 0) ||
-            (c[i].length && append(&out, c[i].data, c[i].length) < 0))
-            goto done;
+        if (i >= C_NAME)
+            put_le(&out, c[i].length, 4);
+        if (c[i].length)
+            memcpy(out.data + out.length, c[i].data, c[i].length);
+        out.length += c[i].length;
     }
-    result = PyBytes_FromStringAndSize((const char *)out.data, (Py_ssize_t)out.length);
-done:
-    PyMem_Free(out.data);
     return result;
 }
 
@@ -1509,7 +1569,8 @@ static int page_builder_usable(PageBuilderObject *self)
 
 /* Adds a row (digest NULL: none); 0, or -1 with the builder broken. */
 static int page_builder_append(PageBuilderObject *self, PyObject *member,
-                               PyObject *header_offset, PyObject *data_offset, PyObject *digest)
+                               unsigned long long header_offset,
+                               unsigned long long data_offset, PyObject *digest)
 {
     static PyObject *empty = NULL;
     if (empty == NULL && (empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
@@ -1544,7 +1605,14 @@ static PyObject *page_builder_add(PageBuilderObject *self, PyObject *const *args
         PyErr_SetString(PyExc_TypeError, "add(member, header_offset, data_offset, digest=b'')");
         return NULL;
     }
-    if (page_builder_append(self, args[0], args[1], args[2], nargs == 4 ? args[3] : NULL) < 0)
+    unsigned long long header_offset, data_offset;
+    if (unsigned_number(args[1], &header_offset) < 0 ||
+        unsigned_number(args[2], &data_offset) < 0) {
+        self->broken = 1;  /* as a refused row always leaves it */
+        return NULL;
+    }
+    if (page_builder_append(self, args[0], header_offset, data_offset,
+                            nargs == 4 ? args[3] : NULL) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1686,15 +1754,22 @@ static PyObject *member_header(PyObject *module, PyObject *const *args, Py_ssize
         goto done;
     }
     result = PyBytes_FromStringAndSize((const char *)b, HEADER);
-    if (result != NULL && builder != Py_None) {
+    if (result != NULL && Py_IS_TYPE(builder, &PageBuilderType)) {
+        PageBuilderObject *pages = (PageBuilderObject *)builder;
+        unsigned long long offset;
+        if (unsigned_number(args[3], &offset) < 0 || offset > ULLONG_MAX - HEADER) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_OverflowError, "a header's offset is too large");
+            pages->broken = 1;
+            Py_CLEAR(result);
+        } else if (page_builder_append(pages, member, offset, offset + HEADER, NULL) < 0) {
+            Py_CLEAR(result);
+        }
+    } else if (result != NULL && builder != Py_None) {
         data_offset = PyNumber_Add(args[3], header_size);
         if (data_offset == NULL)
             Py_CLEAR(result);
-        else if (Py_IS_TYPE(builder, &PageBuilderType)) {
-            if (page_builder_append((PageBuilderObject *)builder, member, args[3], data_offset,
-                                    NULL) < 0)
-                Py_CLEAR(result);
-        } else {
+        else {
             PyObject *added = PyObject_CallMethod(builder, "add", "OOO", member, args[3],
                                                   data_offset);
             if (added == NULL)

@@ -52,7 +52,7 @@ def entries(draw: st.DrawFn) -> list[IndexEntry]:
                 size=size,
                 mode=draw(st.integers(0, 0o7777)),
                 mtime_ns=draw(st.integers(-(2**33), 2**33)) * 10**9,
-                uid=draw(st.integers(0, 2**40)),
+                uid=draw(st.integers(0, 2**64 - 1)),  # past 2**63: the compiled slow path
                 gid=draw(st.integers(0, 2**40)),
                 uname=draw(st.sampled_from(["", "root", "ü"])),
                 gname=draw(st.sampled_from(["", "staff"])),
@@ -303,6 +303,8 @@ def test_a_page_builder_needs_room_for_a_row(rows: int, text: int) -> None:
         ({"linkname": "x\0"}, ValueError),
         ({"mode": 2**32}, OverflowError),
         ({"uid": -1}, OverflowError),
+        ({"uid": 2**64}, OverflowError),
+        ({"gid": -(2**70)}, OverflowError),
         ({"mtime": 2**63}, OverflowError),
         ({"mtime": float("inf")}, OverflowError),
         ({"mtime": float("nan")}, OverflowError),
