@@ -1328,76 +1328,99 @@ static inline void put_le(growing_t *g, unsigned long long value, int width)
     g->length += (size_t)width;
 }
 
-/* Appends one row to the columns c: the member, where its first header and its data start,
-   its content digest (32 bytes or empty). *name is set to a new reference to its name. */
-static int index_fields(PyObject *member, unsigned long long header, unsigned long long data,
-                        PyObject *digest, PyObject *kinds, slots_t *slots, growing_t *c,
-                        size_t *text, PyObject **name)
+/* A row's numbers, as its columns hold them. */
+typedef struct {
+    unsigned long long header, data, size, mode, uid, gid, major, minor;
+    long long mtime_ns;
+    unsigned char kind;
+} row_numbers_t;
+
+/* Appends a row to the columns c: its numbers, its content digest (32 bytes, or NULL: none)
+   and its texts (name, linkname, uname, gname), whose bytes are added to *text. */
+static int store_row(growing_t *c, const row_numbers_t *n, PyObject *digest,
+                     PyObject *const texts[4], size_t *text)
 {
-    if (data < header) {
+    if (n->data < n->header) {
         PyErr_SetString(PyExc_OverflowError, "a member's data starts before its header");
         return -1;
     }
-    if (!PyBytes_Check(digest) || (PyBytes_GET_SIZE(digest) != 0 && PyBytes_GET_SIZE(digest) != 32)) {
-        PyErr_SetString(PyExc_ValueError, "a content digest must be 32 bytes or empty");
+    if (room_for_a_row(c) < 0 ||
+        (digest != NULL && append(&c[C_DIGEST], PyBytes_AS_STRING(digest), 32) < 0))
         return -1;
+    put_le(&c[C_KIND], n->kind, 1);
+    put_le(&c[C_HEADER], n->header, 8);
+    put_le(&c[C_DELTA], n->data - n->header, 8);
+    put_le(&c[C_SIZE], n->kind == 0 ? n->size : 0, 8);  /* kinds[0] is MemberKind.FILE */
+    put_le(&c[C_MODE], n->mode, 4);
+    put_le(&c[C_MTIME], (unsigned long long)n->mtime_ns, 8);
+    put_le(&c[C_UID], n->uid, 8);
+    put_le(&c[C_GID], n->gid, 8);
+    put_le(&c[C_MAJOR], n->major, 4);
+    put_le(&c[C_MINOR], n->minor, 4);
+    put_le(&c[C_HAS_DIGEST], digest != NULL, 1);
+    int first = c[C_KIND].length == 1;
+    for (int i = 0; i < 4; i++) {
+        size_t added = 0;
+        if (append_text(&c[C_NAME + i], texts[i], first, &added) < 0)
+            return -1;
+        *text += added;
     }
-    if (!Py_IS_TYPE(member, slots->type))
-        find_slots(slots, Py_TYPE(member));
+    return 0;
+}
+
+/* The position of the member's kind in kinds, or -1 with an error. */
+static int kind_code(PyObject *member, const slots_t *slots, PyObject *kinds)
+{
     PyObject *kind = attribute(member, slots, A_KIND);
     if (kind == NULL)
         return -1;
     Py_ssize_t code = 0;
     while (code < PyTuple_GET_SIZE(kinds) && PyTuple_GET_ITEM(kinds, code) != kind)
         code++;
-    int is_file = code == 0;  /* kinds[0] is MemberKind.FILE */
     Py_DECREF(kind);
     if (code == PyTuple_GET_SIZE(kinds) || code > 255) {
         PyErr_SetString(PyExc_ValueError, "a member of an unknown kind");
         return -1;
     }
-    unsigned long long size, mode, uid, gid, major, minor;
-    long long mtime;
-    if (number_attribute(member, slots, A_SIZE, ULLONG_MAX, &size) < 0 ||
-        number_attribute(member, slots, A_MODE, 0xffffffffULL, &mode) < 0 ||
-        number_attribute(member, slots, A_UID, ULLONG_MAX, &uid) < 0 ||
-        number_attribute(member, slots, A_GID, ULLONG_MAX, &gid) < 0 ||
-        number_attribute(member, slots, A_MAJOR, 0xffffffffULL, &major) < 0 ||
-        number_attribute(member, slots, A_MINOR, 0xffffffffULL, &minor) < 0 ||
-        mtime_ns(member, slots, &mtime) < 0)
+    return (int)code;
+}
+
+/* Appends one row to the columns c: the member, where its first header and its data start,
+   its content digest (32 bytes or empty). *name is set to a new reference to its name. */
+static int index_fields(PyObject *member, unsigned long long header, unsigned long long data,
+                        PyObject *digest, PyObject *kinds, slots_t *slots, growing_t *c,
+                        size_t *text, PyObject **name)
+{
+    if (!PyBytes_Check(digest) || (PyBytes_GET_SIZE(digest) != 0 && PyBytes_GET_SIZE(digest) != 32)) {
+        PyErr_SetString(PyExc_ValueError, "a content digest must be 32 bytes or empty");
         return -1;
-    int has_digest = PyBytes_GET_SIZE(digest) == 32;
-    if (room_for_a_row(c) < 0 ||
-        (has_digest && append(&c[C_DIGEST], PyBytes_AS_STRING(digest), 32) < 0))
-        return -1;
-    put_le(&c[C_KIND], (unsigned long long)code, 1);
-    put_le(&c[C_HEADER], header, 8);
-    put_le(&c[C_DELTA], data - header, 8);
-    put_le(&c[C_SIZE], is_file ? size : 0, 8);
-    put_le(&c[C_MODE], mode, 4);
-    put_le(&c[C_MTIME], (unsigned long long)mtime, 8);
-    put_le(&c[C_UID], uid, 8);
-    put_le(&c[C_GID], gid, 8);
-    put_le(&c[C_MAJOR], major, 4);
-    put_le(&c[C_MINOR], minor, 4);
-    put_le(&c[C_HAS_DIGEST], (unsigned long long)has_digest, 1);
-    int first = c[C_KIND].length == 1;
-    for (int i = 0; i < 4; i++) {
-        PyObject *value = attribute(member, slots, A_NAME + i);
-        if (value == NULL)
-            return -1;
-        size_t added = 0;
-        int status = append_text(&c[C_NAME + i], value, first, &added);
-        if (status == 0 && i == 0) {
-            *name = value;  /* the caller's reference now */
-        } else {
-            Py_DECREF(value);
-        }
-        if (status < 0)
-            return -1;
-        *text += added;
     }
-    return 0;
+    if (!Py_IS_TYPE(member, slots->type))
+        find_slots(slots, Py_TYPE(member));
+    row_numbers_t n = {.header = header, .data = data};
+    int code = kind_code(member, slots, kinds);
+    if (code < 0 || number_attribute(member, slots, A_SIZE, ULLONG_MAX, &n.size) < 0 ||
+        number_attribute(member, slots, A_MODE, 0xffffffffULL, &n.mode) < 0 ||
+        number_attribute(member, slots, A_UID, ULLONG_MAX, &n.uid) < 0 ||
+        number_attribute(member, slots, A_GID, ULLONG_MAX, &n.gid) < 0 ||
+        number_attribute(member, slots, A_MAJOR, 0xffffffffULL, &n.major) < 0 ||
+        number_attribute(member, slots, A_MINOR, 0xffffffffULL, &n.minor) < 0 ||
+        mtime_ns(member, slots, &n.mtime_ns) < 0)
+        return -1;
+    n.kind = (unsigned char)code;
+    PyObject *texts[4] = {NULL, NULL, NULL, NULL};
+    int status = 0;
+    for (int i = 0; i < 4 && status == 0; i++) {
+        texts[i] = attribute(member, slots, A_NAME + i);
+        status = texts[i] == NULL ? -1 : 0;
+    }
+    if (status == 0)
+        status = store_row(c, &n, PyBytes_GET_SIZE(digest) ? digest : NULL, texts, text);
+    if (status == 0)
+        *name = Py_NewRef(texts[0]);  /* the caller's reference */
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(texts[i]);
+    return status;
 }
 
 static int index_row(PyObject *row, PyObject *kinds, slots_t *slots, growing_t *c,
@@ -1567,21 +1590,10 @@ static int page_builder_usable(PageBuilderObject *self)
     return !self->broken;
 }
 
-/* Adds a row (digest NULL: none); 0, or -1 with the builder broken. */
-static int page_builder_append(PageBuilderObject *self, PyObject *member,
-                               unsigned long long header_offset,
-                               unsigned long long data_offset, PyObject *digest)
+/* Notes the name of the row just stored (a new reference, taken over) and seals the page
+   when it is full; 0, or -1 with the builder broken. */
+static int page_builder_added(PageBuilderObject *self, PyObject *name)
 {
-    static PyObject *empty = NULL;
-    if (empty == NULL && (empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
-        return -1;
-    PyObject *name = NULL;
-    if (index_fields(member, header_offset, data_offset, digest ? digest : empty, self->kinds,
-                     &self->slots, self->c, &self->text, &name) < 0) {
-        Py_XDECREF(name);
-        self->broken = 1;  /* some columns may hold part of the row */
-        return -1;
-    }
     if (self->previous != NULL && self->in_order && key_before(name, self->previous))
         self->in_order = 0;
     if (self->first == NULL)
@@ -1594,6 +1606,23 @@ static int page_builder_append(PageBuilderObject *self, PyObject *member,
         return -1;
     }
     return 0;
+}
+
+/* Adds a row (digest NULL: none); 0, or -1 with the builder broken. */
+static int page_builder_append(PageBuilderObject *self, PyObject *member,
+                               unsigned long long header_offset,
+                               unsigned long long data_offset, PyObject *digest)
+{
+    static PyObject *empty = NULL;
+    if (empty == NULL && (empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
+        return -1;
+    PyObject *name = NULL;
+    if (index_fields(member, header_offset, data_offset, digest ? digest : empty, self->kinds,
+                     &self->slots, self->c, &self->text, &name) < 0) {
+        self->broken = 1;  /* some columns may hold part of the row */
+        return -1;
+    }
+    return page_builder_added(self, name);
 }
 
 static PyObject *page_builder_add(PageBuilderObject *self, PyObject *const *args,
@@ -1658,6 +1687,51 @@ static PyTypeObject PageBuilderType = {
     .tp_dealloc = (destructor)page_builder_dealloc,
     .tp_methods = page_builder_methods,
 };
+
+/* Adds the member whose plain header member_header just made to the page builder, from
+   what it read for the header (numbers: mode & 07777, uid, gid, size, whole seconds; texts:
+   the header's, a folder's name with its "/"), reading only what the header lacks; 0, or -1
+   with the builder broken. */
+static int add_to_pages(PageBuilderObject *pages, PyObject *member, const slots_t *slots,
+                        int code, char typeflag, const long long numbers[5],
+                        PyObject *const texts[4], PyObject *offset)
+{
+    row_numbers_t n = {.kind = (unsigned char)code, .uid = (unsigned long long)numbers[1],
+                       .gid = (unsigned long long)numbers[2]};
+    n.size = typeflag == '0' ? (unsigned long long)numbers[3] : 0;
+    PyObject *row_texts[4] = {NULL, texts[1], texts[2], texts[3]};
+    int status = -1;
+    if (unsigned_number(offset, &n.header) < 0)
+        goto done;
+    if (n.header > ULLONG_MAX - HEADER) {
+        PyErr_SetString(PyExc_OverflowError, "a header's offset is too large");
+        goto done;
+    }
+    n.data = n.header + HEADER;
+    PyObject *mtime = attribute(member, slots, A_MTIME);
+    if (mtime == NULL)
+        goto done;
+    int exact = PyLong_CheckExact(mtime);  /* whole seconds, as the header has them */
+    Py_DECREF(mtime);
+    if (exact)
+        n.mtime_ns = numbers[4] * 1000000000LL;  /* < 8**11 s: no overflow */
+    else if (mtime_ns(member, slots, &n.mtime_ns) < 0)
+        goto done;
+    if (number_attribute(member, slots, A_MODE, 0xffffffffULL, &n.mode) < 0 ||
+        number_attribute(member, slots, A_MAJOR, 0xffffffffULL, &n.major) < 0 ||
+        number_attribute(member, slots, A_MINOR, 0xffffffffULL, &n.minor) < 0)
+        goto done;
+    row_texts[0] = typeflag == '5' ? attribute(member, slots, A_NAME) : Py_NewRef(texts[0]);
+    if (row_texts[0] == NULL || store_row(pages->c, &n, NULL, row_texts, &pages->text) < 0)
+        goto done;
+    status = page_builder_added(pages, row_texts[0]);  /* which takes the reference */
+    row_texts[0] = NULL;
+done:
+    Py_XDECREF(row_texts[0]);
+    if (status < 0)
+        pages->broken = 1;
+    return status;
+}
 
 /* member_header(member, kinds, typeflags, offset, builder) -> bytes | None: the plain ustar
    header of a TarMember read from its slots (kinds[i]'s typeflag is typeflags[i]): one call,
@@ -1755,16 +1829,9 @@ static PyObject *member_header(PyObject *module, PyObject *const *args, Py_ssize
     }
     result = PyBytes_FromStringAndSize((const char *)b, HEADER);
     if (result != NULL && Py_IS_TYPE(builder, &PageBuilderType)) {
-        PageBuilderObject *pages = (PageBuilderObject *)builder;
-        unsigned long long offset;
-        if (unsigned_number(args[3], &offset) < 0 || offset > ULLONG_MAX - HEADER) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_OverflowError, "a header's offset is too large");
-            pages->broken = 1;
+        if (add_to_pages((PageBuilderObject *)builder, member, &slots, (int)code, typeflag,
+                         numbers, texts, args[3]) < 0)
             Py_CLEAR(result);
-        } else if (page_builder_append(pages, member, offset, offset + HEADER, NULL) < 0) {
-            Py_CLEAR(result);
-        }
     } else if (result != NULL && builder != Py_None) {
         data_offset = PyNumber_Add(args[3], header_size);
         if (data_offset == NULL)

@@ -107,8 +107,11 @@ class Added:
             name=names,
             kind=st.sampled_from(KINDS),
             size=st.integers(0, 5000),
-            mtime=st.integers(0, 9 * 10**9),  # past octal (pax), within the index (ns)
+            mode=st.integers(0, 2**32 - 1),  # the header keeps 0o7777 of it, the index all
+            # past octal (pax), within the index (ns); a float's fraction is the index's only
+            mtime=st.integers(0, 9 * 10**9) | st.floats(0, 9e9),
             uid=st.integers(0, 8**7 + 1),
+            gid=st.integers(0, 2**64 - 1),
         ),
         max_size=12,
     )
