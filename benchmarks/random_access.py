@@ -6,10 +6,10 @@
 2. ``stc list`` of 1,000,000 members from the index alone: seconds and peak RSS;
 3. what building the index costs a pack: the CPU seconds its work takes against the pack's
    wall time, for the archive of 1. and for any ``--cost-tree`` (a tree of small files is
-   the hard case: ~30 µs of pack a member). The frame thread's part (deflating and writing
+   the hard case: ~30 µs of pack a member). The frame thread's part (hashing and writing
    pages) is timed in the pack; the tar thread's (each member added to a page builder as
-   its header is written) is timed by writing the tree's headers again with a builder, less
-   the same loop without one.
+   its header is written, each page deflated as it is sealed) is timed by writing the
+   tree's headers again with a builder, less the same loop without one.
    Taken because runs with and without the index differ by less than this machine's noise;
    a lower bound of the wall-clock cost (a thread may wait for the GIL the work holds).
 

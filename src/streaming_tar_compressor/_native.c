@@ -1218,6 +1218,12 @@ static int key_before(PyObject *a, PyObject *b)
     if (ka == PyUnicode_1BYTE_KIND && kb == PyUnicode_1BYTE_KIND) {
         const Py_UCS1 *da = PyUnicode_1BYTE_DATA(a), *db = PyUnicode_1BYTE_DATA(b);
         Py_ssize_t i = 0;
+        for (unsigned long long wa, wb; i + 8 <= shorter; i += 8) {  /* 8 bytes at a time */
+            memcpy(&wa, da + i, 8);
+            memcpy(&wb, db + i, 8);
+            if (wa != wb)
+                break;
+        }
         while (i < shorter && da[i] == db[i])
             i++;
         if (i < shorter) {
@@ -1438,25 +1444,36 @@ static int index_row(PyObject *row, PyObject *kinds, slots_t *slots, growing_t *
                         slots, c, text, name);
 }
 
-/* The page of columns c (count rows) as index_page returns it, without first and last:
-   made in place in one bytes object of the page's size. */
-static PyObject *page_bytes(const growing_t *c, Py_ssize_t count)
+/* The length of the page of columns c, as fill_page makes it. */
+static size_t page_length(const growing_t *c)
 {
     size_t total = 4;
     for (int i = 0; i < C_COUNT; i++)
         total += (i >= C_NAME ? 4 : 0) + c[i].length;
-    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
-    if (result == NULL)
-        return NULL;
-    growing_t out = {(unsigned char *)PyBytes_AS_STRING(result), 0, total};
-    put_le(&out, (unsigned long long)count, 4);
+    return total;
+}
+
+/* The page of columns c (count rows), page_length(c) bytes, into out: the row count, then
+   each column, each column of texts after its length. */
+static void fill_page(unsigned char *out, const growing_t *c, Py_ssize_t count)
+{
+    growing_t page = {out, 0, page_length(c)};
+    put_le(&page, (unsigned long long)count, 4);
     for (int i = 0; i < C_COUNT; i++) {
         if (i >= C_NAME)
-            put_le(&out, c[i].length, 4);
+            put_le(&page, c[i].length, 4);
         if (c[i].length)
-            memcpy(out.data + out.length, c[i].data, c[i].length);
-        out.length += c[i].length;
+            memcpy(page.data + page.length, c[i].data, c[i].length);
+        page.length += c[i].length;
     }
+}
+
+/* The page of columns c (count rows) as index_page returns it, without first and last. */
+static PyObject *page_bytes(const growing_t *c, Py_ssize_t count)
+{
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)page_length(c));
+    if (result != NULL)
+        fill_page((unsigned char *)PyBytes_AS_STRING(result), c, count);
     return result;
 }
 
@@ -1498,12 +1515,13 @@ done:
     return result;
 }
 
-/* PageBuilder(kinds, max_rows, max_text): index_page one row at a time. A pack's tar thread
-   adds each member as it writes its header, while the member is in the cache, and no member
-   outlives its header; a page is sealed as soon as index_page would end it (max_rows rows,
-   or once its texts reach max_text bytes), so the same rows give the same pages.
+/* PageBuilder(kinds, max_rows, max_text, compress): index_page one row at a time. A pack's
+   tar thread adds each member as it writes its header, while the member is in the cache, and
+   no member outlives its header; a page is sealed as soon as index_page would end it
+   (max_rows rows, or once its texts reach max_text bytes), so the same rows give the same
+   pages, and stored as compress(columns) returns it, while the columns are in the cache.
    add(member, header_offset, data_offset, digest=b"") appends a row; take() returns the
-   sealed pages, each (count, columns, in_order, first name, last name), and forgets them;
+   sealed pages, each (count, stored, in_order, first name, last name), and forgets them;
    finish() seals the rows left and returns what take() would. After a failed add the
    builder refuses every call. The Python twin is member_index.py's PageBuilderPython. */
 
@@ -1518,24 +1536,30 @@ typedef struct {
     int in_order, broken;
     PyObject *first, *previous;  /* the page's first and last names so far */
     PyObject *sealed;            /* list of pages */
+    PyObject *compress;          /* columns -> the bytes a sealed page holds */
 } PageBuilderObject;
 
 static PyObject *page_builder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *kinds;
+    PyObject *kinds, *compress;
     Py_ssize_t max_rows, max_text;
-    static char *keywords[] = {"kinds", "max_rows", "max_text", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!nn:PageBuilder", keywords, &PyTuple_Type,
-                                     &kinds, &max_rows, &max_text))
+    static char *keywords[] = {"kinds", "max_rows", "max_text", "compress", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!nnO:PageBuilder", keywords, &PyTuple_Type,
+                                     &kinds, &max_rows, &max_text, &compress))
         return NULL;
     if (max_rows < 1 || max_text < 0) {
         PyErr_SetString(PyExc_ValueError, "a page holds at least one row, and texts");
+        return NULL;
+    }
+    if (!PyCallable_Check(compress)) {
+        PyErr_SetString(PyExc_TypeError, "compress must be callable");
         return NULL;
     }
     PageBuilderObject *self = (PageBuilderObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
     self->kinds = Py_NewRef(kinds);
+    self->compress = Py_NewRef(compress);
     self->max_rows = max_rows;
     self->max_text = max_text;
     self->in_order = 1;
@@ -1551,6 +1575,7 @@ static void page_builder_dealloc(PageBuilderObject *self)
 {
     for (int i = 0; i < C_COUNT; i++)
         PyMem_Free(self->c[i].data);
+    Py_XDECREF(self->compress);
     Py_XDECREF(self->kinds);
     Py_XDECREF(self->slots.type);
     Py_XDECREF(self->first);
@@ -1559,13 +1584,30 @@ static void page_builder_dealloc(PageBuilderObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Appends the page of the rows added so far to sealed and starts the next. */
-static int page_builder_seal(PageBuilderObject *self)
+/* The page of the rows added so far as compress stores it, called as the page is sealed:
+   the columns are still in the cache, and freed at once their memory serves the next page
+   (kept until another thread had stored them, each page's ~440 KB cost fresh page faults). */
+static PyObject *stored_page(PageBuilderObject *self)
 {
     PyObject *columns = page_bytes(self->c, self->count);
     if (columns == NULL)
+        return NULL;
+    PyObject *stored = PyObject_CallOneArg(self->compress, columns);
+    Py_DECREF(columns);
+    if (stored != NULL && !PyBytes_Check(stored)) {
+        PyErr_SetString(PyExc_TypeError, "compress must return bytes");
+        Py_CLEAR(stored);
+    }
+    return stored;
+}
+
+/* Appends the page of the rows added so far to sealed and starts the next. */
+static int page_builder_seal(PageBuilderObject *self)
+{
+    PyObject *stored = stored_page(self);
+    if (stored == NULL)
         return -1;
-    PyObject *page = Py_BuildValue("nNOOO", self->count, columns,
+    PyObject *page = Py_BuildValue("nNOOO", self->count, stored,
                                    self->in_order ? Py_True : Py_False, self->first,
                                    self->previous);
     if (page == NULL || PyList_Append(self->sealed, page) < 0) {

@@ -217,6 +217,21 @@ def test_the_compiled_page_columns_equal_their_python_twin(
         assert built.index_page(rows, KINDS, max_rows, max_text) == expected
 
 
+long_names = st.text(alphabet="ab/-.é", max_size=12)
+
+
+@pytest.mark.skipif(built is None, reason="the compiled module is not built")
+@given(prefix=st.text(alphabet="ab/-.", max_size=40), first=long_names, second=long_names)
+def test_the_compiled_order_check_agrees_with_sort_key(
+    prefix: str, first: str, second: str
+) -> None:
+    """Names sharing a long prefix (as a tree's do), compared 8 bytes at a time."""
+    assert built is not None
+    rows = [(TarMember(prefix + name, MemberKind.FILE), 0, 512, b"") for name in (first, second)]
+    in_order = built.index_page(rows, KINDS, 10, 10**6)[2]
+    assert in_order == (sort_key(prefix + second) >= sort_key(prefix + first))
+
+
 def built_pages(
     builder: member_index.PageBuilder, rows: list[Row], take_every: int
 ) -> list[member_index.Page]:
@@ -229,12 +244,15 @@ def built_pages(
     return pages + builder.finish()
 
 
-def page_builders(max_rows: int, max_text: int) -> list[member_index.PageBuilder]:
+def page_builders(
+    max_rows: int, max_text: int, compress: Callable[[bytes], bytes] = bytes
+) -> list[member_index.PageBuilder]:
+    """Both twins; by default they keep a page's columns as they are (a copy)."""
     made: list[member_index.PageBuilder] = [
-        member_index.PageBuilderPython(KINDS, max_rows, max_text)
+        member_index.PageBuilderPython(KINDS, max_rows, max_text, compress)
     ]
     if built is not None:
-        made.append(built.PageBuilder(KINDS, max_rows, max_text))
+        made.append(built.PageBuilder(KINDS, max_rows, max_text, compress))
     return made
 
 
@@ -266,7 +284,10 @@ def test_an_index_written_from_built_pages_is_the_index_written_from_rows(
     members: list[IndexEntry], batch: int, small_pages: None
 ) -> None:
     data, written = write(members, batch)
-    for builder in page_builders(member_index.ENTRIES_PER_PAGE, member_index.PAGE_TEXT_BYTES):
+    pages_as_stored = page_builders(
+        member_index.ENTRIES_PER_PAGE, member_index.PAGE_TEXT_BYTES, member_index.deflate
+    )
+    for builder in pages_as_stored:
         out = io.BytesIO()
         writer = IndexWriter(out)
         writer.add_pages(built_pages(builder, [row(entry) for entry in members], batch))
@@ -293,7 +314,21 @@ def test_a_page_builder_needs_room_for_a_row(rows: int, text: int) -> None:
     makers += [built.PageBuilder] if built is not None else []
     for make in makers:
         with pytest.raises(ValueError, match="at least one row"):
-            make(KINDS, rows, text)
+            make(KINDS, rows, text, bytes)
+
+
+def test_a_page_builder_stores_what_compress_returns_and_only_bytes() -> None:
+    one = (TarMember("a", MemberKind.FILE), 0, 512, b"")
+    columns = member_index.page_columns_python([one], KINDS, 1, 1000)[1]
+    for builder in page_builders(1, 1000, lambda columns: b"stored:" + columns):
+        builder.add(*one)
+        assert builder.take() == [(1, b"stored:" + columns, True, "a", "a")]
+    if built is not None:
+        refused = built.PageBuilder(KINDS, 1, 1000, bytearray)
+        with pytest.raises(TypeError, match="must return bytes"):
+            refused.add(TarMember("a", MemberKind.FILE), 0, 512)
+        with pytest.raises(RuntimeError, match="failed and is unusable"):
+            refused.finish()
 
 
 @pytest.mark.parametrize(

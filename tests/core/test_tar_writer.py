@@ -121,16 +121,16 @@ def test_a_writer_adds_each_member_to_its_index_once_where_its_headers_start(
 ) -> None:
     """Plain headers are added in the header's own call when compiled, pax ones after."""
     writer, added, expected = TarWriter(), Added(), []
-    builders = [member_index.PageBuilderPython(member_index.KINDS, 5, 10**6)]
+    builders = [member_index.PageBuilderPython(member_index.KINDS, 5, 10**6, bytes)]
     if built is not None:
-        builders.append(built.PageBuilder(member_index.KINDS, 5, 10**6))
+        builders.append(built.PageBuilder(member_index.KINDS, 5, 10**6, bytes))
     for member in members:
         offset = writer.offset
         header = writer.header(member, added)
         assert header == reference(member)
         expected.append((member, offset, offset + len(header)))
     assert added.rows == expected
-    from_rows = member_index.PageBuilderPython(member_index.KINDS, 5, 10**6)
+    from_rows = member_index.PageBuilderPython(member_index.KINDS, 5, 10**6, bytes)
     for row in expected:
         from_rows.add(*row)
     pages = from_rows.finish()
