@@ -1,4 +1,5 @@
-"""``stc list`` lines: the batch formatting of index entries gives each entry's own line."""
+"""``stc list`` lines: the batch formatting of index entries, and of an index page's columns,
+gives each member its own line."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streaming_tar_compressor.cli.tv import TvLines
-from streaming_tar_compressor.core.member_index import IndexEntry
+from streaming_tar_compressor.core.member_index import IndexEntry, PageColumns
 from streaming_tar_compressor.models import MemberKind, TarMember
 
 entries = st.builds(
@@ -30,6 +31,14 @@ entries = st.builds(
 @given(st.lists(entries, max_size=30))
 def test_a_batch_of_index_entries_gets_each_ones_own_line(batch: list[IndexEntry]) -> None:
     assert TvLines().lines(batch) == [TvLines().line(entry) for entry in batch]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(entries, min_size=1, max_size=30))
+def test_a_page_of_columns_gets_each_members_own_line(batch: list[IndexEntry]) -> None:
+    page = PageColumns(*(list(column) for column in zip(*batch, strict=True)))
+    assert page.entries() == batch
+    assert TvLines().page_lines(page) == [TvLines().line(entry) for entry in batch]
 
 
 def test_a_batch_of_members_read_from_the_stream_gets_each_ones_own_line() -> None:

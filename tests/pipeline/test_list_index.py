@@ -29,7 +29,7 @@ from streaming_tar_compressor.errors import (
     UsageError,
 )
 from streaming_tar_compressor.models import MemberKind, TarMember
-from streaming_tar_compressor.pipeline.listing import _decoded_members
+from streaming_tar_compressor.pipeline.listing import _decoded_members, listed, listed_batches
 from tests.helpers import build_tree
 from tests.strategies import file_trees
 
@@ -59,6 +59,29 @@ def test_the_index_lists_what_decoding_the_stream_lists(
     prefix = packed(tmp_path_factory.mktemp("list"), files, codec)
     decoded = list(_decoded_members(str(prefix), None))
     assert described(list(stc.list_members(prefix))) == described(decoded)
+
+
+def test_batches_are_the_index_pages_unless_members_are_selected_or_there_is_no_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(member_index, "ENTRIES_PER_PAGE", 5)
+    prefix = str(packed(tmp_path, {f"d/f{i:02d}": bytes([i]) for i in range(20)}))
+    pages = list(listed_batches(prefix, size=7))
+    assert len(pages) > 1 and all(isinstance(page, member_index.PageColumns) for page in pages)
+    everything = list(listed(prefix))
+    assert [e for p in pages if isinstance(p, member_index.PageColumns) for e in p.entries()] == (
+        everything
+    )
+    root = str(tmp_path / "tree").lstrip("/")
+    selected = list(listed_batches(prefix, members=[f"{root}/d"], size=7))
+    assert [len(batch) for batch in selected] == [7, 7, 7]  # the folder and its 20 files
+    assert [e for batch in selected for e in batch] == list(listed(prefix, members=[f"{root}/d"]))
+    (tmp_path / "out" / "a.index").unlink()
+    batches = list(listed_batches(prefix, size=7))
+    decoded = [m for batch in batches if isinstance(batch, list) for m in batch]
+    assert len(decoded) == sum(map(len, batches))
+    assert all(isinstance(m, TarMember) for m in decoded)
+    assert [m.name for m in decoded] == [e.name for e in everything]
 
 
 def test_listing_works_with_every_chunk_deleted(tmp_path: Path) -> None:

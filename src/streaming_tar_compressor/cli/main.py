@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import gc
 import io
-import itertools
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from .. import __version__, sync
 from ..codecs import codec_for
 from ..core.detect import HEAD_SIZE, detect_compression
 from ..core.manifest import Manifest
+from ..core.member_index import PageColumns
 from ..errors import (
     ArchiveBusyError,
     ArchiveDamagedError,
@@ -795,22 +795,28 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     stated = None if args.compression is None else CompressionType.parse(args.compression)
+    prefix = normalize_prefix(args.prefix)
+    if not args.json_lines and not args.json:
+        tv = TvLines()
+        batches = listing.listed_batches(
+            prefix,
+            compression=stated,
+            members=args.members,
+            wildcards=args.wildcards,
+            size=LIST_BATCH,
+        )
+        for batch in batches:
+            lines = tv.page_lines(batch) if isinstance(batch, PageColumns) else tv.lines(batch)
+            print("\n".join(lines))
+        return 0
     members = listing.listed(
-        normalize_prefix(args.prefix),
-        compression=stated,
-        members=args.members,
-        wildcards=args.wildcards,
+        prefix, compression=stated, members=args.members, wildcards=args.wildcards
     )
     if args.json_lines:
         for member in members:
             print(json.dumps(_member_json(member)))
         return 0
-    if args.json:
-        _print_json({"ok": True, "members": [_member_json(m) for m in members]})
-        return 0
-    tv = TvLines()
-    for batch in iter(lambda: list(itertools.islice(members, LIST_BATCH)), []):
-        print("\n".join(tv.lines(batch)))
+    _print_json({"ok": True, "members": [_member_json(m) for m in members]})
     return 0
 
 

@@ -3,13 +3,18 @@ formatted once: a listing of a million members is mostly these lines."""
 
 from __future__ import annotations
 
+import operator
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol, cast
 
-from ..core.member_index import IndexEntry
+from ..core.member_index import IndexEntry, PageColumns
 from ..models import MemberKind
+
+# What a line shows: name, kind, size, mode, mtime_ns, uid, gid, uname, gname, linkname.
+_LineFields = tuple[str, MemberKind, int, int, int, int, int, str, str, str]
+_LINE_FIELDS = operator.itemgetter(0, 1, 4, 5, 6, 7, 8, 9, 10, 11)  # of an IndexEntry
 
 CACHED = 65_536  # texts kept per cache
 KIND_CHARS = {
@@ -69,14 +74,22 @@ class TvLines:
 
     def lines(self, members: Sequence[Listed]) -> list[str]:
         """``line`` of each member. Index entries (a listing's members all come from the
-        index or all from the stream) go in one loop over their tuples' fields: a fifth less
-        time than a call each, where a million lines are most of ``stc list``."""
+        index or all from the stream) go in one loop over their fields."""
         if not members or type(members[0]) is not IndexEntry:
             return [self.line(member) for member in members]
-        entries = cast("Sequence[IndexEntry]", members)
+        return self._lines(map(_LINE_FIELDS, cast("Sequence[IndexEntry]", members)))
+
+    def page_lines(self, page: PageColumns) -> list[str]:
+        """``line`` of each member of an index page, from its columns."""
+        fields = (page.names, page.kinds, page.sizes, page.modes, page.mtimes_ns, page.uids)
+        more = (page.gids, page.unames, page.gnames, page.linknames)
+        return self._lines(zip(*fields, *more, strict=True))
+
+    def _lines(self, rows: Iterable[_LineFields]) -> list[str]:
+        """One loop over the fields of many members: a fifth less time than a call each,
+        where a million lines are most of ``stc list``."""
         heads, minutes, lines = self._heads, self._minutes, []
-        for entry in entries:
-            name, kind, _, _, size, mode, mtime_ns, uid, gid, uname, gname, link, _, _, _ = entry
+        for name, kind, size, mode, mtime_ns, uid, gid, uname, gname, link in rows:
             key = (kind, mode, uname, uid, gname, gid)
             head = heads.get(key) or self._head(key)
             minute = mtime_ns // 60_000_000_000
