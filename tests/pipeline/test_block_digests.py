@@ -83,3 +83,26 @@ def test_a_manifest_with_wrong_block_digests_is_refused(digests: object, message
         Manifest.from_json(json.dumps(document))
     document["block_sha256"] = ["a" * 64, "b" * 64]
     assert Manifest.from_json(json.dumps(document)).block_sha256 == ("a" * 64, "b" * 64)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_deep_verify_checks_every_block_by_its_digest(tmp_path: Path, codec: str) -> None:
+    """Chunks intact, one block digest wrong (a manifest edited, or a packer's bug): a ranged
+    read of that block would be refused, so the verify that says "ok" must not be."""
+    source = make_source(tmp_path)
+    prefix = tmp_path / "out" / "a"
+    manifest = stc.pack([str(source)], str(prefix), compression=codec, **SMALL).manifest
+    report = stc.verify(prefix, deep=True)
+    assert report.ok and report.blocks_checked == len(manifest.blocks) > 3
+    assert stc.verify(prefix).blocks_checked == 0  # only --deep reads them
+    path = tmp_path / "out" / "a.manifest.json"
+    doc = json.loads(path.read_text())
+    doc["block_sha256"][2] = hashlib.sha256(b"another block").hexdigest()
+    path.write_text(json.dumps(doc))
+    report = stc.verify(prefix, deep=True)
+    (_, start), (_, end) = manifest.blocks[2], manifest.blocks[3]
+    assert report.problems == [
+        f"block 2 (stream bytes {start}-{end}): corrupt, "
+        "SHA-256 does not match the manifest's block_sha256"
+    ]
+    assert report.blocks_checked == len(manifest.blocks)

@@ -758,6 +758,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             "bytes_checked": report.bytes_checked,
             "deep": report.deep,
             "members_checked": report.members_checked,
+            "blocks_checked": report.blocks_checked,
             "index_checked": report.index_checked,
             "problems": report.problems,
             "from_metadata": report.from_metadata,
@@ -773,6 +774,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         _print_json(document)
     elif report.ok:
         how = f", {report.members_checked} members decoded" if report.deep else ""
+        if report.blocks_checked:
+            how += f", {report.blocks_checked} blocks checked by their SHA-256"
         if report.from_metadata:
             fetched = (
                 f"{report.downloaded} chunk(s) downloaded"

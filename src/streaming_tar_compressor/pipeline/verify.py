@@ -1,4 +1,5 @@
-"""verify: every chunk's size and SHA-256, the whole stream's, and with ``deep`` the contents.
+"""verify: every chunk's size and SHA-256, the whole stream's, and with ``deep`` the contents
+and each block's SHA-256 (what random access and store unpacks check a block by).
 
 Every problem is collected and reported together — a missing chunk does not hide a corrupt one.
 """
@@ -17,6 +18,7 @@ from ..errors import ArchiveDamagedError, ManifestError, MissingChunkError, StcE
 from ..models import ChunkInfo
 from ..progress import NullProgress, Progress
 from ..storage.archive import ChunkSource, open_source, read_manifest_at
+from ..storage.checked_reads import Unit, block_units
 from ..storage.local import manifest_path
 from ..storage.random_access import RandomAccess, require_random_access
 from ..storage.remote import RemoteChunkSource
@@ -28,6 +30,7 @@ class VerifyReport:
     chunks_checked: int = 0
     bytes_checked: int = 0
     members_checked: int = 0
+    blocks_checked: int = 0  # blocks checked by their SHA-256 in the manifest (deep)
     index_checked: bool = False  # the member index the manifest pins, by size and SHA-256
     deep: bool = False
     problems: list[str] = field(default_factory=list)
@@ -64,8 +67,10 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
 
     decoder: TarStreamDecoder | None = TarStreamDecoder(manifest.compression) if deep else None
     agreement = _IndexAgreement.of(prefix) if deep and manifest.index is not None else None
+    blocks = _BlockDigests.of(manifest) if deep else None
     stream_hash = hashlib.sha256()
     stream_whole = True
+    offset = 0  # in the stream, while it is whole
     progress.start(sum(chunk.size for chunk in manifest.chunks))
     try:
         for chunk in manifest.chunks:
@@ -75,6 +80,8 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
                 for piece in source.read(chunk):
                     chunk_hash.update(piece)
                     stream_hash.update(piece)
+                    if blocks is not None and stream_whole:
+                        blocks.feed(offset + size, piece)
                     size += len(piece)
                     progress.advance(len(piece))
                     if decoder is not None:
@@ -91,6 +98,7 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
                 continue
             report.chunks_checked += 1
             report.bytes_checked += size
+            offset += size
             if size != chunk.size:
                 report.problems.append(_size_problem(chunk, size))
                 stream_whole = False
@@ -98,6 +106,9 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
                 report.problems.append(f"{chunk.name}: corrupt, SHA-256 does not match")
         if stream_whole and manifest.sha256 and stream_hash.hexdigest() != manifest.sha256:
             report.problems.append("whole stream: SHA-256 does not match the manifest")
+        if blocks is not None:  # fed while the stream was whole
+            report.problems += blocks.problems
+            report.blocks_checked = blocks.checked
         if decoder is not None:
             try:
                 report.members_checked += _count_members(decoder.finish(), agreement)
@@ -205,6 +216,42 @@ def _count_members(events: Iterator[TarEvent], agreement: _IndexAgreement | None
         count += isinstance(event, MemberStart)
         agreement.take(event)
     return count
+
+
+class _BlockDigests:
+    """``verify --deep``: each block's SHA-256, as the manifest records it, over the
+    stream's bytes as they pass; none when the manifest has no block digests it can lay out
+    (``block_units``), so that a verified archive also restores by ranged, checked reads."""
+
+    def __init__(self, units: list[Unit]) -> None:
+        self._units = [unit for unit in units if unit.sha256]
+        self._next = 0  # the unit being hashed, or the next one
+        self._hash: Any = None
+        self.checked = 0
+        self.problems: list[str] = []
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> _BlockDigests | None:
+        units = block_units(manifest, manifest.chunks)
+        return cls(units) if units is not None else None
+
+    def feed(self, offset: int, data: bytes | memoryview) -> None:
+        """The stream's bytes from ``offset``, following the bytes fed before."""
+        end, view = offset + len(data), memoryview(data)
+        while self._next < len(self._units) and self._units[self._next].start < end:
+            unit = self._units[self._next]
+            self._hash = self._hash or hashlib.sha256()
+            self._hash.update(view[max(unit.start, offset) - offset : min(unit.end, end) - offset])
+            if unit.end > end:
+                return
+            if self._hash.hexdigest() != unit.sha256:
+                self.problems.append(
+                    f"block {self._next} (stream bytes {unit.start}-{unit.end}): corrupt, "
+                    "SHA-256 does not match the manifest's block_sha256"
+                )
+            self.checked += 1
+            self._hash = None
+            self._next += 1
 
 
 class _IndexAgreement:
