@@ -105,3 +105,28 @@ def test_an_index_rebuilt_on_a_store_is_the_one_the_pack_uploaded(
     stc.rebuild_index(prefix, content_digests=True)
     assert objects(s3_client, bucket) == packed
     assert stc.verify(prefix).ok
+
+
+def test_an_index_over_one_part_is_uploaded_in_parts_with_its_sha256_kept(
+    make_tree: Any, bucket: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts made tiny (and moto's minimum with them) so that a small index needs several:
+    verify then checks the index by its stored SHA-256, downloading nothing."""
+    import moto.s3.models
+
+    from streaming_tar_compressor.storage import remote, store
+
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 256)
+    monkeypatch.setattr(store, "PART_SIZE", 512)
+    monkeypatch.setattr(remote, "PART_SIZE", 512)
+    tree: Path = make_tree({f"f{i:03d}": b"%d" % i for i in range(300)})
+    prefix = f"s3://{bucket}/a"
+    manifest = stc.pack(tree, prefix, compression="zstd").manifest
+    assert manifest.index is not None and manifest.index.size > 3 * 512
+    head = s3_client.head_object(Bucket=bucket, Key="a.index")
+    assert "-" in head["ETag"]  # a multipart upload's ETag
+    assert head["Metadata"]["stc-sha256"] == manifest.index.sha256
+    report = stc.verify(prefix)
+    assert report.ok and report.index_checked and report.downloaded == 0
+    names = [member.name for member in stc.list_members(prefix)]  # read back from its parts
+    assert sum(name.rsplit("/", 1)[-1].startswith("f") for name in names) == 300

@@ -283,13 +283,15 @@ class IndexSpool:
         self.size += len(data)
 
     def upload(self, store: Store, key: str, sha256: str) -> None:
-        """One PUT that carries its SHA-256 when it fits one part; else a multipart upload."""
+        """One PUT when it fits one part, else a multipart upload; either keeps its SHA-256
+        with the object (verify checks it without a download)."""
         try:
             self._file.seek(0)
             if self.size <= PART_SIZE:
                 store.put(key, self._file.read(), sha256=sha256)
             else:
-                store.put_stream(key, iter(partial(self._file.read, PART_SIZE), b""))
+                pieces = iter(partial(self._file.read, PART_SIZE), b"")
+                store.put_stream(key, pieces, sha256=sha256)
         except OSError as exc:
             raise OutputError(f"cannot read back the spooled member index: {exc}") from exc
 

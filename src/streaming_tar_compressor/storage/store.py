@@ -94,9 +94,12 @@ class Store(Protocol):
         with the object, so ``head`` can check it without a download. ``retry=False``: one
         try; an answer that may change later raises TransientStoreError at once."""
 
-    def put_stream(self, key: str, pieces: Iterable[bytes]) -> str | None:
+    def put_stream(
+        self, key: str, pieces: Iterable[bytes], *, sha256: str | None = None
+    ) -> str | None:
         """Store the pieces as one object while they come (multipart: PART_SIZE parts, two in
-        flight), for chunks too big to hold in memory; returns the ETag."""
+        flight), for chunks too big to hold in memory; returns the ETag. ``sha256``, when
+        known before the upload (a spooled file's), is kept with the object as ``put``'s."""
 
     def head(self, key: str) -> ObjectInfo | None:
         """The object's size, ETag and stored SHA-256; None when it does not exist."""
@@ -179,12 +182,17 @@ class ObstoreStore:
                 raise
             return etag
 
-    def put_stream(self, key: str, pieces: Iterable[bytes]) -> str | None:
+    def put_stream(
+        self, key: str, pieces: Iterable[bytes], *, sha256: str | None = None
+    ) -> str | None:
+        attributes: Attributes | None = {self._sha256_name: sha256} if sha256 else None
+
         def call() -> str | None:
             result = obstore.put(
                 self._store,
                 self._key(key),
                 pieces,
+                attributes=attributes,
                 use_multipart=True,
                 chunk_size=PART_SIZE,
                 max_concurrency=PARTS_IN_FLIGHT,
