@@ -37,6 +37,7 @@ from streaming_tar_compressor.errors import (
     UsageError,
 )
 from streaming_tar_compressor.models import ChunkInfo, CompressionType, MemberKind, TarMember
+from streaming_tar_compressor.storage.checked_reads import FETCH_ATTEMPTS
 from streaming_tar_compressor.storage.random_access import RandomAccess
 from tests.helpers import build_tree, snapshot
 from tests.strategies import file_trees
@@ -130,6 +131,44 @@ def test_one_member_costs_the_blocks_that_hold_it_and_one_index_page(
     index_reads = [c for c in reads.calls if c[0] == "a.index"]
     assert len(index_reads) == 2  # the directory, then the one page that holds the name
     assert sum(length for *_, length in index_reads) <= 256 * 1024
+
+
+@pytest.mark.parametrize("digests", [True, False])
+def test_a_read_that_arrives_damaged_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digests: bool
+) -> None:
+    """A flipped bit on the way (a store's ranged GET) costs one more read; damage that
+    stays is the error after FETCH_ATTEMPTS reads. Blocks are checked by their SHA-256, or
+    (an archive without block digests) by their whole chunk's."""
+    files = {f"f{i}": os.urandom(2000) for i in range(30)}
+    prefix = pack_tree(tmp_path, files, "zstd", chunk_size=20_000, block_size=8192)
+    if not digests:
+        path = prefix.with_name("a.manifest.json")
+        path.write_text(path.read_text().replace('"block_sha256"', '"block_sha256_dropped"'))
+    assert bool(stc.read_manifest(prefix).block_sha256) is digests
+    name = str(tmp_path / "tree" / "f17").lstrip("/")
+    real, calls = RandomAccess.read, []
+    damaged = {"reads": 1}
+
+    def read(archive: RandomAccess, part: str, offset: int, length: int) -> bytes:
+        data = real(archive, part, offset, length)
+        if ".part" in part:
+            calls.append((part, offset, length))
+            if damaged["reads"]:
+                damaged["reads"] -= 1
+                return bytes([data[0] ^ 1]) + data[1:]
+        return data
+
+    monkeypatch.setattr(RandomAccess, "read", read)
+    stc.extract(prefix, [name], tmp_path / "x")
+    assert (tmp_path / "x" / name).read_bytes() == files["f17"]
+    assert calls.count(calls[0]) == 2  # the damaged read, and the same read again
+    calls.clear()
+    damaged["reads"] = 10**6
+    with pytest.raises(ChecksumMismatchError):
+        stc.extract(prefix, [name], tmp_path / "y")
+    assert calls.count(calls[0]) == FETCH_ATTEMPTS
+    assert leftovers(tmp_path / "y") == []
 
 
 def test_a_hardlink_whose_target_is_not_selected_gets_its_content(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from ..errors import (
 from ..fs.writer import TreeWriter
 from ..models import CompressionType, MemberKind, TarMember
 from ..progress import NullProgress, Progress
+from ..storage.checked_reads import FETCH_ATTEMPTS
 from ..storage.random_access import RandomAccess, require_random_access
 from .parallel import ordered_map
 from .unpack import unpack
@@ -162,23 +163,37 @@ class BlockReader:
         return runs
 
     def _fetch_run(self, run: list[int]) -> list[tuple[bytes, int]]:
-        """A run's compressed bytes in one read per chunk; each block checked against its
-        SHA-256, then decoded (in the pool)."""
-        base = self._positions[run[0]]
-        compressed = self._stream_bytes(base, self._positions[run[-1] + 1])
+        """A run's compressed bytes in one read per chunk, read again (FETCH_ATTEMPTS in
+        all) while a block does not match its SHA-256: a flipped bit on the way costs one
+        more read, not the restore. Then each block is decoded (in the pool)."""
+        base, end = self._positions[run[0]], self._positions[run[-1] + 1]
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            compressed = self._stream_bytes(base, end)
+            damage = self._damaged_block(run, base, compressed)
+            if damage is None:
+                break
+            if attempt == FETCH_ATTEMPTS:
+                raise damage
         decoded = []
         for block in run:
+            start, stop = self._positions[block] - base, self._positions[block + 1] - base
+            decoded.append((self._decode(block, compressed[start:stop]), stop - start))
+        return decoded
+
+    def _damaged_block(
+        self, run: list[int], base: int, compressed: bytes
+    ) -> ChecksumMismatchError | None:
+        """The error for the first block of the run that does not match its SHA-256."""
+        for block in run:
             start, end = self._positions[block], self._positions[block + 1]
-            data = compressed[start - base : end - base]
-            digest = hashlib.sha256(data).hexdigest()
+            digest = hashlib.sha256(compressed[start - base : end - base]).hexdigest()
             if digest != self._digests[block]:
-                raise ChecksumMismatchError(
+                return ChecksumMismatchError(
                     f"block {block} (stream bytes {start}..{end})",
                     f"sha256 {self._digests[block]}",
                     f"sha256 {digest}",
                 )
-            decoded.append((self._decode(block, data), end - start))
-        return decoded
+        return None
 
     def _fetch(self, block: int) -> tuple[bytes, int]:
         """A block decoded, its whole chunks checked (an archive without block digests),
@@ -212,13 +227,16 @@ class BlockReader:
         for index, low, high in self._chunk_ranges(start, end):
             if index not in self._verified_chunks:
                 chunk = self._chunks[index]
-                data = self._read_chunk(index, 0, chunk.size)
-                read += len(data)
-                digest = hashlib.sha256(data).hexdigest()
-                if len(data) != chunk.size or digest != chunk.checksum:
-                    raise ChecksumMismatchError(
-                        chunk.name, f"sha256 {chunk.checksum}", f"sha256 {digest}"
-                    )
+                for attempt in range(1, FETCH_ATTEMPTS + 1):  # as _fetch_run reads again
+                    data = self._read_chunk(index, 0, chunk.size)
+                    read += len(data)
+                    digest = hashlib.sha256(data).hexdigest()
+                    if len(data) == chunk.size and digest == chunk.checksum:
+                        break
+                    if attempt == FETCH_ATTEMPTS:
+                        raise ChecksumMismatchError(
+                            chunk.name, f"sha256 {chunk.checksum}", f"sha256 {digest}"
+                        )
                 self._verified_chunks = {index: data}
             pieces.append(self._verified_chunks[index][low:high])
         return b"".join(pieces), read

@@ -28,6 +28,9 @@ from ..models import ChunkInfo
 FetchSpan = Callable[[tuple[ChunkInfo, int, int]], memoryview]
 # The biggest block a unit may be: a 64 MiB block that does not compress, with its framing.
 MAX_UNIT = 65 * 2**20
+# Reads of a stretch that arrives damaged, in all, before the damage is the error (an unpack
+# from a store; an extraction, wherever its archive is).
+FETCH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)

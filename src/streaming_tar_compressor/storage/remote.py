@@ -41,7 +41,7 @@ from ..errors import (
 from ..models import ChunkInfo
 from ..pipeline.parallel import ordered_map
 from ..pipeline.threads import in_background
-from .checked_reads import Unit, block_units, chunk_units, prefetch_units
+from .checked_reads import FETCH_ATTEMPTS, Unit, block_units, chunk_units, prefetch_units
 from .local import (
     INDEX_SUFFIX,
     MANIFEST_SUFFIX,
@@ -84,7 +84,6 @@ RANGES_IN_FLIGHT = 4
 WHOLE_CHUNK_LIMIT = 16 * 2**20
 PIECES_AHEAD = 2
 PREFETCH_RANGES_IN_FLIGHT = 2
-FETCH_ATTEMPTS = 3
 # A lock object older than this is a dead pack's (a live one refreshes it far more often).
 LOCK_STALE_SECONDS = 30 * 60
 LOCK_REFRESH_SECONDS = 5 * 60
