@@ -1121,14 +1121,6 @@ static int append(growing_t *g, const void *data, size_t length)
     return 0;
 }
 
-static int append_le(growing_t *g, unsigned long long value, int width)
-{
-    unsigned char bytes[8];
-    for (int i = 0; i < width; i++)
-        bytes[i] = (unsigned char)(value >> (8 * i));
-    return append(g, bytes, (size_t)width);
-}
-
 /* TarMember's attribute names, interned once (PyInit__native): made from C strings at each
    use they cost more than the rest of a row. */
 enum { A_KIND, A_SIZE, A_MODE, A_MTIME, A_UID, A_GID, A_MAJOR, A_MINOR, A_NAME, A_LINK,
@@ -1404,8 +1396,8 @@ static int index_fields(PyObject *member, unsigned long long header, unsigned lo
     if (!Py_IS_TYPE(member, slots->type))
         find_slots(slots, Py_TYPE(member));
     row_numbers_t n = {.header = header, .data = data};
-    int code = kind_code(member, slots, kinds);
-    if (code < 0 || number_attribute(member, slots, A_SIZE, ULLONG_MAX, &n.size) < 0 ||
+    int code = kind_code(member, slots, kinds);  /* only a file's size is kept, and read */
+    if (code < 0 || (code == 0 && number_attribute(member, slots, A_SIZE, ULLONG_MAX, &n.size) < 0) ||
         number_attribute(member, slots, A_MODE, 0xffffffffULL, &n.mode) < 0 ||
         number_attribute(member, slots, A_UID, ULLONG_MAX, &n.uid) < 0 ||
         number_attribute(member, slots, A_GID, ULLONG_MAX, &n.gid) < 0 ||
@@ -1571,16 +1563,36 @@ static PyObject *page_builder_new(PyTypeObject *type, PyObject *args, PyObject *
     return (PyObject *)self;
 }
 
+/* The objects it holds, for the cycle collector: compress may be anything callable. */
+static int page_builder_traverse(PageBuilderObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->compress);
+    Py_VISIT(self->kinds);
+    Py_VISIT(self->slots.type);
+    Py_VISIT(self->first);
+    Py_VISIT(self->previous);
+    Py_VISIT(self->sealed);
+    return 0;
+}
+
+static int page_builder_clear(PageBuilderObject *self)
+{
+    Py_CLEAR(self->compress);
+    Py_CLEAR(self->kinds);
+    Py_CLEAR(self->slots.type);
+    Py_CLEAR(self->first);
+    Py_CLEAR(self->previous);
+    Py_CLEAR(self->sealed);
+    self->broken = 1;  /* what it held is gone: refuse every call */
+    return 0;
+}
+
 static void page_builder_dealloc(PageBuilderObject *self)
 {
+    PyObject_GC_UnTrack(self);
     for (int i = 0; i < C_COUNT; i++)
         PyMem_Free(self->c[i].data);
-    Py_XDECREF(self->compress);
-    Py_XDECREF(self->kinds);
-    Py_XDECREF(self->slots.type);
-    Py_XDECREF(self->first);
-    Py_XDECREF(self->previous);
-    Py_XDECREF(self->sealed);
+    page_builder_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1723,10 +1735,13 @@ static PyTypeObject PageBuilderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "streaming_tar_compressor._native.PageBuilder",
     .tp_basicsize = sizeof(PageBuilderObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Builds member-index pages a row at a time.",
     .tp_new = page_builder_new,
     .tp_dealloc = (destructor)page_builder_dealloc,
+    .tp_traverse = (traverseproc)page_builder_traverse,
+    .tp_clear = (inquiry)page_builder_clear,
+    .tp_free = PyObject_GC_Del,
     .tp_methods = page_builder_methods,
 };
 
@@ -1735,14 +1750,25 @@ static PyTypeObject PageBuilderType = {
    the header's, a folder's name with its "/"), reading only what the header lacks; 0, or -1
    with the builder broken. */
 static int add_to_pages(PageBuilderObject *pages, PyObject *member, const slots_t *slots,
-                        int code, char typeflag, const long long numbers[5],
+                        PyObject *kind, char typeflag, const long long numbers[5],
                         PyObject *const texts[4], PyObject *offset)
 {
-    row_numbers_t n = {.kind = (unsigned char)code, .uid = (unsigned long long)numbers[1],
+    row_numbers_t n = {.uid = (unsigned long long)numbers[1],
                        .gid = (unsigned long long)numbers[2]};
-    n.size = typeflag == '0' ? (unsigned long long)numbers[3] : 0;
     PyObject *row_texts[4] = {NULL, texts[1], texts[2], texts[3]};
     int status = -1;
+    Py_ssize_t code = 0;  /* the kind's position in the builder's kinds, as add() finds it */
+    while (code < PyTuple_GET_SIZE(pages->kinds) && PyTuple_GET_ITEM(pages->kinds, code) != kind)
+        code++;
+    if (code == PyTuple_GET_SIZE(pages->kinds) || code > 255) {
+        PyErr_SetString(PyExc_ValueError, "a member of an unknown kind");
+        goto done;
+    }
+    n.kind = (unsigned char)code;
+    if (code == 0 && typeflag == '0')  /* kinds[0] is MemberKind.FILE, whose size it read */
+        n.size = (unsigned long long)numbers[3];
+    else if (code == 0 && number_attribute(member, slots, A_SIZE, ULLONG_MAX, &n.size) < 0)
+        goto done;
     if (unsigned_number(offset, &n.header) < 0)
         goto done;
     if (n.header > ULLONG_MAX - HEADER) {
@@ -1871,8 +1897,8 @@ static PyObject *member_header(PyObject *module, PyObject *const *args, Py_ssize
     }
     result = PyBytes_FromStringAndSize((const char *)b, HEADER);
     if (result != NULL && Py_IS_TYPE(builder, &PageBuilderType)) {
-        if (add_to_pages((PageBuilderObject *)builder, member, &slots, (int)code, typeflag,
-                         numbers, texts, args[3]) < 0)
+        if (add_to_pages((PageBuilderObject *)builder, member, &slots,
+                         PyTuple_GET_ITEM(kinds, code), typeflag, numbers, texts, args[3]) < 0)
             Py_CLEAR(result);
     } else if (result != NULL && builder != Py_None) {
         data_offset = PyNumber_Add(args[3], header_size);

@@ -3,11 +3,13 @@ lookups read only the pages that can hold a name; every damaged byte is refused.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import struct
 import subprocess
 import sys
+import weakref
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -323,12 +325,42 @@ def test_a_page_builder_stores_what_compress_returns_and_only_bytes() -> None:
     for builder in page_builders(1, 1000, lambda columns: b"stored:" + columns):
         builder.add(*one)
         assert builder.take() == [(1, b"stored:" + columns, True, "a", "a")]
-    if built is not None:
-        refused = built.PageBuilder(KINDS, 1, 1000, bytearray)
+    for refused in page_builders(1, 1000, bytearray):  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="must return bytes"):
             refused.add(TarMember("a", MemberKind.FILE), 0, 512)
         with pytest.raises(RuntimeError, match="failed and is unusable"):
             refused.finish()
+
+
+def test_only_a_files_size_is_read_by_either_twin() -> None:
+    """A folder's size means nothing (0 is stored): neither twin reads, nor refuses, it."""
+    rows = [(TarMember("d", MemberKind.DIRECTORY, size=-5), 0, 512, b"")]
+    expected = member_index.page_columns_python(rows, KINDS, 10, 1000)
+    assert expected == member_index.page_columns_python(
+        [(TarMember("d", MemberKind.DIRECTORY), 0, 512, b"")], KINDS, 10, 1000
+    )
+    if built is not None:
+        assert built.index_page(rows, KINDS, 10, 1000) == expected
+    for builder in page_builders(10, 1000):
+        builder.add(*rows[0])
+        assert builder.finish() == [(1, expected[1], True, "d", "d")]
+
+
+@pytest.mark.skipif(built is None, reason="the compiled module is not built")
+def test_a_page_builder_in_a_cycle_is_collected() -> None:
+    """It holds any callable as compress: a cycle through it must not leak."""
+    assert built is not None
+
+    class Owner:
+        def compress(self, columns: bytes) -> bytes:
+            return bytes(columns)
+
+    owner = Owner()
+    owner.builder = built.PageBuilder(KINDS, 10, 1000, owner.compress)  # type: ignore[attr-defined]
+    gone = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert gone() is None
 
 
 @pytest.mark.parametrize(

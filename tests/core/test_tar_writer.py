@@ -141,6 +141,30 @@ def test_a_writer_adds_each_member_to_its_index_once_where_its_headers_start(
         assert builder.finish() == pages
 
 
+def test_a_builder_numbers_kinds_its_own_way_whatever_the_header_calls_them() -> None:
+    """The header finds a member's kind in the writer's tuple; the page stores its position
+    in the builder's, as the builder's own add() does (here in another order; files stay
+    first, which both twins take as the kind whose size is kept)."""
+    kinds = (MemberKind.FILE, *reversed(member_index.KINDS[1:]))
+    members = [
+        TarMember("d", MemberKind.DIRECTORY),
+        TarMember("d/f", MemberKind.FILE, size=3),
+        TarMember("d/l", MemberKind.SYMLINK, linkname="f"),
+    ]
+    from_rows = member_index.PageBuilderPython(kinds, 5, 10**6, bytes)
+    writer = TarWriter()
+    for member in members:
+        offset = writer.offset
+        from_rows.add(member, offset, offset + len(writer.header(member)))
+    expected = from_rows.finish()
+    makers = [member_index.PageBuilderPython] + ([built.PageBuilder] if built else [])
+    for make in makers:
+        builder, writer = make(kinds, 5, 10**6, bytes), TarWriter()
+        for member in members:
+            writer.header(member, builder)
+        assert builder.finish() == expected
+
+
 def test_a_negative_size_is_left_to_the_pax_encoder() -> None:
     member = TarMember("f", MemberKind.FILE, size=-1)
     assert TarWriter().header(member) == reference(member)

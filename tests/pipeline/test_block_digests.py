@@ -106,3 +106,16 @@ def test_a_deep_verify_checks_every_block_by_its_digest(tmp_path: Path, codec: s
         "SHA-256 does not match the manifest's block_sha256"
     ]
     assert report.blocks_checked == len(manifest.blocks)
+
+
+def test_a_deep_verify_blames_no_block_for_a_chunk_too_long(tmp_path: Path) -> None:
+    """Its extra bytes are not the next chunk's: the blocks after it are not reported."""
+    source = make_source(tmp_path)
+    prefix = tmp_path / "out" / "a"
+    manifest = stc.pack([str(source)], str(prefix), compression="zstd", **SMALL).manifest
+    assert manifest.total_chunks > 2
+    part = tmp_path / "out" / manifest.chunks[1].name
+    part.write_bytes(part.read_bytes() + b"extra" * 1000)
+    report = stc.verify(prefix, deep=True)
+    assert [p for p in report.problems if "block" in p] == []
+    assert any(p.startswith(f"{part.name}: too long") for p in report.problems)

@@ -133,13 +133,15 @@ def test_one_member_costs_the_blocks_that_hold_it_and_one_index_page(
     assert sum(length for *_, length in index_reads) <= 256 * 1024
 
 
+@pytest.mark.parametrize("damage", ["flipped", "short"])
 @pytest.mark.parametrize("digests", [True, False])
 def test_a_read_that_arrives_damaged_is_read_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digests: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digests: bool, damage: str
 ) -> None:
-    """A flipped bit on the way (a store's ranged GET) costs one more read; damage that
-    stays is the error after FETCH_ATTEMPTS reads. Blocks are checked by their SHA-256, or
-    (an archive without block digests) by their whole chunk's."""
+    """A flipped bit or a read cut short on the way (a store's ranged GET) costs one more
+    read, counted in compressed_bytes; damage that stays is the error after FETCH_ATTEMPTS
+    reads. Blocks are checked by their SHA-256, or (an archive without block digests) by
+    their whole chunk's."""
     files = {f"f{i}": os.urandom(2000) for i in range(30)}
     prefix = pack_tree(tmp_path, files, "zstd", chunk_size=20_000, block_size=8192)
     if not digests:
@@ -153,16 +155,17 @@ def test_a_read_that_arrives_damaged_is_read_again(
     def read(archive: RandomAccess, part: str, offset: int, length: int) -> bytes:
         data = real(archive, part, offset, length)
         if ".part" in part:
-            calls.append((part, offset, length))
             if damaged["reads"]:
                 damaged["reads"] -= 1
-                return bytes([data[0] ^ 1]) + data[1:]
+                data = data[:-1] if damage == "short" else bytes([data[0] ^ 1]) + data[1:]
+            calls.append((part, offset, length, len(data)))
         return data
 
     monkeypatch.setattr(RandomAccess, "read", read)
-    stc.extract(prefix, [name], tmp_path / "x")
+    result = stc.extract(prefix, [name], tmp_path / "x")
     assert (tmp_path / "x" / name).read_bytes() == files["f17"]
-    assert calls.count(calls[0]) == 2  # the damaged read, and the same read again
+    assert [call[:3] for call in calls].count(calls[0][:3]) == 2  # the same read again
+    assert result.compressed_bytes == sum(got for *_, got in calls)
     calls.clear()
     damaged["reads"] = 10**6
     with pytest.raises(ChecksumMismatchError):

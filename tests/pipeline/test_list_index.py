@@ -29,7 +29,9 @@ from streaming_tar_compressor.errors import (
     UsageError,
 )
 from streaming_tar_compressor.models import MemberKind, TarMember
+from streaming_tar_compressor.pipeline import listing
 from streaming_tar_compressor.pipeline.listing import _decoded_members, listed, listed_batches
+from streaming_tar_compressor.storage.random_access import open_random_access
 from tests.helpers import build_tree
 from tests.strategies import file_trees
 
@@ -77,7 +79,12 @@ def test_batches_are_the_index_pages_unless_members_are_selected_or_there_is_no_
     assert [len(batch) for batch in selected] == [7, 7, 7]  # the folder and its 20 files
     assert [e for batch in selected for e in batch] == list(listed(prefix, members=[f"{root}/d"]))
     (tmp_path / "out" / "a.index").unlink()
+    opened = []
+    monkeypatch.setattr(
+        listing, "open_random_access", lambda p: opened.append(p) or open_random_access(p)
+    )
     batches = list(listed_batches(prefix, size=7))
+    assert opened == [prefix]  # once, to find there is no index
     decoded = [m for batch in batches if isinstance(batch, list) for m in batch]
     assert len(decoded) == sum(map(len, batches))
     assert all(isinstance(m, TarMember) for m in decoded)

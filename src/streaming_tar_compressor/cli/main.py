@@ -775,7 +775,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     elif report.ok:
         how = f", {report.members_checked} members decoded" if report.deep else ""
         if report.blocks_checked:
-            how += f", {report.blocks_checked} blocks checked by their SHA-256"
+            how += f", {report.blocks_checked} block(s) checked by their SHA-256"
         if report.from_metadata:
             fetched = (
                 f"{report.downloaded} chunk(s) downloaded"

@@ -560,7 +560,10 @@ class PageBuilderPython:
         )
         assert count == len(self._rows), "a page is sealed where page_columns_python ends it"
         first, last = self._rows[0][0].name, self._rows[-1][0].name
-        self._sealed.append((count, self._compress(columns), in_order, first, last))
+        stored = self._compress(columns)
+        if type(stored) is not bytes:
+            raise TypeError("compress must return bytes")
+        self._sealed.append((count, stored, in_order, first, last))
         self._rows, self._text = [], 0
 
 

@@ -167,9 +167,11 @@ class BlockReader:
         all) while a block does not match its SHA-256: a flipped bit on the way costs one
         more read, not the restore. Then each block is decoded (in the pool)."""
         base, end = self._positions[run[0]], self._positions[run[-1] + 1]
+        read = 0
         for attempt in range(1, FETCH_ATTEMPTS + 1):
-            compressed = self._stream_bytes(base, end)
-            damage = self._damaged_block(run, base, compressed)
+            compressed, damage = self._stream_bytes(base, end)  # cut short: read again too
+            read += len(compressed)
+            damage = damage or self._damaged_block(run, base, compressed)
             if damage is None:
                 break
             if attempt == FETCH_ATTEMPTS:
@@ -178,6 +180,8 @@ class BlockReader:
         for block in run:
             start, stop = self._positions[block] - base, self._positions[block + 1] - base
             decoded.append((self._decode(block, compressed[start:stop]), stop - start))
+        # Bytes read again count too, with the run's first block.
+        decoded[0] = (decoded[0][0], decoded[0][1] + read - (end - base))
         return decoded
 
     def _damaged_block(
@@ -209,16 +213,17 @@ class BlockReader:
             raise ChecksumMismatchError(f"block {block}", f"{raw_size} bytes", f"{len(data)}")
         return data
 
-    def _stream_bytes(self, start: int, end: int) -> bytes:
-        """Compressed stream bytes ``[start, end)``, from the chunks that hold them."""
+    def _stream_bytes(self, start: int, end: int) -> tuple[bytes, ChecksumMismatchError | None]:
+        """Compressed stream bytes ``[start, end)``, from the chunks that hold them; when a
+        chunk gives fewer than asked, the bytes read so far and the error that names it."""
         pieces = []
         for index, low, high in self._chunk_ranges(start, end):
             chunk = self._chunks[index]
-            piece = self._read_chunk(index, low, high - low)
-            if len(piece) != high - low:
-                raise ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", "fewer bytes")
-            pieces.append(piece)
-        return b"".join(pieces)
+            pieces.append(self._read_chunk(index, low, high - low))
+            if len(pieces[-1]) != high - low:
+                short = ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", "fewer bytes")
+                return b"".join(pieces), short
+        return b"".join(pieces), None
 
     def _from_verified_chunks(self, start: int, end: int) -> tuple[bytes, int]:
         """An archive without block digests: the whole chunks that hold the bytes, checked

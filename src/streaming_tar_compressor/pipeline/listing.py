@@ -4,8 +4,8 @@ read: they may all be gone), else decoded as a stream without writing anything."
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Generator, Iterator, Sequence
+from typing import cast
 
 from ..core.member_index import IndexEntry, MemberIndex, PageColumns
 from ..core.selection import Selection
@@ -36,19 +36,11 @@ def listed(
     compression: CompressionType | None = None,
     members: Sequence[str] = (),
     wildcards: bool = False,
-) -> Generator[IndexEntry | TarMember, None, None]:
+) -> Iterator[IndexEntry | TarMember]:
     """As ``list_members``, with the index's entries as they are read (what ``stc list``
     prints: a TarMember each would cost a third of its time)."""
-    selection = Selection(members, wildcards=wildcards) if members else None
-    with _member_index(prefix, compression) as index:
-        if index is not None:
-            yield from selection.entries(index) if selection is not None else index
-    if index is None:
-        for member in _decoded_members(prefix, compression):
-            if selection is None or member.name in selection:
-                yield member
-    if selection is not None:
-        selection.check_all_found()
+    found = _listed(prefix, compression, members, wildcards, pages=False)
+    return cast("Iterator[IndexEntry | TarMember]", found)  # no pages asked for, none come
 
 
 def listed_batches(
@@ -62,14 +54,40 @@ def listed_batches(
     """``listed`` in batches: with nothing selected from an index, its pages as columns
     (formatted without an entry per member: a listing of a million members in two thirds
     of the time), else lists of up to ``size`` members."""
-    if not members:
-        with _member_index(prefix, compression) as index:
-            if index is not None:
-                yield from index.columns()
-        if index is not None:
-            return
-    found = listed(prefix, compression=compression, members=members, wildcards=wildcards)
-    yield from iter(lambda: list(itertools.islice(found, size)), [])
+    batch: list[IndexEntry | TarMember] = []
+    for item in _listed(prefix, compression, members, wildcards, pages=True):
+        if isinstance(item, PageColumns):
+            yield item
+            continue
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _listed(
+    prefix: str,
+    compression: CompressionType | None,
+    members: Sequence[str],
+    wildcards: bool,
+    *,
+    pages: bool,
+) -> Generator[PageColumns | IndexEntry | TarMember, None, None]:
+    """``listed``; with ``pages``, an index's pages as columns when nothing is selected."""
+    selection = Selection(members, wildcards=wildcards) if members else None
+    with _member_index(prefix, compression) as index:
+        if index is not None and selection is not None:
+            yield from selection.entries(index)
+        elif index is not None:
+            yield from index.columns() if pages else index
+    if index is None:
+        for member in _decoded_members(prefix, compression):
+            if selection is None or member.name in selection:
+                yield member
+    if selection is not None:
+        selection.check_all_found()
 
 
 @contextlib.contextmanager

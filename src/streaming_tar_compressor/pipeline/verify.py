@@ -80,8 +80,9 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
                 for piece in source.read(chunk):
                     chunk_hash.update(piece)
                     stream_hash.update(piece)
-                    if blocks is not None and stream_whole:
-                        blocks.feed(offset + size, piece)
+                    if blocks is not None and stream_whole and size < chunk.size:
+                        # A chunk too long: its extra bytes are not the next chunk's.
+                        blocks.feed(offset + size, memoryview(piece)[: chunk.size - size])
                     size += len(piece)
                     progress.advance(len(piece))
                     if decoder is not None:
