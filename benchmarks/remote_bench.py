@@ -5,7 +5,8 @@ moto's S3 server runs in its own process; a proxy in this process limits the lin
 ``--rate`` MB/s in each direction, shared by all connections, as a network link would. Rows:
 stc to a local folder, the plain upload of the same chunks (two PUTs in flight), stc straight
 to the store; and the reverse. The goal: the remote run takes at most 1.15x the longer of the
-two it overlaps.
+two it overlaps. Every row runs ``--rounds`` times, the rows in turn, and the ratios compare
+medians: one run of each, on this VM, passed or failed with its speed of the moment.
 
     make bench-remote                              # 300 MiB mixed corpus, zstd, 40 MB/s
     .venv/bin/python benchmarks/remote_bench.py --size-mib 100 --rate 20
@@ -20,6 +21,7 @@ import os
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -132,6 +134,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=300, help="mixed corpus size")
     parser.add_argument("--rate", type=float, default=40.0, help="link speed, MB/s each way")
     parser.add_argument("--codec", default="zstd")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the rows (medians)")
     parser.add_argument("--json", type=Path, default=Path("/tmp/stc-bench-remote.json"))
     args = parser.parse_args()
     stc = shlex.quote(str(Path(sys.executable).with_name("stc")))
@@ -194,34 +197,49 @@ def _create_bucket(port: int) -> None:
     raise SystemExit("the moto server did not start")
 
 
-def _measure(work: Path, stc: str, python: str, args: argparse.Namespace) -> dict[str, dict]:
+def _commands(stc: str, python: str, args: argparse.Namespace, round_: int) -> dict[str, str]:
+    """The timed rows, in order; each round packs to a prefix of its own on the store."""
     codec = f"-c {args.codec}"
     transfer = shlex.quote(TRANSFER)
-    commands = {
+    return {
         "pack to a folder": f"{stc} pack corpus -o local/a {codec} --chunk-size auto -q",
         "upload of its chunks": f"{python} -c {transfer} upload s3://bench/plain local",
-        "pack to S3": f"{stc} pack corpus -o s3://bench/stc/a {codec} -q",
+        "pack to S3": f"{stc} pack corpus -o s3://bench/stc{round_}/a {codec} -q",
         "unpack from a folder": f"{stc} unpack local/a -C out1 -q",
         "download of its chunks": f"{python} -c {transfer} download s3://bench/plain",
-        "unpack from S3": f"{stc} unpack s3://bench/stc/a -C out2 -q",
+        "unpack from S3": f"{stc} unpack s3://bench/stc{round_}/a -C out2 -q",
         # No network: the folder's chunks read no faster than the link brings them.
         "unpack from a folder at the link's rate": (
             f"{python} {shlex.quote(str(HERE / 'throttled_unpack.py'))} {args.rate:g} local/a "
             "-C out3 -q"
         ),
     }
-    rows: dict[str, dict] = {}
-    for name, command in commands.items():
-        seconds, cpu, rss_kib, code = timed(command, work)
-        if code != 0:
-            raise SystemExit(f"{name} failed ({code}): {command}")
-        rows[name] = {
-            "seconds": round(seconds, 2),
-            "cpu_seconds": round(cpu, 2),
-            "rss_mib": round(rss_kib / 1024),
-            "command": command,
+
+
+def _measure(work: Path, stc: str, python: str, args: argparse.Namespace) -> dict[str, dict]:
+    """Every row ``args.rounds`` times, the rows in turn (a slow stretch of the VM then
+    touches each row alike); each row's median is what the ratios compare."""
+    runs: dict[str, list[tuple[float, float, int]]] = {}
+    for round_ in range(args.rounds):
+        for name in ("local", "out1", "out2", "out3"):  # each round starts from nothing
+            shutil.rmtree(work / name, ignore_errors=True)
+        for name, command in _commands(stc, python, args, round_).items():
+            seconds, cpu, rss_kib, code = timed(command, work)
+            if code != 0:
+                raise SystemExit(f"{name} failed ({code}): {command}")
+            runs.setdefault(name, []).append((seconds, cpu, rss_kib))
+            print(
+                f"{name:24} {seconds:7.2f} s  CPU {cpu:6.2f} s  peak RSS {rss_kib / 1024:4.0f} MiB"
+            )
+    rows: dict[str, dict] = {
+        name: {
+            "seconds": round(statistics.median(m[0] for m in measured), 2),
+            "runs": [round(m[0], 2) for m in measured],
+            "cpu_seconds": round(statistics.median(m[1] for m in measured), 2),
+            "rss_mib": round(max(m[2] for m in measured) / 1024),
         }
-        print(f"{name:24} {seconds:7.2f} s  CPU {cpu:6.2f} s  peak RSS {rss_kib / 1024:4.0f} MiB")
+        for name, measured in runs.items()
+    }
     packed = sum(p.stat().st_size for p in (work / "local").iterdir() if ".part" in p.name)
     rows["archive"] = {"bytes": packed, "chunks": len(list((work / "local").glob("a.part*")))}
     return rows
@@ -241,7 +259,8 @@ def _report(rows: dict[str, dict], args: argparse.Namespace) -> None:
     archive = rows["archive"]
     print(
         f"\n{args.size_mib} MiB mixed corpus, {args.codec}, {archive['bytes'] / MIB:.0f} MiB in "
-        f"{archive['chunks']} chunks, link {args.rate:g} MB/s each way"
+        f"{archive['chunks']} chunks, link {args.rate:g} MB/s each way; medians of "
+        f"{args.rounds} round(s)"
     )
     for label, value in (("pack", pack), ("unpack", unpack)):
         verdict = "PASS" if value <= GOAL else "FAIL"

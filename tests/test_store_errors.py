@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streaming_tar_compressor.storage.store import _may_change
+from streaming_tar_compressor.storage.store import _may_change, is_full
 
 PUT = "Generic S3 error: Error performing PUT http://127.0.0.1:9000/b/k in 1.2ms - "
 
@@ -32,3 +32,17 @@ PUT = "Generic S3 error: Error performing PUT http://127.0.0.1:9000/b/k in 1.2ms
 )
 def test_what_is_asked_again(answer: str, again: bool) -> None:
     assert _may_change(answer) is again
+
+
+@pytest.mark.parametrize(
+    ("answer", "full"),
+    [
+        (PUT + "Server returned non-2xx status code: 507 Insufficient Storage: ", True),
+        (PUT + "Server returned non-2xx status code: 507 : <Code>XMinioStorageFull</Code>", True),
+        (PUT + "Server returned non-2xx status code: 403 Forbidden: <Code>QuotaExceeded", True),
+        (PUT + "Server returned non-2xx status code: 503 Service Unavailable: SlowDown", False),
+        (PUT + "Server returned non-2xx status code: 403 Forbidden: <Code>AccessDenied", False),
+    ],
+)
+def test_a_store_out_of_room_is_told_from_other_answers(answer: str, full: bool) -> None:
+    assert is_full(answer) is full

@@ -205,7 +205,8 @@ def serve_in_thread(app: web.Application) -> Iterator[str]:
 @dataclass
 class Fault:
     """Do ``kind`` to the next ``times`` requests of ``method`` whose path contains ``key``:
-    ``slowdown`` (503 SlowDown), ``forbidden`` (403 AccessDenied), ``stored-then-dropped``
+    ``slowdown`` (503 SlowDown), ``forbidden`` (403 AccessDenied), ``full`` (507 with
+    MinIO's XMinioStorageFull, what a MinIO out of disk answers), ``stored-then-dropped``
     (forwarded, then the connection closes with no answer), ``cut`` (half the body, then the
     connection closes), ``flip`` (one bit of the body flipped)."""
 
@@ -240,6 +241,11 @@ _S3_ERROR = (
     "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{}</Code><Message>{}</Message></Error>"
 )
 _HOP_BY_HOP = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
+_ERROR_ANSWERS = {
+    "slowdown": (503, "SlowDown"),
+    "forbidden": (403, "AccessDenied"),
+    "full": (507, "XMinioStorageFull"),
+}
 
 
 @pytest.fixture
@@ -257,8 +263,8 @@ def fault_proxy(
         if signed:
             proxy.access_keys.add(signed.group(1))
         fault = proxy.take(request.method, request.path)
-        if fault is not None and fault.kind in ("slowdown", "forbidden"):
-            status, code = (503, "SlowDown") if fault.kind == "slowdown" else (403, "AccessDenied")
+        if fault is not None and fault.kind in _ERROR_ANSWERS:
+            status, code = _ERROR_ANSWERS[fault.kind]
             return web.Response(
                 status=status,
                 text=_S3_ERROR.format(code, fault.kind),

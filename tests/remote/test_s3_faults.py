@@ -101,6 +101,33 @@ def test_a_forbidden_upload_is_one_line_and_leaves_no_complete_manifest(
     assert ".a.lock" not in stored
 
 
+def test_a_full_store_is_one_line_at_once_and_the_pack_resumes_once_there_is_room(
+    src: Path,
+    bucket: str,
+    s3_client: object,
+    fault_proxy: FaultProxy,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """507 (a MinIO out of disk) is said plainly, with no minutes of retries; the pack stops
+    resumable, and resumes to the objects of a pack that never met it."""
+    stc.pack(src, f"s3://{bucket}/ref/a", **SMALL)
+    full = Fault("PUT", "/run/a.part0003", "full", times=1000)
+    fault_proxy.add(full)
+    argv = ["pack", str(src), "-o", f"s3://{bucket}/run/a", "--chunk-size", "64K"]
+    started = time.monotonic()
+    assert main([*argv, "--block-size", "32K", "-q"]) == stc.StoreError.exit_code
+    assert time.monotonic() - started < 30 and full.hits == 1  # asked once
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the store is full" in err and "a.part0003" in err, err
+    stored = objects(s3_client, bucket)
+    manifest = stored.get("run/a.manifest.json")
+    assert manifest is None or json.loads(manifest)["complete"] is False
+    assert "run/.a.lock" not in stored
+    fault_proxy.faults.clear()
+    stc.pack(src, f"s3://{bucket}/run/a", resume=True, **SMALL)
+    packed_alike(s3_client, bucket)
+
+
 class RecordedPacer(Pacer):
     """The pacer of the last pack, kept for the test to read."""
 

@@ -57,6 +57,11 @@ THROTTLE_STATUSES = (429, 503)  # "slow down" (S3 answers 503 SlowDown; GCS and 
 # implemented", stays so), and S3's 400s for a body damaged on the way.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DAMAGED_ON_THE_WAY = ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest")
+# A store out of room: 507 Insufficient Storage (MinIO answers XMinioStorageFull with it), or
+# an S3-compatible store's quota (Ceph: QuotaExceeded). Said plainly, and not asked again:
+# room comes back when someone frees it, not within a retry's minutes.
+FULL_STATUS = 507
+FULL_CODES = ("XMinioStorageFull", "QuotaExceeded")
 # A request or its answer lost on the way, in obstore's (reqwest's, hyper's) words.
 LOST_ON_THE_WAY = re.compile(
     r"error sending request|connection|timed out|timeout|broken pipe|reset by peer"
@@ -299,6 +304,10 @@ class ObstoreStore:
             # settings (its "retry_timeout" would match any wording about timeouts).
             answer = _first_line(exc)
             message = f"cannot {verb} {where}: {answer}"
+            if is_full(answer):
+                raise StoreError(
+                    f"cannot {verb} {where}: the store is full or over its quota ({answer})"
+                ) from exc
             if _may_change(answer):
                 found = STATUS.search(answer)
                 throttled = found is not None and int(found.group(1)) in THROTTLE_STATUSES
@@ -407,6 +416,14 @@ def _may_change(answer: str) -> bool:
     status = int(found.group(1))
     return status in RETRYABLE_STATUSES or (
         status == 400 and any(code in answer for code in DAMAGED_ON_THE_WAY)
+    )
+
+
+def is_full(answer: str) -> bool:
+    """Whether the store said it has no room left (FULL_STATUS, FULL_CODES)."""
+    found = STATUS.search(answer)
+    return (found is not None and int(found.group(1)) == FULL_STATUS) or any(
+        code in answer for code in FULL_CODES
     )
 
 
