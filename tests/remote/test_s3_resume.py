@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,6 +213,43 @@ def test_unlock_removes_a_dead_packs_lock_and_asks_before_a_fresh_foreign_one(
     assert main(["unlock", prefix]) == 0
     assert ".a.lock" not in objects(s3_client, bucket)
     assert stc.unlock(src) is None  # a local prefix has nothing to unlock
+
+
+def uploads_in_progress(s3_client: Any, bucket: str) -> list[str]:
+    return sorted(
+        u["Key"] for u in s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    )
+
+
+def test_a_dead_packs_unfinished_uploads_are_aborted_and_no_one_elses(
+    src: Path, bucket: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Multipart uploads a pack left when it died (a streamed chunk, its index) are aborted
+    by the pack that resumes it, by one that takes over its lock, and by ``stc unlock``;
+    those of other archives (``ab``, ``a.part``, ``a.partial``) and folders stay."""
+    prefix = f"s3://{bucket}/run/a"
+    others = ["other/a.part0002", "run/a.part.part0000", "run/a.partial", "run/ab.part0000"]
+    for key in ["run/a.part0002", "run/a.index", *others]:
+        s3_client.create_multipart_upload(Bucket=bucket, Key=key)
+    with monkeypatch.context() as patch:
+        interrupt_after_checkpoints(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            stc.pack(src, prefix, **SMALL)  # a fresh prefix: nothing of ours to clean yet
+    assert len(uploads_in_progress(s3_client, bucket)) == 6
+    stc.pack(src, prefix, resume=True, **SMALL)
+    assert uploads_in_progress(s3_client, bucket) == others
+    # A lock whose process is gone, taken over by the next pack (here with --force).
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = {**_process_identity(os.getpid()), "pid": int(gone.stdout), "started": "1"}
+    s3_client.create_multipart_upload(Bucket=bucket, Key="run/b.part0000")
+    s3_client.put_object(Bucket=bucket, Key="run/.b.lock", Body=json.dumps(dead).encode())
+    stc.pack(src, f"s3://{bucket}/run/b", **SMALL)
+    assert uploads_in_progress(s3_client, bucket) == others
+    s3_client.create_multipart_upload(Bucket=bucket, Key="run/a.part0001")
+    s3_client.put_object(Bucket=bucket, Key="run/.a.lock", Body=json.dumps(dead).encode())
+    assert "1 unfinished upload(s) of it aborted" in (stc.unlock(prefix) or "")
+    assert uploads_in_progress(s3_client, bucket) == others
 
 
 def test_a_lock_taken_over_is_not_deleted_by_the_pack_that_lost_it(

@@ -103,6 +103,7 @@ class RemoteLock:
         self._key = lock_key(prefix.name)
         self._etag: str | None = None
         self._refreshed = 0.0
+        self.took_over = False  # from a pack that died
 
     def __enter__(self) -> RemoteLock:
         body = self._body()
@@ -119,6 +120,7 @@ class RemoteLock:
                 ) from None
             mode: PutMode = {"e_tag": held.etag} if held and held.etag else "create"
             self._etag = self._store.put(self._key, body, mode=mode)
+            self.took_over = True
         self._refreshed = time.monotonic()
         return self
 
@@ -212,7 +214,18 @@ def remove_lock(prefix: RemotePrefix, store: Store, *, force: bool = False) -> s
             "be running; if you know it is not, unlock with --force"
         )
     store.delete(key)
-    return f"{who}, last refreshed {age} s ago"
+    aborted = abort_dead_uploads(store, prefix)
+    unfinished = f"; {aborted} unfinished upload(s) of it aborted" if aborted else ""
+    return f"{who}, last refreshed {age} s ago{unfinished}"
+
+
+def abort_dead_uploads(store: Store, prefix: RemotePrefix) -> int:
+    """Abort the multipart uploads a dead pack of this archive left (a streamed chunk, the
+    index); how many. Called only once that pack's lock is ours or gone."""
+    index = prefix.name + INDEX_SUFFIX
+    return store.abort_uploads(
+        prefix.name + ".", lambda key: key == index or numbered_part(prefix.name, key) is not None
+    )
 
 
 class _StreamedUpload:
@@ -318,6 +331,7 @@ class RemoteChunkSink:
         self.prefix, self.name, self.directory = prefix, prefix.name, prefix.folder
         self._store, self._lock = store, lock
         self._manifest_key = prefix.name + MANIFEST_SUFFIX
+        self.aborted_uploads = 0  # multipart uploads a dead pack left, aborted at the start
         existing = store.head(self._manifest_key)
         self._old_parts = [info.key for info in _parts(store, prefix.name)]
         # Manifest writes replace only the version we know: the checkpoint we continue, or none.
@@ -334,6 +348,9 @@ class RemoteChunkSink:
             store.delete(self._manifest_key)
             store.delete(prefix.name + ".sha256")
             store.delete(prefix.name + INDEX_SUFFIX)
+        if lock.took_over or existing is not None or self._old_parts:
+            # A pack before this one (its lock is ours now) may have died mid-upload.
+            self.aborted_uploads = abort_dead_uploads(store, prefix)
         self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="stc-upload")
         self.pacer = Pacer(UPLOADS_IN_FLIGHT)
         self._stopping = threading.Event()  # abort(): uploads waiting to retry give up

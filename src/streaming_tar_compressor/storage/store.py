@@ -106,6 +106,11 @@ class Store(Protocol):
         flight), for chunks too big to hold in memory; returns the ETag. ``sha256``, when
         known before the upload (a spooled file's), is kept with the object as ``put``'s."""
 
+    def abort_uploads(self, prefix: str, ours: Callable[[str], bool]) -> int:
+        """Abort the multipart uploads in progress under keys that start with ``prefix`` and
+        that ``ours`` accepts (a dead pack's streamed chunks); how many. S3 only, through
+        boto3 when it is installed; 0 elsewhere (a bucket lifecycle rule cleans up then)."""
+
     def head(self, key: str) -> ObjectInfo | None:
         """The object's size, ETag and stored SHA-256; None when it does not exist."""
 
@@ -205,6 +210,34 @@ class ObstoreStore:
             return self._seen(key, result)
 
         return self._call(key, "write", call)
+
+    def abort_uploads(self, prefix: str, ours: Callable[[str], bool]) -> int:
+        if self._prefix.scheme not in ("s3", "s3a"):
+            return 0  # Azure drops uncommitted blocks within a week; GCS: a lifecycle rule
+        try:
+            import boto3
+            from botocore.exceptions import BotoCoreError, ClientError
+        except ImportError:
+            return 0
+        bucket, _, folder = self._prefix.folder.split("://", 1)[1].partition("/")
+        base = f"{folder}/" if folder else ""
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        aborted = 0
+        try:
+            session = boto3.Session(profile_name=os.environ.get("AWS_PROFILE") or None)
+            client = session.client("s3", endpoint_url=endpoint_url(), region_name=region)
+            pages = client.get_paginator("list_multipart_uploads")
+            for page in pages.paginate(Bucket=bucket, Prefix=base + prefix):
+                for upload in page.get("Uploads", []):
+                    self.requests += 1
+                    if ours(upload["Key"][len(base) :]):
+                        client.abort_multipart_upload(
+                            Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        except (BotoCoreError, ClientError):
+            pass  # a clean-up only: the pack goes on, the lifecycle rule remains the net
+        return aborted
 
     def head(self, key: str) -> ObjectInfo | None:
         # A GET that asks for the head only: the same one request as HEAD, with user metadata.
