@@ -8,6 +8,7 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,6 +103,27 @@ def test_an_archive_is_not_replaced_without_force(
     second = stc.pack(tree, prefix, force=True, **SMALL)
     assert second.manifest.total_chunks < first.manifest.total_chunks
     keys = set(objects(s3_client, bucket))
+    assert keys == {c.name for c in second.chunks} | {"b.manifest.json", "b.sha256", "b.index"}
+
+
+def test_listings_go_through_every_page(
+    tree: Path, bucket: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's listing pages made three keys long: stc still sees every part (verify
+    finds a stray part, a replacing pack deletes every old one)."""
+    monkeypatch.setenv("MOTO_S3_DEFAULT_MAX_KEYS", "3")  # read by moto at each request
+    prefix = f"s3://{bucket}/b"
+    first = stc.pack(tree, prefix, **SMALL)
+    assert first.manifest.total_chunks >= 4  # with the manifest, .sha256, index: 3 pages
+    assert s3_client.list_objects_v2(Bucket=bucket)["IsTruncated"]  # a listing has pages
+    s3_client.put_object(Bucket=bucket, Key="b.part0099", Body=b"stray")
+    assert "b.part0099: extra chunk, not in the manifest" in stc.verify(prefix).problems
+    (tree / "t.txt").write_bytes(b"smaller now")
+    for path in (tree / "d").iterdir():
+        path.unlink()
+    second = stc.pack(tree, prefix, force=True, **SMALL)
+    pages = s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    keys = {item["Key"] for page in pages for item in page.get("Contents", [])}
     assert keys == {c.name for c in second.chunks} | {"b.manifest.json", "b.sha256", "b.index"}
 
 
