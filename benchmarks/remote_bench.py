@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -137,6 +138,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the rows (medians)")
     parser.add_argument("--json", type=Path, default=Path("/tmp/stc-bench-remote.json"))
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     stc = shlex.quote(str(Path(sys.executable).with_name("stc")))
     python = shlex.quote(sys.executable)
     shm = Path("/dev/shm")  # tmpfs keeps the disk out of the timings when it has room
@@ -176,12 +179,23 @@ def main() -> None:
             AWS_REGION="us-east-1",
         )
         _create_bucket(moto_port)
-        rows = _measure(work, stc, python, args)
+        rows = _measure(work, stc, python, args, lambda prefix: _empty(moto_port, prefix))
     finally:
         moto.terminate()
         moto.wait(30)
         shutil.rmtree(work, ignore_errors=True)
     _report(rows, args)
+
+
+def _empty(port: int, prefix: str) -> None:
+    """Delete a round's archive from the server (straight, not through the link), so that
+    every round meets a server holding the same."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="bench", Prefix=prefix):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket="bench", Key=item["Key"])
 
 
 def _create_bucket(port: int) -> None:
@@ -216,27 +230,33 @@ def _commands(stc: str, python: str, args: argparse.Namespace, round_: int) -> d
     }
 
 
-def _measure(work: Path, stc: str, python: str, args: argparse.Namespace) -> dict[str, dict]:
+def _measure(
+    work: Path, stc: str, python: str, args: argparse.Namespace, empty: Callable[[str], None]
+) -> dict[str, dict]:
     """Every row ``args.rounds`` times, the rows in turn (a slow stretch of the VM then
-    touches each row alike); each row's median is what the ratios compare."""
+    touches each row alike); each row's median is what the ratios compare. A round's
+    outputs are deleted once it is over: the next starts as the first did."""
     runs: dict[str, list[tuple[float, float, int]]] = {}
     for round_ in range(args.rounds):
-        for name in ("local", "out1", "out2", "out3"):  # each round starts from nothing
-            shutil.rmtree(work / name, ignore_errors=True)
-        for name, command in _commands(stc, python, args, round_).items():
+        shutil.rmtree(work / "local", ignore_errors=True)  # the last round's stays, measured
+        commands = _commands(stc, python, args, round_)
+        for name, command in commands.items():
             seconds, cpu, rss_kib, code = timed(command, work)
             if code != 0:
                 raise SystemExit(f"{name} failed ({code}): {command}")
             runs.setdefault(name, []).append((seconds, cpu, rss_kib))
-            print(
-                f"{name:24} {seconds:7.2f} s  CPU {cpu:6.2f} s  peak RSS {rss_kib / 1024:4.0f} MiB"
-            )
+            mib = rss_kib / 1024
+            print(f"{name:24} {seconds:7.2f} s  CPU {cpu:6.2f} s  peak RSS {mib:4.0f} MiB")
+        for name in ("out1", "out2", "out3"):
+            shutil.rmtree(work / name, ignore_errors=True)
+        empty(f"stc{round_}/")
     rows: dict[str, dict] = {
         name: {
             "seconds": round(statistics.median(m[0] for m in measured), 2),
             "runs": [round(m[0], 2) for m in measured],
             "cpu_seconds": round(statistics.median(m[1] for m in measured), 2),
             "rss_mib": round(max(m[2] for m in measured) / 1024),
+            "command": commands[name],  # the last round's
         }
         for name, measured in runs.items()
     }

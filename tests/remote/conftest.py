@@ -206,7 +206,8 @@ def serve_in_thread(app: web.Application) -> Iterator[str]:
 class Fault:
     """Do ``kind`` to the next ``times`` requests of ``method`` whose path contains ``key``:
     ``slowdown`` (503 SlowDown), ``forbidden`` (403 AccessDenied), ``full`` (507 with
-    MinIO's XMinioStorageFull, what a MinIO out of disk answers), ``stored-then-dropped``
+    MinIO's XMinioStorageFull, what a MinIO out of disk answers), ``quota`` (Ceph's 403
+    QuotaExceeded), ``stored-then-dropped``
     (forwarded, then the connection closes with no answer), ``cut`` (half the body, then the
     connection closes), ``flip`` (one bit of the body flipped)."""
 
@@ -245,6 +246,7 @@ _ERROR_ANSWERS = {
     "slowdown": (503, "SlowDown"),
     "forbidden": (403, "AccessDenied"),
     "full": (507, "XMinioStorageFull"),
+    "quota": (403, "QuotaExceeded"),
 }
 
 

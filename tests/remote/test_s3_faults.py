@@ -101,17 +101,20 @@ def test_a_forbidden_upload_is_one_line_and_leaves_no_complete_manifest(
     assert ".a.lock" not in stored
 
 
+@pytest.mark.parametrize("kind", ["full", "quota"])
 def test_a_full_store_is_one_line_at_once_and_the_pack_resumes_once_there_is_room(
+    kind: str,
     src: Path,
     bucket: str,
     s3_client: object,
     fault_proxy: FaultProxy,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """507 (a MinIO out of disk) is said plainly, with no minutes of retries; the pack stops
-    resumable, and resumes to the objects of a pack that never met it."""
+    """507 (a MinIO out of disk) or a 403 QuotaExceeded (Ceph) is said plainly, with no
+    minutes of retries of the chunk; the pack stops resumable, and resumes to the objects of
+    a pack that never met it."""
     stc.pack(src, f"s3://{bucket}/ref/a", **SMALL)
-    full = Fault("PUT", "/run/a.part0003", "full", times=1000)
+    full = Fault("PUT", "/run/a.part0003", kind, times=1000)
     fault_proxy.add(full)
     argv = ["pack", str(src), "-o", f"s3://{bucket}/run/a", "--chunk-size", "64K"]
     started = time.monotonic()

@@ -252,6 +252,26 @@ def test_a_dead_packs_unfinished_uploads_are_aborted_and_no_one_elses(
     assert uploads_in_progress(s3_client, bucket) == others
 
 
+@pytest.mark.parametrize("setting", ["object_store's endpoint", "a profile and keys"])
+def test_unfinished_uploads_are_found_where_obstore_writes(
+    setting: str, src: Path, bucket: str, s3_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clean-up's client sees the store and the account obstore uses: its own
+    ``AWS_ENDPOINT``, exported keys before a named profile; and the folder as obstore
+    decodes it (``my%20dir`` is ``my dir``, and ``my%2520dir`` another folder)."""
+    if setting == "object_store's endpoint":
+        monkeypatch.setenv("AWS_ENDPOINT", os.environ.pop("AWS_ENDPOINT_URL"))
+        monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    else:
+        monkeypatch.setenv("AWS_PROFILE", "no-such-profile")  # obstore takes the keys
+    for key in ["my dir/a.part0001", "my%20dir/a.part0001"]:
+        s3_client.create_multipart_upload(Bucket=bucket, Key=key)
+    prefix = f"s3://{bucket}/my%20dir/a"
+    stc.pack(src, prefix, **SMALL)
+    stc.pack(src, prefix, force=True, **SMALL)  # replacing: a clean-up
+    assert uploads_in_progress(s3_client, bucket) == ["my%20dir/a.part0001"]
+
+
 def test_a_lock_taken_over_is_not_deleted_by_the_pack_that_lost_it(
     bucket: str, s3_client: object
 ) -> None:

@@ -213,8 +213,19 @@ def remove_lock(prefix: RemotePrefix, store: Store, *, force: bool = False) -> s
             f"{prefix.key(key)} belongs to {who}, refreshed {age} s ago: that pack may still "
             "be running; if you know it is not, unlock with --force"
         )
-    store.delete(key)
+    # Made ours first (If-Match on the version read), so that no pack starting meanwhile has
+    # its uploads aborted; removed after, if still ours.
+    try:
+        mode: PutMode = {"e_tag": held.etag} if held.etag else "overwrite"
+        ours = store.put(key, RemoteLock._body(), mode=mode)
+    except ArchiveBusyError:
+        raise ArchiveBusyError(
+            f"{prefix.key(key)} changed meanwhile: another pack took it over"
+        ) from None
     aborted = abort_dead_uploads(store, prefix)
+    now = store.head(key)
+    if now is not None and now.etag == ours:
+        store.delete(key)
     unfinished = f"; {aborted} unfinished upload(s) of it aborted" if aborted else ""
     return f"{who}, last refreshed {age} s ago{unfinished}"
 

@@ -58,10 +58,12 @@ THROTTLE_STATUSES = (429, 503)  # "slow down" (S3 answers 503 SlowDown; GCS and 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 DAMAGED_ON_THE_WAY = ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest")
 # A store out of room: 507 Insufficient Storage (MinIO answers XMinioStorageFull with it), or
-# an S3-compatible store's quota (Ceph: QuotaExceeded). Said plainly, and not asked again:
-# room comes back when someone frees it, not within a retry's minutes.
+# an S3-compatible store's quota (Ceph: 403 QuotaExceeded). Said plainly; a chunk's PUT, tried
+# once, is not asked again (room comes back when someone frees it, not within minutes).
 FULL_STATUS = 507
-FULL_CODES = ("XMinioStorageFull", "QuotaExceeded")
+FULL_CODES = ("StorageFull", "QuotaExceeded")  # endings: MinIO's are XMinio…QuotaExceeded too
+ERROR_CODE = re.compile(r"<Code>\s*(\w+)\s*</Code>")
+FULL = "the store is full or over its quota"
 # A request or its answer lost on the way, in obstore's (reqwest's, hyper's) words.
 LOST_ON_THE_WAY = re.compile(
     r"error sending request|connection|timed out|timeout|broken pipe|reset by peer"
@@ -215,27 +217,27 @@ class ObstoreStore:
         if self._prefix.scheme not in ("s3", "s3a"):
             return 0  # Azure drops uncommitted blocks within a week; GCS: a lifecycle rule
         try:
-            import boto3
             from botocore.exceptions import BotoCoreError, ClientError
         except ImportError:
             return 0
-        bucket, _, folder = self._prefix.folder.split("://", 1)[1].partition("/")
-        base = f"{folder}/" if folder else ""
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        # The bucket and the folder's key as obstore has them (it decodes %-escapes).
+        bucket = self._store.config["bucket"]
+        base = f"{self._store.prefix}/" if self._store.prefix else ""
         aborted = 0
         try:
-            session = boto3.Session(profile_name=os.environ.get("AWS_PROFILE") or None)
-            client = session.client("s3", endpoint_url=endpoint_url(), region_name=region)
-            pages = client.get_paginator("list_multipart_uploads")
-            for page in pages.paginate(Bucket=bucket, Prefix=base + prefix):
+            client = _boto3_client(self._store.config.get("endpoint"))
+            for page in client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=bucket, Prefix=base + prefix
+            ):
+                self.requests += 1
                 for upload in page.get("Uploads", []):
-                    self.requests += 1
-                    if ours(upload["Key"][len(base) :]):
+                    if upload["Key"].startswith(base) and ours(upload["Key"][len(base) :]):
+                        self.requests += 1
                         client.abort_multipart_upload(
                             Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                         )
                         aborted += 1
-        except (BotoCoreError, ClientError):
+        except (BotoCoreError, ClientError, ValueError):
             pass  # a clean-up only: the pack goes on, the lifecycle rule remains the net
         return aborted
 
@@ -329,6 +331,8 @@ class ObstoreStore:
                 "prefix?); nothing of theirs was replaced"
             ) from exc
         except (PermissionDeniedError, UnauthenticatedError) as exc:
+            if is_full(str(exc)):  # Ceph's QuotaExceeded comes as a 403
+                raise StoreError(f"cannot {verb} {where}: {FULL} ({_first_line(exc)})") from exc
             raise StoreError(f"cannot {verb} {where}: access denied ({_first_line(exc)})") from exc
         except Exception as exc:  # obstore raises plain ones too (GenericError, OSError…)
             if verb == "list" and "404 Not Found" in str(exc):
@@ -337,10 +341,8 @@ class ObstoreStore:
             # settings (its "retry_timeout" would match any wording about timeouts).
             answer = _first_line(exc)
             message = f"cannot {verb} {where}: {answer}"
-            if is_full(answer):
-                raise StoreError(
-                    f"cannot {verb} {where}: the store is full or over its quota ({answer})"
-                ) from exc
+            if is_full(str(exc)):
+                raise StoreError(f"cannot {verb} {where}: {FULL} ({answer})") from exc
             if _may_change(answer):
                 found = STATUS.search(answer)
                 throttled = found is not None and int(found.group(1)) in THROTTLE_STATUSES
@@ -398,6 +400,32 @@ def _open(prefix: RemotePrefix, *, retries: bool = True) -> Any:
         raise UsageError(f"cannot open {prefix.folder}: {_first_line(exc)}") from exc
 
 
+def _boto3_client(endpoint: str | None) -> Any:
+    """An S3 client of boto3 (installed: abort_uploads checked) that sees what obstore sees:
+    the same endpoint, region and credentials (exported keys before a profile, as
+    ``_profile_credentials``), with short timeouts (a clean-up must not hold a pack up)."""
+    import boto3
+    import botocore.session
+    from botocore.config import Config
+
+    keys = os.environ.get("AWS_ACCESS_KEY_ID")
+    if keys:  # as obstore: exported keys, and no profile looked up (AWS_PROFILE left aside)
+        session = boto3.Session(
+            botocore_session=botocore.session.Session(session_vars={"profile": (None,) * 4}),
+            aws_access_key_id=keys,
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),
+        )
+    else:
+        session = boto3.Session(profile_name=os.environ.get("AWS_PROFILE") or None)
+    return session.client(
+        "s3",
+        endpoint_url=endpoint or endpoint_url() or os.environ.get("AWS_ENDPOINT"),
+        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        config=Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 3}),
+    )
+
+
 def _profile_credentials() -> Any:
     """``AWS_PROFILE`` (profiles and SSO in ``~/.aws``) through boto3, which obstore does not
     read by itself; None when keys are exported or no profile is named."""
@@ -452,11 +480,13 @@ def _may_change(answer: str) -> bool:
     )
 
 
-def is_full(answer: str) -> bool:
-    """Whether the store said it has no room left (FULL_STATUS, FULL_CODES)."""
-    found = STATUS.search(answer)
-    return (found is not None and int(found.group(1)) == FULL_STATUS) or any(
-        code in answer for code in FULL_CODES
+def is_full(error: str) -> bool:
+    """Whether the store said it has no room left: FULL_STATUS, or one of FULL_CODES as the
+    error's ``<Code>`` (not anywhere in the text: a key may be named "QuotaExceeded")."""
+    found = STATUS.search(error)
+    code = ERROR_CODE.search(error)
+    return (found is not None and int(found.group(1)) == FULL_STATUS) or (
+        code is not None and code.group(1).endswith(FULL_CODES)
     )
 
 
