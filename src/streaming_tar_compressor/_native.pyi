@@ -1,5 +1,6 @@
 """Types of the compiled module built from _native.c (fs/ops.py describes its operations)."""
 
+from collections.abc import Callable
 from typing import Any
 
 class OpThread:
@@ -43,7 +44,13 @@ def index_page(
 def untracked(row: tuple[Any, ...]) -> tuple[Any, ...]: ...
 
 class PageBuilder:
-    def __init__(self, kinds: tuple[Any, ...], max_rows: int, max_text: int) -> None: ...
+    def __init__(
+        self,
+        kinds: tuple[Any, ...],
+        max_rows: int,
+        max_text: int,
+        compress: Callable[[bytes], bytes],
+    ) -> None: ...
     def add(
         self, member: Any, header_offset: int, data_offset: int, digest: bytes = b"", /
     ) -> None: ...

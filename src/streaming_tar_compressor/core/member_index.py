@@ -577,7 +577,7 @@ def page_builder() -> PageBuilder:
     return PageBuilderPython(KINDS, ENTRIES_PER_PAGE, PAGE_TEXT_BYTES, deflate)
 
 
-def deflate(columns: bytes | memoryview) -> bytes:
+def deflate(columns: bytes) -> bytes:
     """A page's or the directory's columns as the index stores them."""
     return zlib_ng.compress(columns, level=ZLIB_LEVEL)
 
