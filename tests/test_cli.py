@@ -147,7 +147,9 @@ def test_unpack_of_a_corrupt_chunk_leaves_no_complete_looking_file(make_tree, tm
     done = stc_run("unpack", str(prefix), "-C", str(tmp_path / "out"))
     assert_one_line_error(done, 6, "b.part0002 is damaged")
     restored = tmp_path / "out" / tree.relative_to("/")
-    names = sorted(p.name for p in restored.iterdir())
+    # Checked block by block before decoding, a bad block stops the unpack before any of it
+    # is written: here the stream is one block, so not even the folder is made.
+    names = sorted(p.name for p in restored.iterdir()) if restored.exists() else []
     assert not any(n.endswith(".tmp") for n in names)
     for name in names:
         if name.startswith("f"):

@@ -30,6 +30,10 @@
      (FOLDER_FINISH, dir_fd, name, mode, uid, gid, mtime_ns, member)
          openat(name, O_DIRECTORY|O_NOFOLLOW), then as FINISH: a folder's metadata, set
          last
+     (PLACE, dir_fd, name, data, mode, uid, gid, mtime_ns, temp, member)
+         as CREATE, under the file's own name; when the name is taken, as CREATE under temp
+         and RENAME to name. A failure removes what this operation made (never a file it
+         did not create): the caller has nothing to clean up after it
 
    The member field is for the caller's messages and is not read here. */
 
@@ -49,6 +53,7 @@
 
 enum {
     OP_CREATE = 0, OP_RENAME = 1, OP_CLOSE = 2, OP_WRITE = 3, OP_FINISH = 4, OP_FOLDER_FINISH = 5,
+    OP_PLACE = 6,
 };
 enum { RENAME_UNLINK_SOURCE = 1, RENAME_SYMLINK_MTIME = 2 };
 
@@ -56,8 +61,8 @@ typedef struct {
     int kind;
     int fd;
     PyObject *name;  /* bytes (file system encoding) */
-    PyObject *other; /* bytes: RENAME's destination */
-    Py_buffer data;  /* CREATE's and WRITE's content */
+    PyObject *other; /* bytes: RENAME's destination, PLACE's temp name */
+    Py_buffer data;  /* CREATE's, PLACE's and WRITE's content */
     int has_data;
     int mode;
     int flags;
@@ -112,7 +117,7 @@ static int parse_metadata(PyObject *item, Py_ssize_t first, op_t *op)
 
 static int parse_op(PyObject *item, op_t *op)
 {
-    static const Py_ssize_t sizes[] = {9, 7, 2, 4, 9, 8};
+    static const Py_ssize_t sizes[] = {9, 7, 2, 4, 9, 8, 10};
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2) {
         PyErr_SetString(PyExc_TypeError, "an operation must be a tuple");
         return -1;
@@ -120,7 +125,7 @@ static int parse_op(PyObject *item, op_t *op)
     long kind = PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
     if (kind == -1 && PyErr_Occurred())
         return -1;
-    if (kind < OP_CREATE || kind > OP_FOLDER_FINISH || PyTuple_GET_SIZE(item) != sizes[kind]) {
+    if (kind < OP_CREATE || kind > OP_PLACE || PyTuple_GET_SIZE(item) != sizes[kind]) {
         PyErr_SetString(PyExc_ValueError, "unknown operation");
         return -1;
     }
@@ -142,10 +147,12 @@ static int parse_op(PyObject *item, op_t *op)
         return -1;
     if (kind == OP_FOLDER_FINISH)
         return parse_metadata(item, 3, op);
-    if (kind == OP_CREATE) {
+    if (kind == OP_CREATE || kind == OP_PLACE) {
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 3), &op->data, PyBUF_SIMPLE) < 0)
             return -1;
         op->has_data = 1;
+        if (kind == OP_PLACE && encode_name(item, 8, &op->other) < 0)
+            return -1;
         return parse_metadata(item, 4, op);
     }
     if (encode_name(item, 3, &op->other) < 0)
@@ -201,18 +208,48 @@ static int finish_file(int fd, const op_t *op)
     return error;
 }
 
-static int create_file(const op_t *op)
+/* The file ``name`` made whole: content, then metadata. *made says whether it was created
+   (a failure after that leaves it behind, for the caller to remove). */
+static int create_named(const op_t *op, const char *name, int *made)
 {
-    const char *name = PyBytes_AS_STRING(op->name);
+    *made = 0;
     int fd = openat(op->fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno;
+    *made = 1;
     int error = write_all(fd, &op->data);
     if (error) {
         close(fd);
         return error;
     }
     return finish_file(fd, op);
+}
+
+static int create_file(const op_t *op)
+{
+    int made;
+    return create_named(op, PyBytes_AS_STRING(op->name), &made);
+}
+
+/* A file whose bytes were all checked: made under its own name (no rename to pay), or,
+   when that name is taken (a file or link to replace, a folder to refuse), under its temp
+   name and renamed over it. Whatever this made is removed again when a step fails. */
+static int place_file(const op_t *op)
+{
+    const char *name = PyBytes_AS_STRING(op->name), *temp = PyBytes_AS_STRING(op->other);
+    int made;
+    int error = create_named(op, name, &made);
+    if (made || error != EEXIST) {
+        if (error && made)
+            unlinkat(op->fd, name, 0);
+        return error;
+    }
+    error = create_named(op, temp, &made);
+    if (!error && renameat(op->fd, temp, op->fd, name) < 0)
+        error = errno;
+    if (error && made)
+        unlinkat(op->fd, temp, 0);
+    return error;
 }
 
 static int finish_folder(const op_t *op)
@@ -266,6 +303,9 @@ static int run_batch(const op_t *ops, Py_ssize_t count, Py_ssize_t *failed_at)
             break;
         case OP_FOLDER_FINISH:
             error = finish_folder(&ops[i]);
+            break;
+        case OP_PLACE:
+            error = place_file(&ops[i]);
             break;
         default:
             error = close(ops[i].fd) < 0 ? errno : 0;

@@ -26,6 +26,7 @@ from streaming_tar_compressor.fs.ops import (
     FINISH,
     FOLDER_FINISH,
     NEW_FILE_FLAGS,
+    PLACE,
     RENAME,
     SYMLINK_MTIME,
     UNLINK_SOURCE,
@@ -63,6 +64,14 @@ creates = st.tuples(
     st.integers(-(2**40), 2**62),
 )
 renames = st.tuples(st.just(RENAME), names, names, st.sampled_from([0, UNLINK_SOURCE]))
+places = st.tuples(
+    st.just(PLACE),
+    names,
+    st.binary(max_size=300),
+    st.sampled_from([0o600, 0o644]),
+    st.integers(-(2**40), 2**62),
+    names,  # the temp name: taken too, at times
+)
 
 
 def built_module() -> ModuleType:
@@ -86,6 +95,9 @@ def materialize(spec: tuple[object, ...], dir_fd: int) -> Op:
     if spec[0] == CREATE:
         _, name, data, mode, mtime_ns = spec
         return (CREATE, dir_fd, name, data, mode, -1, -1, mtime_ns, f"member {name}")
+    if spec[0] == PLACE:
+        _, name, data, mode, mtime_ns, temp = spec
+        return (PLACE, dir_fd, name, data, mode, -1, -1, mtime_ns, temp, f"member {name}")
     _, src, dst, flags = spec
     return (RENAME, dir_fd, src, dst, flags, 0, f"member {dst}")
 
@@ -116,7 +128,7 @@ def folder(root: Path) -> Iterator[int]:
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(specs=st.lists(st.one_of(creates, renames), max_size=12))
+@given(specs=st.lists(st.one_of(creates, renames, places), max_size=12))
 def test_compiled_operations_match_the_python_reference(built, tmp_path_factory, specs):
     base = tmp_path_factory.mktemp("ops")
     outcomes, states = [], []
@@ -416,3 +428,66 @@ def test_a_file_ended_after_a_commit_that_closed_its_folder(tmp_path):
     assert (out / "last" / "y").read_bytes() == b"abcd"
     assert len(list(out.glob("f*/x"))) == folders
     assert not [p for p in out.rglob(".stc-*")]
+
+
+# -- PLACE: a checked file under its own name ---------------------------------------------------
+
+
+def run_with(runner: str) -> Callable[[list[Op]], tuple[int, int] | None]:
+    return run_ops_python if runner == "python" else run_compiled
+
+
+def place(fd: int, name: str, data: bytes, temp: str = ".t") -> Op:
+    return (PLACE, fd, name, data, 0o640, -1, -1, 7 * 10**9, temp, name)
+
+
+@pytest.mark.parametrize("runner", ["python", "compiled"])
+@pytest.mark.parametrize("there", ["nothing", "file", "symlink", "folder"])
+def test_a_placed_file_takes_its_name_or_replaces_what_has_it(tmp_path, runner, there):
+    out = tmp_path / "out"
+    with folder(out) as fd:
+        outside = tmp_path / "outside"
+        outside.write_bytes(b"keep")
+        if there == "file":
+            (out / "f").write_bytes(b"old")
+        elif there == "symlink":
+            (out / "f").symlink_to(outside)
+        elif there == "folder":
+            (out / "f").mkdir()
+        outcome = run_with(runner)([place(fd, "f", b"new")])
+    assert outside.read_bytes() == b"keep"  # never written through a symlink
+    assert sorted(p.name for p in out.iterdir()) == ["d", "f"]  # no temp name left
+    if there == "folder":
+        assert outcome == (0, errno.EISDIR) and (out / "f").is_dir()
+        return
+    found = (out / "f").lstat()
+    assert outcome is None and (out / "f").read_bytes() == b"new"
+    assert (stat.S_IFMT(found.st_mode), stat.S_IMODE(found.st_mode)) == (stat.S_IFREG, 0o640)
+    assert found.st_mtime_ns == 7 * 10**9
+
+
+@pytest.mark.parametrize("runner", ["python", "compiled"])
+@pytest.mark.parametrize("taken", [False, True])
+def test_a_placed_file_that_fails_leaves_nothing_it_made(tmp_path, runner, taken, file_size_limit):
+    """A write that fails (EFBIG) after the file was made: the file goes, under its own name
+    or its temp name; a file that already had the name stays as it was."""
+    out = tmp_path / "out"
+    with folder(out) as fd:
+        if taken:
+            (out / "f").write_bytes(b"old")
+        file_size_limit(1000)
+        outcome = run_with(runner)([place(fd, "f", b"x" * 5000)])
+    assert outcome == (0, errno.EFBIG)
+    left = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "d"}
+    assert left == ({"f": b"old"} if taken else {})
+
+
+@pytest.mark.parametrize("runner", ["python", "compiled"])
+def test_a_placed_file_never_takes_a_temp_name_it_did_not_make(tmp_path, runner):
+    out = tmp_path / "out"
+    with folder(out) as fd:
+        (out / "f").write_bytes(b"old")
+        (out / ".t").write_bytes(b"not ours")
+        outcome = run_with(runner)([place(fd, "f", b"new")])
+    assert outcome == (0, errno.EEXIST)
+    assert (out / "f").read_bytes() == b"old" and (out / ".t").read_bytes() == b"not ours"

@@ -213,3 +213,59 @@ def test_a_commit_that_fails_partway_leaves_nothing_for_abort_to_miss(tmp_path):
     writer.close()
     assert visible(out) == ["a", "d"]
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+# -- checked input: whole files take their names at once ----------------------------------------
+
+
+def symlink(name: str, target: str) -> TarMember:
+    return TarMember(name=name, kind=MemberKind.SYMLINK, linkname=target, mtime=1e9)
+
+
+def test_a_checked_whole_file_takes_its_name_before_any_commit(tmp_path):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True, checked_input=True)
+    writer.whole(*file("dir/f.txt", b"data", mode=0o640))
+    writer.flush()
+    assert visible(out) == ["dir", "dir/f.txt"]  # no temp name, no commit needed
+    found = (out / "dir" / "f.txt").stat()
+    assert (stat.S_IMODE(found.st_mode), found.st_mtime) == (0o640, 1e9)
+    writer.abort()  # what was checked stays: it is complete
+    writer.close()
+    assert (out / "dir" / "f.txt").read_bytes() == b"data"
+
+
+def test_unchecked_whole_files_still_wait_for_their_commit(tmp_path):
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True)
+    writer.whole(*file("f.txt", b"data"))
+    writer.flush()
+    assert not (out / "f.txt").exists()
+    writer.abort()
+    writer.close()
+    assert visible(out) == []
+
+
+def test_a_checked_file_after_a_waiting_member_of_its_name_still_comes_last(tmp_path):
+    """A symlink waits for its commit under a temp name; the file of the same name after it
+    must not take the name first and then lose it to the symlink's rename."""
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True, checked_input=True)
+    put(writer, symlink("name", "elsewhere"))
+    writer.whole(*file("name", b"later"))
+    writer.commit()
+    writer.close()
+    assert not (out / "name").is_symlink() and (out / "name").read_bytes() == b"later"
+
+
+def test_a_folder_through_a_file_just_placed_is_refused(tmp_path):
+    """A placed file may still be queued: a walk through its name waits for it, and meets a
+    file."""
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True, checked_input=True)
+    writer.whole(*file("f", b"x"))
+    with pytest.raises(UnsafeMemberError, match="non-directory"):
+        writer.whole(*file("f/inner", b"y"))
+    writer.abort()
+    writer.close()
+    assert (out / "f").read_bytes() == b"x"

@@ -120,14 +120,21 @@ def test_a_damaged_unit_is_fetched_again(tmp_path: Path, where: str) -> None:
     assert stored.fetches == 2 * spanned  # fetched again twice, a range per chunk it lies in
 
 
-def test_a_unit_wrong_every_time_goes_on_for_the_chunks_check_to_name(tmp_path: Path) -> None:
+def test_a_unit_wrong_every_time_is_an_error_and_none_of_it_goes_on(tmp_path: Path) -> None:
     stored = Stored(tmp_path, "zstd")
     units = block_units(stored.manifest, stored.chunks)
     assert units is not None
     offset = stored.manifest.blocks[3][1] + 1
     stored.damage(offset, times=100)
-    got = joined(stored.read(units, []), stored.chunks)
-    assert got != stored.stream and got[offset] == stored.stream[offset] ^ 1
+    got = bytearray()
+    with pytest.raises(stc.ChecksumMismatchError) as raised:
+        for _, piece in stored.read(units, []):
+            got += piece
+    unit = next(u for u in units if u.start <= offset < u.end)
+    assert bytes(got) == stored.stream[: unit.start]  # every unit before it, nothing of it
+    held = [c.name for c, first in zip(stored.chunks, stored.offsets, strict=True)
+            if first < unit.end and unit.start < first + c.size]  # fmt: skip
+    assert raised.value.name == " or ".join(held)
     assert stored.fetches == 2 * chunks_holding(stored, units, offset)  # three downloads
 
 

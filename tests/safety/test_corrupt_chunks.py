@@ -10,6 +10,7 @@ order) holds to the same.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -381,3 +382,54 @@ def test_a_pushed_chunk_beyond_the_manifest_is_refused(
     assert isinstance(result, stc.UsageError)
     assert f"chunk index {count} is out of range (the archive has {count} chunks)" in str(result)
     assert_nothing_false(out, archive.expected)
+
+
+# -- blocks checked before they are decoded ------------------------------------------------------
+
+
+@pytest.mark.parametrize("damaged_reads", [1, 3])
+def test_a_bad_block_is_read_again_then_stops_the_unpack_before_any_of_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged_reads: int
+) -> None:
+    """With block digests, a local unpack checks each block before decoding it: a chunk
+    read damaged once is read again and the unpack goes on; one damaged on every read stops
+    it naming that chunk, with the files of the blocks before it made whole under their own
+    names, and none after it."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    files = {f"f{i:03d}": bytes([i]) * 3000 for i in range(120)}  # ~430 kB of tar
+    for name, data in files.items():
+        (tree / name).write_bytes(data)
+    packed = stc.pack(
+        [tree], tmp_path / "a", compression="zstd", chunk_size=100_000, block_size=65536
+    )
+    chunks = packed.manifest.chunks
+    offset = packed.manifest.blocks[len(packed.manifest.blocks) // 2][1] + 10  # a middle block
+    starts = [sum(c.size for c in chunks[:i]) for i in range(len(chunks))]
+    index = max(i for i, start in enumerate(starts) if start <= offset)
+    victim, damaged = (
+        tmp_path / chunks[index].name,
+        bytearray((tmp_path / chunks[index].name).read_bytes()),
+    )
+    damaged[offset - starts[index]] ^= 1
+    reads_left, opened = [damaged_reads], local.open_regular_file
+
+    def damaging_open(path: str) -> io.FileIO | io.BytesIO:
+        if path == str(victim) and reads_left[0]:
+            reads_left[0] -= 1
+            return io.BytesIO(bytes(damaged))
+        return opened(path)
+
+    monkeypatch.setattr(local, "open_regular_file", damaging_open)
+    out = tmp_path / "out"
+    restored = out / tree.relative_to("/")
+    if damaged_reads == 1:
+        stc.unpack(tmp_path / "a", out)
+        assert {p.name: p.read_bytes() for p in restored.iterdir()} == files
+        return
+    with pytest.raises(stc.ChecksumMismatchError, match=chunks[index].name):
+        stc.unpack(tmp_path / "a", out)
+    made = {p.name: p.read_bytes() for p in restored.iterdir()}
+    assert 0 < len(made) < len(files)
+    assert sorted(made) == sorted(files)[: len(made)]  # the files before the block, no other
+    assert all(files[name] == data for name, data in made.items())  # whole, no temp names

@@ -21,7 +21,11 @@ An operation is a tuple (cheap to build by the hundred thousand):
   and mtime, then ``close(fd)`` (even when one of them failed); ``temp`` in the folder
   ``parent`` (path parts) is for the caller's clean-up, not read here;
 * ``(FOLDER_FINISH, dir_fd, name, mode, uid, gid, mtime_ns, member)``: the folder ``name``
-  (opened without following a symlink) gets its mode, owner and mtime, set last.
+  (opened without following a symlink) gets its mode, owner and mtime, set last;
+* ``(PLACE, dir_fd, name, data, mode, uid, gid, mtime_ns, temp, member)``: a file whose
+  bytes were all checked, made as CREATE makes it but under its own name (no rename to pay);
+  when the name is taken, under ``temp`` and renamed over it (RENAME's EISDIR included). A
+  failure removes what the operation made, and only that: nothing is left to clean up.
 
 ``member`` names the archive member for messages. ``STC_PURE_PYTHON=1`` in the environment
 turns the compiled module off (the test suite runs both ways).
@@ -36,7 +40,7 @@ from typing import Any, TypeAlias
 
 from .._compiled import built, native
 
-CREATE, RENAME, CLOSE, WRITE, FINISH, FOLDER_FINISH = 0, 1, 2, 3, 4, 5
+CREATE, RENAME, CLOSE, WRITE, FINISH, FOLDER_FINISH, PLACE = 0, 1, 2, 3, 4, 5, 6
 UNLINK_SOURCE, SYMLINK_MTIME = 1, 2
 Op: TypeAlias = tuple[Any, ...]
 Failure: TypeAlias = tuple[int, int]  # (index of the operation that failed, errno)
@@ -73,7 +77,9 @@ def run_ops_python(ops: list[Op]) -> Failure | None:
 def _run_one(op: Op) -> None:
     kind = op[0]
     if kind == CREATE:
-        _create(op)
+        _create(op[1], op[2], *op[3:8])
+    elif kind == PLACE:
+        _place(op)
     elif kind == RENAME:
         _rename(op)
     elif kind == WRITE:
@@ -86,9 +92,42 @@ def _run_one(op: Op) -> None:
         os.close(op[1])
 
 
-def _create(op: Op) -> None:
-    _, dir_fd, name, data, mode, uid, gid, mtime_ns, _ = op
+def _create(
+    dir_fd: int, name: str, data: bytes | memoryview, mode: int, uid: int, gid: int, mtime_ns: int
+) -> None:
+    _fill(os.open(name, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd), data, mode, uid, gid, mtime_ns)
+
+
+def _place(op: Op) -> None:
+    _, dir_fd, name, data, mode, uid, gid, mtime_ns, temp, _ = op
+    content = (data, mode, uid, gid, mtime_ns)
+    try:
+        _create_or_remove(dir_fd, name, *content)
+    except FileExistsError:  # only os.open says so: the name was taken, nothing was made
+        _create_or_remove(dir_fd, temp, *content)
+        try:
+            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+            raise
+
+
+def _create_or_remove(
+    dir_fd: int, name: str, data: bytes | memoryview, mode: int, uid: int, gid: int, mtime_ns: int
+) -> None:
+    """As CREATE, but the file goes again when a step after its making fails."""
     fd = os.open(name, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+    try:
+        _fill(fd, data, mode, uid, gid, mtime_ns)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=dir_fd)
+        raise
+
+
+def _fill(fd: int, data: bytes | memoryview, mode: int, uid: int, gid: int, mtime_ns: int) -> None:
+    """Content, then metadata; the descriptor is closed either way."""
     try:
         _write_all(fd, data)
     except OSError:

@@ -147,6 +147,8 @@ class StreamUnpacker:
     ``(index, bytes)`` in any order within ``reorder_window``; call ``finish`` at the end, or
     ``abort`` after a failure to remove what was not verified. Checking (``verify``) and
     writing (``consume``) are separate steps so a driver may run them on two threads.
+    ``checked_ahead``: the driver's source checked every byte against the manifest before
+    handing it over (block by block), so whole files take their names as they are made.
     """
 
     def __init__(
@@ -167,6 +169,7 @@ class StreamUnpacker:
         journal: UnpackJournal | None = None,
         resume: ResumeState | None = None,
         select: Callable[[str], bool] | None = None,
+        checked_ahead: bool = False,
     ) -> None:
         self._progress = progress or NullProgress()
         self._manifest = manifest
@@ -205,6 +208,7 @@ class StreamUnpacker:
             max_members=max_members,
             resumed=resume is not None,
             members_before=resume.members if resume is not None else 0,
+            checked_input=checked_ahead,
         )
         if journal is not None:
             journal.begin()
@@ -343,7 +347,7 @@ def unpack(
             max_output_bytes=max_output_bytes,
             max_members=max_members,
         )
-    source = open_source(input_prefix, by_block=True)
+    source = open_source(input_prefix, by_block=verify_checksum)
     journal: UnpackJournal | None = None
     journaled = select is None  # a partial restore is not journaled
     if (
@@ -356,6 +360,10 @@ def unpack(
     elif resume:
         raise UsageError(_not_resumable(input_prefix, source.manifest, verify_checksum))
     try:
+        resume_state = journal.open(resume=resume) if journal is not None else None
+        first = 0
+        if resume_state is not None and source.manifest is not None:
+            first = start_point(source.manifest, resume_state.position).chunk
         unpacker = StreamUnpacker(
             output_dir,
             manifest=source.manifest,
@@ -368,8 +376,11 @@ def unpack(
             max_output_bytes=max_output_bytes,
             max_members=max_members,
             journal=journal,
-            resume=journal.open(resume=resume) if journal is not None else None,
+            resume=resume_state,
             select=select,
+            # Only where the journal marks an unpack cut short: what a kill interrupts may
+            # then be a placed file cut short, and --resume makes it again.
+            checked_ahead=journal is not None and source.checked_from(first),
         )
     except BaseException:
         if journal is not None:

@@ -30,6 +30,11 @@ class ChunkSource(Protocol):
 
     def listed_parts(self) -> list[str] | None: ...
 
+    def checked_from(self, first: int) -> bool:
+        """Reads of the chunks from ``first`` on, in order, pass on only bytes already
+        checked against the manifest."""
+        ...
+
 
 class ChunkSink(Protocol):
     """Where pack writes chunks, checkpoints and the manifest."""
@@ -54,12 +59,13 @@ class ChunkSink(Protocol):
 
 
 def open_source(prefix: str, *, by_block: bool = False) -> ChunkSource:
-    """``by_block``: a store's chunks, read in order from the first, are checked block by
-    block when the manifest allows it (an unpack starts on a block once it has arrived)."""
+    """``by_block``: the chunks, read in order from the first, are checked block by block
+    when the manifest allows it (an unpack starts on a block once it has arrived, and writes
+    files under their names at once)."""
     location = parse_prefix(prefix)
     if isinstance(location, RemotePrefix):
         return RemoteChunkSource(location, by_block=by_block)
-    return LocalChunkSource(location)
+    return LocalChunkSource(location, by_block=by_block)
 
 
 def read_manifest_at(prefix: str) -> Manifest | None:

@@ -16,16 +16,21 @@ import bisect
 import hashlib
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..codecs import codec_for
 from ..core.manifest import Manifest
-from ..errors import UsageError
+from ..errors import ChecksumMismatchError, MissingChunkError, UsageError
 from ..models import ChunkInfo
 
 FetchSpan = Callable[[tuple[ChunkInfo, int, int]], memoryview]
+CheckedPieces = Generator[tuple[int, memoryview], None, None]
+# What is wrong with a chunk as stored, if anything (a source's ``damage``).
+Blame = Callable[[ChunkInfo], ChecksumMismatchError | None]
+# The run of chunks that checked pieces from a chunk on cover, and those pieces.
+CheckedRunFrom = Callable[[ChunkInfo], tuple[list[ChunkInfo], CheckedPieces]]
 # The biggest block a unit may be: a 64 MiB block that does not compress, with its framing.
 MAX_UNIT = 65 * 2**20
 # Reads of a stretch that arrives damaged, in all, before the damage is the error (an unpack
@@ -132,34 +137,77 @@ def prefetch_units(
     offsets: Sequence[int],
     fetch_span: FetchSpan,
     attempts: int,
-) -> Iterator[tuple[int, memoryview]]:
+    blame: Blame | None = None,
+) -> CheckedPieces:
     """``(chunk index, piece)`` for ``chunks`` (starting at stream ``offsets``), in order,
     each piece passed on once its unit checked. ``fetched`` yields the chunks' bytes in
-    order, from the first unit's start, which is the first chunk's."""
+    order, from the first unit's start, which is the first chunk's. A unit still wrong after
+    ``attempts`` reads is an error, and so is a stream that breaks off; either names the
+    first chunk not yet checked that ``blame`` finds damaged, as checking each chunk whole in
+    turn would have (without ``blame``, or when none is: every chunk the unit lies in)."""
     run = _Run(chunks, offsets)
     pending: deque[tuple[int, memoryview]] = deque()  # (stream offset, bytes) not passed on
     received = units[0].start
     tail = _Tail(offsets[-1]) if units[-1].tail_of is not None else None
     upcoming = iter(units)
     unit = next(upcoming, None)
-    for data in fetched:
+    stream = iter(fetched)
+    while True:
+        try:
+            data = next(stream)
+        except StopIteration:
+            return
+        except (MissingChunkError, ChecksumMismatchError) as broke_off:
+            culprit = None if unit is None else _culprit(run, unit.start, received, blame)
+            if culprit is None:
+                raise
+            raise culprit from broke_off
         pending.append((received, data))
         received += len(data)
         while unit is not None and unit.end <= received:
             pieces = _take(pending, unit.end)
-            attempt = 1
-            while attempt < attempts and not _holds(unit, pieces, tail):
+            attempt, good = 1, _holds(unit, pieces, tail)
+            while not good and attempt < attempts:
                 pieces = [
                     (low, fetch_span((chunk, start, end)))
                     for low, chunk, start, end in run.spans(unit.start, unit.end)
                 ]
-                attempt += 1
-            # Still wrong after every attempt: the bytes go on, and the chunk's check names it.
+                attempt, good = attempt + 1, _holds(unit, pieces, tail)
+            if not good:
+                # Nothing unchecked goes on: what reads checked pieces may write them under
+                # their final names at once.
+                culprit = _culprit(run, unit.start, unit.end, blame)
+                raise culprit or _damaged(unit, run, attempts)
             for offset, piece in pieces:
                 if tail is not None:
                     tail.add(offset, piece)
                 yield from run.pieces(offset, piece)
             unit = next(upcoming, None)
+
+
+def _culprit(run: _Run, start: int, end: int, blame: Blame | None) -> ChecksumMismatchError | None:
+    """The first chunk holding stream bytes ``start:end`` that ``blame`` finds damaged."""
+    if blame is None:
+        return None
+    for _, chunk, _, _ in run.spans(start, end):
+        found = blame(chunk)
+        if found is not None:
+            return found
+    return None
+
+
+def _damaged(unit: Unit, run: _Run, attempts: int) -> ChecksumMismatchError:
+    names = " or ".join(chunk.label for _, chunk, _, _ in run.spans(unit.start, unit.end))
+    wanted = (
+        f"{len(unit.expected)} bytes of the codec's header"
+        if unit.expected is not None
+        else f"sha256 {unit.tail_of.checksum if unit.tail_of is not None else unit.sha256}"
+    )
+    return ChecksumMismatchError(
+        names,
+        f"{wanted} for stream bytes {unit.start}-{unit.end}",
+        f"other bytes on each of {attempts} reads",
+    )
 
 
 def _take(pending: deque[tuple[int, memoryview]], end: int) -> list[tuple[int, memoryview]]:
@@ -185,3 +233,57 @@ def _holds(unit: Unit, pieces: list[tuple[int, memoryview]], tail: _Tail | None)
         digest.update(piece)
     wanted = unit.tail_of.checksum if unit.tail_of is not None else unit.sha256
     return bool(digest.hexdigest() == wanted)
+
+
+class CheckedRun:
+    """Chunk reads served from checked pieces that run ahead over the chunks that follow
+    (``run_from(chunk)``), started afresh when a read asks for another chunk than the next
+    one (a resume, a second pass, a read left unfinished) or after a read failed (a missing
+    part: the caller may go on). ``run_from`` comes with each read, not kept: a source that
+    holds this must not be held by it, or what runs ahead would outlive the source."""
+
+    def __init__(self) -> None:
+        self._pieces: CheckedPieces | None = None
+        self._upcoming: deque[ChunkInfo] = deque()
+        self._taken = 0  # bytes of upcoming[0] read so far
+
+    def read(self, chunk: ChunkInfo, run_from: CheckedRunFrom) -> Iterator[memoryview]:
+        upcoming = self._upcoming
+        if self._pieces is None or not upcoming or upcoming[0] != chunk or self._taken:
+            self.stop()
+            run, self._pieces = run_from(chunk)
+            self._upcoming = deque(run)
+        taken = 0
+        while taken < chunk.size:
+            try:
+                index, piece = next(self._pieces)
+            except BaseException:
+                self.stop()
+                raise
+            if index != chunk.index:
+                raise RuntimeError("the checked pieces and the reads went out of step")
+            taken += len(piece)
+            self._taken = taken
+            if taken == chunk.size:
+                self._chunk_done()  # before the last piece: a caller may stop there
+            yield piece
+        if not chunk.size:
+            self._chunk_done()
+
+    def next_is(self, chunk: ChunkInfo) -> bool:
+        """``chunk`` is the one the pieces under way give next, none of it read yet."""
+        upcoming, under_way = self._upcoming, self._pieces is not None
+        return under_way and bool(upcoming) and upcoming[0] == chunk and not self._taken
+
+    def stop(self) -> None:
+        if self._pieces is not None:
+            self._pieces.close()
+        self._pieces = None
+        self._upcoming.clear()
+        self._taken = 0
+
+    def _chunk_done(self) -> None:
+        self._taken = 0
+        self._upcoming.popleft()
+        if not self._upcoming:
+            self.stop()  # its last chunk: a thread behind it ends now, not some time later

@@ -12,6 +12,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from itertools import accumulate
 
 from ..core.manifest import Manifest, is_bare_file_name
 from ..errors import (
@@ -23,6 +24,7 @@ from ..errors import (
     UsageError,
 )
 from ..models import ChunkInfo
+from .checked_reads import FETCH_ATTEMPTS, CheckedPieces, CheckedRun, block_units, prefetch_units
 
 READ_SIZE = 1 << 20  # bytes per read: large enough that syscalls cost nothing
 # A manifest lists ~40 bytes per block and ~150 per chunk: 256 MiB is millions of each.
@@ -410,9 +412,14 @@ class LocalChunkSink:
 
 
 class LocalChunkSource:
-    """Reads the chunks of a prefix: the manifest's list, or ``NAME.part*`` without one."""
+    """Reads the chunks of a prefix: the manifest's list, or ``NAME.part*`` without one.
 
-    def __init__(self, prefix: str) -> None:
+    ``by_block``: reads in order from the first chunk (an unpack) pass on each block only once
+    it matched its SHA-256, when the manifest records block digests (checked_from), so what
+    they write needs no second look; other reads pass bytes on as they come.
+    """
+
+    def __init__(self, prefix: str, *, by_block: bool = False) -> None:
         self.directory, self.name = split_prefix(prefix)
         self.prefix = prefix
         self.manifest = read_manifest_if_present(prefix)
@@ -429,6 +436,15 @@ class LocalChunkSource:
                     "check the prefix",
                 )
             self.chunks = _numbered_chunks(self.name, names, self.directory)
+        units = None
+        if by_block and self.manifest is not None:
+            units = block_units(self.manifest, self.chunks)
+        self._units = units
+        self._checked = CheckedRun()
+
+    def checked_from(self, first: int) -> bool:
+        """Reads of the chunks from ``first`` on, in order, pass on only checked bytes."""
+        return first == 0 and self._units is not None
 
     def path(self, chunk: ChunkInfo) -> str:
         return os.path.join(self.directory, chunk.name)
@@ -437,8 +453,55 @@ class LocalChunkSource:
         """Names of the ``NAME.part*`` files in the folder."""
         return part_files(self.directory, self.name)
 
-    def read(self, chunk: ChunkInfo) -> Iterator[bytes]:
-        """The chunk's bytes in pieces of READ_SIZE; a missing file is a MissingChunkError."""
+    def read(self, chunk: ChunkInfo) -> Iterator[bytes | memoryview]:
+        """The chunk's bytes in pieces of up to READ_SIZE; a missing file is a
+        MissingChunkError. Checked block by block in an in-order read from the first chunk
+        when the manifest allows it (a chunk of another size, or a block that does not match
+        on FETCH_ATTEMPTS reads, is then a ChecksumMismatchError)."""
+        if self._units is not None and (chunk.index == 0 or self._checked.next_is(chunk)):
+            return self._checked.read(chunk, self._checked_run)
+        return self._file_pieces(chunk)
+
+    def _checked_run(self, chunk: ChunkInfo) -> tuple[list[ChunkInfo], CheckedPieces]:
+        assert self._units is not None and chunk.index == 0
+        offsets = list(accumulate((c.size for c in self.chunks), initial=0))[:-1]
+        pieces = prefetch_units(
+            self._stream(),
+            self._units,
+            self.chunks,
+            offsets,
+            self._read_span,
+            FETCH_ATTEMPTS,
+            self.damage,
+        )
+        return self.chunks, pieces
+
+    def _stream(self) -> Iterator[memoryview]:
+        """Every chunk's bytes in turn, each of the size the manifest gives."""
+        for chunk in self.chunks:
+            size = 0
+            for piece in self._file_pieces(chunk):
+                size += len(piece)
+                if size > chunk.size:
+                    raise ChecksumMismatchError(
+                        chunk.name, f"{chunk.size} bytes", f"more than {chunk.size} bytes"
+                    )
+                yield memoryview(piece)
+            if size != chunk.size:
+                raise ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", f"{size} bytes")
+
+    def _read_span(self, span: tuple[ChunkInfo, int, int]) -> memoryview:
+        """Bytes ``start:end`` of a chunk, read again (a block that did not match); nothing
+        when the file cannot be read now (the error then names it, from ``damage``)."""
+        chunk, start, end = span
+        try:
+            with open_regular_file(self.path(chunk)) as handle:
+                handle.seek(start)
+                return memoryview(handle.read(end - start) or b"")
+        except OSError:
+            return memoryview(b"")
+
+    def _file_pieces(self, chunk: ChunkInfo) -> Iterator[bytes]:
         try:
             handle = open_regular_file(self.path(chunk))
         except FileNotFoundError:
@@ -453,7 +516,7 @@ class LocalChunkSource:
         """What is wrong with the chunk's file against the manifest (size or SHA-256), if
         anything: lets a decoding error that struck before its chunk was verified name it."""
         digest, size = hashlib.sha256(), 0
-        for piece in self.read(chunk):
+        for piece in self._file_pieces(chunk):
             digest.update(piece)
             size += len(piece)
         if size != chunk.size:

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -41,7 +41,15 @@ from ..errors import (
 from ..models import ChunkInfo
 from ..pipeline.parallel import ordered_map
 from ..pipeline.threads import in_background
-from .checked_reads import FETCH_ATTEMPTS, Unit, block_units, chunk_units, prefetch_units
+from .checked_reads import (
+    FETCH_ATTEMPTS,
+    CheckedPieces,
+    CheckedRun,
+    Unit,
+    block_units,
+    chunk_units,
+    prefetch_units,
+)
 from .local import (
     INDEX_SUFFIX,
     MANIFEST_SUFFIX,
@@ -542,10 +550,7 @@ class RemoteChunkSource:
         self.prefix, self.name, self.directory = prefix, prefix.name, prefix.folder
         self._store = store or open_store(prefix)
         self._by_block = by_block
-        # Checked pieces fetched ahead of the reads, and the chunks it has yet to give, in order.
-        self._prefetch: Generator[tuple[int, memoryview], None, None] | None = None
-        self._upcoming: deque[ChunkInfo] = deque()
-        self._taken = 0  # bytes of upcoming[0] read so far
+        self._checked = CheckedRun()  # fetched ahead of the reads
         self.manifest = read_remote_manifest(prefix, self._store)
         refuse_interrupted(self.manifest, prefix.url, ", or pack again with --force")
         if self.manifest is not None:
@@ -583,64 +588,31 @@ class RemoteChunkSource:
         size = chunk.size  # from the manifest or the listing: always known
         if not _checkable(chunk):
             return read_ranges(self._store, self.prefix, chunk, size)
-        return self._read_checked(chunk)
+        return self._checked.read(chunk, self._checked_run)
 
-    def _read_checked(self, chunk: ChunkInfo) -> Iterator[memoryview]:
-        """The chunk from the prefetch that runs ahead of the reads in order, started afresh
-        when a read asks for another chunk than the next one (a resume, a second pass, a read
-        left unfinished) or after a read failed (a missing part: the caller may go on)."""
-        upcoming = self._upcoming
-        if self._prefetch is None or not upcoming or upcoming[0] != chunk or self._taken:
-            self._stop_prefetch()
-            self._prefetch = in_background(
-                self._checked_pieces(chunk), depth=PIECES_AHEAD, name="stc-prefetch"
-            )
-        taken = 0
-        while taken < chunk.size:
-            try:
-                index, piece = next(self._prefetch)
-            except BaseException:
-                self._stop_prefetch()
-                raise
-            if index != chunk.index:
-                raise RuntimeError("the prefetch and the reads went out of step")
-            taken += len(piece)
-            self._taken = taken
-            if taken == chunk.size:
-                self._chunk_done()  # before the last piece: a caller may stop there
-            yield piece
-        if not chunk.size:
-            self._chunk_done()
-
-    def _chunk_done(self) -> None:
-        self._taken = 0
-        self._upcoming.popleft()
-        if not self._upcoming:
-            self._stop_prefetch()  # its last chunk: its thread ends now, not some time later
-
-    def _checked_pieces(self, chunk: ChunkInfo) -> Iterator[tuple[int, memoryview]]:
-        """Checked pieces from ``chunk`` on: to the end, block by block, when this is an
-        unpack from the first chunk and the manifest records block digests; else over the
-        chunks that follow it and can be held whole, chunk by chunk."""
+    def _checked_run(self, chunk: ChunkInfo) -> tuple[list[ChunkInfo], CheckedPieces]:
+        """Checked pieces from ``chunk`` on, fetched ahead on a thread: to the end, block by
+        block, when this is an unpack from the first chunk and the manifest records block
+        digests; else over the chunks that follow it and can be held whole, chunk by chunk."""
         offsets = list(accumulate((c.size for c in self.chunks), initial=0))
-        units, manifest = None, self.manifest
-        if self._by_block and chunk.index == 0 and manifest is not None:
-            units = block_units(manifest, self.chunks)
+        units = self._block_units() if chunk.index == 0 else None
         if units is not None:
             run = self.chunks
         else:
             run = [chunk, *takewhile(_checkable, self.chunks[chunk.index + 1 :])]
         starts = offsets[chunk.index : chunk.index + len(run)]
-        self._upcoming = deque(run)
         units = units if units is not None else chunk_units(run, starts)
-        return prefetch_checked(self._store, self.prefix, run, starts, units)
+        pieces = prefetch_checked(self._store, self.prefix, run, starts, units)
+        return run, in_background(pieces, depth=PIECES_AHEAD, name="stc-prefetch")
 
-    def _stop_prefetch(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.close()
-        self._prefetch = None
-        self._upcoming.clear()
-        self._taken = 0
+    def _block_units(self) -> list[Unit] | None:
+        if not self._by_block or self.manifest is None:
+            return None
+        return block_units(self.manifest, self.chunks)
+
+    def checked_from(self, first: int) -> bool:
+        """Reads of the chunks from ``first`` on, in order, pass on only checked bytes."""
+        return self.manifest is not None and all(map(_checkable, self.chunks[first:]))
 
     def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None:
         """What is wrong with the stored chunk against the manifest, if anything."""
