@@ -44,6 +44,23 @@ def test_any_cut_passes_the_bytes_and_verifies_every_chunk(data, size, cuts):
     assert verified == list(range(len(infos)))
 
 
+@given(st.binary(max_size=3000), st.integers(1, 500), st.lists(st.integers(0, 3000)))
+def test_bytes_checked_before_they_came_keep_their_chunk_boundaries(data, size, cuts):
+    """hashed=False (a source checked every block already): the same bytes and the same
+    ChunkVerified events at the same places, sizes still enforced, no hash computed."""
+    bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
+    pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
+    infos = chunk_infos(data, size)
+    plain = run_verifier(StreamVerifier(infos, hashlib.sha256(data).hexdigest()), pieces)
+    unhashed = StreamVerifier(infos, "0" * 64, hashed=False)
+    assert run_verifier(unhashed, pieces) == plain
+    if data:
+        with pytest.raises(MissingChunkError):
+            run_verifier(StreamVerifier(infos, hashed=False), [data[:-1]])
+    with pytest.raises(ChecksumMismatchError, match="whole stream"):
+        run_verifier(StreamVerifier(infos, hashed=False), [data + b"x"])
+
+
 def test_a_chunk_is_verified_only_after_its_last_byte():
     data = bytes(range(200))
     verifier = StreamVerifier(chunk_infos(data, 100))

@@ -184,7 +184,12 @@ class StreamUnpacker:
             chunks = chunks[self._start.chunk :]
         self.first_chunk = self._start.chunk if self._start is not None else 0
         self._verifier = (
-            StreamVerifier(chunks, None if self._start else manifest.sha256, location)
+            StreamVerifier(
+                chunks,
+                None if self._start else manifest.sha256,
+                location,
+                hashed=not checked_ahead,
+            )
             if verify_checksum and manifest is not None
             else None
         )
