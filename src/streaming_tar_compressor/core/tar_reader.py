@@ -505,24 +505,27 @@ class TarReader:
         first = self._first_header_offset
         if not -MAX_MTIME <= mtime <= MAX_MTIME:
             raise CorruptStreamError(f"member {name!r} has an absurd mtime {mtime:g}")
+        if block and is_device:
+            major = _header_number(block[_DEVMAJOR], "devmajor", offset)
+            minor = _header_number(block[_DEVMINOR], "devminor", offset)
+        else:
+            major = minor = 0
+        # By position, in the order of TarMember's fields: 1.3 µs against 1.9 by keyword, a
+        # member of every file on unpack.
         return TarMember(
-            name=name,
-            kind=kind,
-            size=size if kind is MemberKind.FILE else 0,
-            mode=mode,
-            mtime=mtime,
-            uid=uid,
-            gid=gid,
-            uname=uname,
-            gname=gname,
-            linkname=linkname,
-            devmajor=_header_number(block[_DEVMAJOR], "devmajor", offset)
-            if block and is_device
-            else 0,
-            devminor=_header_number(block[_DEVMINOR], "devminor", offset)
-            if block and is_device
-            else 0,
-            offset=offset if first is None else first,
+            name,
+            kind,
+            size if kind is MemberKind.FILE else 0,
+            mode,
+            mtime,
+            uid,
+            gid,
+            uname,
+            gname,
+            linkname,
+            major,
+            minor,
+            offset if first is None else first,
         )
 
 
