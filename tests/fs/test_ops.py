@@ -344,16 +344,24 @@ def open_descriptors() -> int:
 
 
 @pytest.fixture
-def file_size_limit() -> Iterator[Callable[[int], None]]:
-    """A real write failure in any thread, C ones included: writes past the limit fail with
-    EFBIG (RLIMIT_FSIZE; SIGXFSZ ignored so the process lives), until the test ends."""
-    previous = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    try:
-        yield lambda size: resource.setrlimit(resource.RLIMIT_FSIZE, (size, previous[1]))
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, previous)
-        signal.signal(signal.SIGXFSZ, handler)
+def file_size_limit() -> Callable[[int], contextlib.AbstractContextManager[None]]:
+    """A real write failure in any thread, C ones included: inside ``with
+    file_size_limit(size)``, writes past ``size`` fail with EFBIG (RLIMIT_FSIZE; SIGXFSZ
+    ignored so the process lives). Lifted on leaving the block, before pytest reports: its
+    own output, written to a file in CI, is past any small limit."""
+
+    @contextlib.contextmanager
+    def limited(size: int) -> Iterator[None]:
+        previous = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, previous[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, previous)
+            signal.signal(signal.SIGXFSZ, handler)
+
+    return limited
 
 
 @pytest.mark.parametrize("compiled_runner", [False, True])
@@ -367,8 +375,10 @@ def test_a_write_that_fails_on_the_thread_leaves_no_file_and_no_descriptor(
     writer = TreeWriter(str(out), deferred=True)
     before = open_descriptors()
     member = TarMember(name="big", kind=MemberKind.FILE, size=3 * 300_000, mode=0o644, mtime=1)
-    file_size_limit(500_000)
-    with pytest.raises(OutputError, match=r"cannot write 'big'.*File too large"):
+    with (
+        file_size_limit(500_000),
+        pytest.raises(OutputError, match=r"cannot write 'big'.*File too large"),
+    ):
         writer.start(member)
         for _ in range(3):  # pieces small enough to go to the thread as WRITE operations
             writer.write(b"x" * 300_000)
@@ -393,12 +403,12 @@ def test_a_failure_met_while_queueing_a_finish_leaves_no_file(
     writer = TreeWriter(str(out), deferred=True)
     before = open_descriptors()
     member = TarMember(name="big", kind=MemberKind.FILE, size=2 * 300_000, mode=0o644, mtime=1)
-    file_size_limit(400_000)
-    writer.start(member)
-    writer.write(b"x" * 300_000)
-    writer.write(b"x" * 300_000)
-    with pytest.raises(OutputError, match=r"cannot write 'big'.*File too large"):
-        writer.end(member)
+    with file_size_limit(400_000):
+        writer.start(member)
+        writer.write(b"x" * 300_000)
+        writer.write(b"x" * 300_000)
+        with pytest.raises(OutputError, match=r"cannot write 'big'.*File too large"):
+            writer.end(member)
     writer.abort()
     writer.close()
     assert not list(out.iterdir())
@@ -475,8 +485,8 @@ def test_a_placed_file_that_fails_leaves_nothing_it_made(tmp_path, runner, taken
     with folder(out) as fd:
         if taken:
             (out / "f").write_bytes(b"old")
-        file_size_limit(1000)
-        outcome = run_with(runner)([place(fd, "f", b"x" * 5000)])
+        with file_size_limit(1000):
+            outcome = run_with(runner)([place(fd, "f", b"x" * 5000)])
     assert outcome == (0, errno.EFBIG)
     left = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "d"}
     assert left == ({"f": b"old"} if taken else {})
@@ -491,3 +501,24 @@ def test_a_placed_file_never_takes_a_temp_name_it_did_not_make(tmp_path, runner)
         outcome = run_with(runner)([place(fd, "f", b"new")])
     assert outcome == (0, errno.EEXIST)
     assert (out / "f").read_bytes() == b"old" and (out / ".t").read_bytes() == b"not ours"
+
+
+@pytest.mark.parametrize("taken", [False, True])
+def test_a_placed_file_interrupted_in_python_leaves_nothing_it_made(tmp_path, monkeypatch, taken):
+    """Made in Python (no compiled module), a PLACE runs where Ctrl-C lands: a file it made
+    goes, under its own name or its temp name."""
+    write = ops._write_all
+
+    def interrupted(fd: int, data: bytes | memoryview) -> None:
+        write(fd, bytes(data)[:3])
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with folder(out) as fd:
+        if taken:
+            (out / "f").write_bytes(b"old")
+        monkeypatch.setattr(ops, "_write_all", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run_ops_python([place(fd, "f", b"0123456789")])
+    left = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "d"}
+    assert left == ({"f": b"old"} if taken else {})

@@ -269,3 +269,33 @@ def test_a_folder_through_a_file_just_placed_is_refused(tmp_path):
     writer.abort()
     writer.close()
     assert (out / "f").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("checked", [False, True])
+def test_a_folder_through_a_name_that_waits_is_refused_at_once(tmp_path, checked):
+    """``a`` waits under a temp name: a folder ``a`` made for ``a/b`` would be refused at
+    the commit anyway, with ``a/`` and (placed at once) ``a/b`` left behind."""
+    out = tmp_path / "out"
+    writer = TreeWriter(str(out), deferred=True, checked_input=checked)
+    put(writer, symlink("a", "elsewhere"))
+    with pytest.raises(UnsafeMemberError, match="non-directory"):
+        writer.whole(*file("a/b", b"x"))
+    writer.abort()
+    writer.close()
+    assert visible(out) == []
+
+
+def test_a_resumed_link_to_a_file_the_archive_gives_again_is_refused(tmp_path):
+    """On resume a hardlink may name a file on disk; if the archive then gives that file
+    again, the link pointed forward (refused by a fresh run) at what may be a file the killed
+    run left cut short."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "t").write_bytes(b"cu")  # the interrupted run's, cut short
+    writer = TreeWriter(str(out), deferred=True, checked_input=True, resumed=True)
+    put(writer, TarMember(name="h", kind=MemberKind.HARDLINK, linkname="t", mtime=1e9))
+    with pytest.raises(UnsafeMemberError, match=r"'h'.*earlier"):
+        writer.whole(*file("t", b"course"))
+    writer.abort()
+    writer.close()
+    assert not (out / "h").exists()  # still under its temp name: gone with the abort

@@ -62,9 +62,17 @@ class Stored:
         first = self.offsets[chunk.index]
         return self._bytes(first + start, first + end)
 
-    def read(self, units: list[Unit], consumed: list[int]) -> Iterator[tuple[int, memoryview]]:
+    def read(
+        self, units: list[Unit], consumed: list[int], strict: bool = True
+    ) -> Iterator[tuple[int, memoryview]]:
         return prefetch_units(
-            self.fetched(consumed), units, self.chunks, self.offsets, self.fetch_span, 3
+            self.fetched(consumed),
+            units,
+            self.chunks,
+            self.offsets,
+            self.fetch_span,
+            3,
+            strict=strict,
         )
 
 
@@ -135,6 +143,18 @@ def test_a_unit_wrong_every_time_is_an_error_and_none_of_it_goes_on(tmp_path: Pa
     held = [c.name for c, first in zip(stored.chunks, stored.offsets, strict=True)
             if first < unit.end and unit.start < first + c.size]  # fmt: skip
     assert raised.value.name == " or ".join(held)
+    assert stored.fetches == 2 * chunks_holding(stored, units, offset)  # three downloads
+
+
+def test_a_reader_that_checks_nothing_itself_gets_what_is_stored(tmp_path: Path) -> None:
+    """Not strict (verify, list, --no-verify): a unit wrong every time goes on as stored."""
+    stored = Stored(tmp_path, "zstd")
+    units = block_units(stored.manifest, stored.chunks)
+    assert units is not None
+    offset = stored.manifest.blocks[3][1] + 1
+    stored.damage(offset, times=100)
+    got = joined(stored.read(units, [], strict=False), stored.chunks)
+    assert got != stored.stream and got[offset] == stored.stream[offset] ^ 1
     assert stored.fetches == 2 * chunks_holding(stored, units, offset)  # three downloads
 
 

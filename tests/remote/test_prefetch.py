@@ -129,3 +129,21 @@ def test_a_missing_part_is_reported_and_the_reads_go_on_past_it(archive: str) ->
     assert report.chunks_checked == len(source.chunks) - 1
     assert not any("SHA-256" in problem for problem in report.problems)
     assert not any(thread.name == "stc-prefetch" for thread in threading.enumerate())
+
+
+def test_a_chunk_damaged_in_the_store_is_listed_by_verify_and_restored_without_checks(
+    archive: str, tmp_path: Path
+) -> None:
+    """Readers that check nothing themselves get what is stored (only an unpack's checked
+    reads stop at a block that stays wrong): deep verify names the damage among its
+    problems, and --no-verify restores what it can."""
+    source, store = source_of(archive)
+    damaged = source.chunks[1].name
+    spoiled = bytearray(stored(archive, 1))
+    spoiled[-1] ^= 1  # in file data: the tar stream itself stays readable
+    store.put(damaged, bytes(spoiled))
+    report = stc.verify(archive, deep=True)
+    assert any(problem.startswith(f"{damaged}: corrupt") for problem in report.problems)
+    assert stc.unpack(archive, tmp_path / "salvaged", verify_checksum=False).members > 0
+    with pytest.raises(stc.ChecksumMismatchError, match=damaged):
+        stc.unpack(archive, tmp_path / "checked")

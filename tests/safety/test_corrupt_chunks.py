@@ -412,12 +412,13 @@ def test_a_bad_block_is_read_again_then_stops_the_unpack_before_any_of_it_is_wri
         bytearray((tmp_path / chunks[index].name).read_bytes()),
     )
     damaged[offset - starts[index]] ^= 1
+    (tmp_path / "damaged").write_bytes(damaged)
     reads_left, opened = [damaged_reads], local.open_regular_file
 
-    def damaging_open(path: str) -> io.FileIO | io.BytesIO:
+    def damaging_open(path: str) -> io.FileIO:
         if path == str(victim) and reads_left[0]:
             reads_left[0] -= 1
-            return io.BytesIO(bytes(damaged))
+            return opened(str(tmp_path / "damaged"))
         return opened(path)
 
     monkeypatch.setattr(local, "open_regular_file", damaging_open)

@@ -107,7 +107,7 @@ def _place(op: Op) -> None:
         _create_or_remove(dir_fd, temp, *content)
         try:
             os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except OSError:
+        except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=dir_fd)
             raise
@@ -116,11 +116,12 @@ def _place(op: Op) -> None:
 def _create_or_remove(
     dir_fd: int, name: str, data: bytes | memoryview, mode: int, uid: int, gid: int, mtime_ns: int
 ) -> None:
-    """As CREATE, but the file goes again when a step after its making fails."""
+    """As CREATE, but the file goes again when a step after its making fails or is
+    interrupted (Ctrl-C lands here when the operations run in Python)."""
     fd = os.open(name, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
     try:
         _fill(fd, data, mode, uid, gid, mtime_ns)
-    except OSError:
+    except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(name, dir_fd=dir_fd)
         raise
@@ -130,7 +131,7 @@ def _fill(fd: int, data: bytes | memoryview, mode: int, uid: int, gid: int, mtim
     """Content, then metadata; the descriptor is closed either way."""
     try:
         _write_all(fd, data)
-    except OSError:
+    except BaseException:
         os.close(fd)
         raise
     _finish(fd, mode, uid, gid, mtime_ns)

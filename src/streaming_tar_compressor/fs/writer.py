@@ -48,6 +48,7 @@ from .ops import (
 # leftover of an earlier one that no journal recorded.
 _temp_counter = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
 OPEN_DIRS_KEPT = 256  # folder descriptors kept open: a tree's working set, well below fd limits
+_EARLIER_ONLY = "a hardlink must point to a regular file extracted earlier from this archive"
 _NS_RANGE = range(-(2**63), 2**63)  # what a timespec holds
 _ID_RANGE = range(2**32 - 1)  # uid_t and gid_t, less (uid_t)-1 which means "unchanged"
 
@@ -139,6 +140,7 @@ class TreeWriter:
         self._track_renames = self._ops.compiled and not deferred
         self._places_whole_files = checked_input
         self._resumed = resumed
+        self._links_to_disk: dict[str, str] = {}  # file on disk -> the hardlink made to it
         self._closed = False
         self.members_written = 0
         self._max_output_bytes, self._max_members = max_output_bytes, max_members
@@ -152,6 +154,8 @@ class TreeWriter:
         parts = check_member(member)
         if is_journal_name(parts):
             raise UnsafeMemberError(member.name, "the name is reserved for stc's unpack journal")
+        if self._links_to_disk:
+            self._refuse_a_linked_name("/".join(parts))
         self._count(member)
         if member.kind is MemberKind.DIRECTORY:
             self._make_directory(member, parts)
@@ -267,6 +271,8 @@ class TreeWriter:
         uid, gid = self._owner(member)
         mode, mtime_ns = safe_mode(member.mode, self._umask), self._mtime_ns(member)
         path = "/".join((*pending.parent, pending.final))
+        if self._links_to_disk:
+            self._refuse_a_linked_name(path)
         if not self._places_whole_files or path in self._pending_files:
             op = (CREATE, parent_fd, pending.temp, content, mode, uid, gid, mtime_ns, member.name)
             self._run(op, len(content))
@@ -457,11 +463,13 @@ class TreeWriter:
         file still waits for verification, so nothing unverified is renamed early."""
         target = hardlink_parts(member)
         self.flush()  # the target may still be queued
-        if "/".join(target) not in self._files and not self._restored_file(target, member):
-            raise UnsafeMemberError(
-                member.name,
-                "a hardlink must point to a regular file extracted earlier from this archive",
-            )
+        path = "/".join(target)
+        if path not in self._files:
+            if not self._restored_file(target, member):
+                raise UnsafeMemberError(member.name, _EARLIER_ONLY)
+            # A file on disk from before the resume point, as far as this run can tell; one the
+            # run meets later was the interrupted run's, maybe cut short by the kill: refused.
+            self._links_to_disk[path] = member.name
         waiting = self._pending_files.get("/".join(target))
         source_name = waiting.temp if waiting is not None else target[-1]
         # _open_dir's descriptors belong to its cache; own a copy so no later call closes it.
@@ -477,6 +485,14 @@ class TreeWriter:
             )
         finally:
             os.close(target_fd)
+
+    def _refuse_a_linked_name(self, path: str) -> None:
+        """A resumed run linked to the file on disk at ``path``, which the archive now gives
+        again: that link pointed forward, which a fresh run refuses (and the file it shares
+        may be one the interrupted run left cut short)."""
+        link = self._links_to_disk.get(path)
+        if link is not None:
+            raise UnsafeMemberError(link, _EARLIER_ONLY)
 
     def _restored_file(self, target: tuple[str, ...], member: TarMember) -> bool:
         """On resume, a regular file on disk that this run has not seen (it was restored
@@ -517,6 +533,10 @@ class TreeWriter:
         try:
             for depth in range(start + 1, len(parts) + 1):
                 if create:
+                    if self._pending_files and "/".join(parts[:depth]) in self._pending_files:
+                        # A file or link of that name waits for its rename: a folder made
+                        # now would be refused then, with what went into it left behind.
+                        raise OSError(errno.ENOTDIR, "a member of that name waits")
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(parts[depth - 1], 0o777, dir_fd=fd)
                 fd = os.open(parts[depth - 1], FOLDER_FLAGS, dir_fd=fd)

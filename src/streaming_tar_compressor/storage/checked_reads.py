@@ -137,14 +137,19 @@ def prefetch_units(
     offsets: Sequence[int],
     fetch_span: FetchSpan,
     attempts: int,
+    *,
+    strict: bool,
     blame: Blame | None = None,
 ) -> CheckedPieces:
     """``(chunk index, piece)`` for ``chunks`` (starting at stream ``offsets``), in order,
     each piece passed on once its unit checked. ``fetched`` yields the chunks' bytes in
-    order, from the first unit's start, which is the first chunk's. A unit still wrong after
-    ``attempts`` reads is an error, and so is a stream that breaks off; either names the
-    first chunk not yet checked that ``blame`` finds damaged, as checking each chunk whole in
-    turn would have (without ``blame``, or when none is: every chunk the unit lies in)."""
+    order, from the first unit's start, which is the first chunk's.
+
+    A unit still wrong after ``attempts`` reads goes on as it is unless ``strict`` (a reader
+    that checks nothing itself, as ``verify`` and ``--no-verify``, gets what is stored); when
+    ``strict`` it is an error, and so is a stream that breaks off. Either names the first
+    chunk not yet checked that ``blame`` finds damaged, as checking each chunk whole in turn
+    would have (without ``blame``, or when none is: every chunk the unit lies in)."""
     run = _Run(chunks, offsets)
     pending: deque[tuple[int, memoryview]] = deque()  # (stream offset, bytes) not passed on
     received = units[0].start
@@ -158,7 +163,7 @@ def prefetch_units(
         except StopIteration:
             return
         except (MissingChunkError, ChecksumMismatchError) as broke_off:
-            culprit = None if unit is None else _culprit(run, unit.start, received, blame)
+            culprit = _culprit(run, unit.start, received, blame) if unit and strict else None
             if culprit is None:
                 raise
             raise culprit from broke_off
@@ -173,7 +178,7 @@ def prefetch_units(
                     for low, chunk, start, end in run.spans(unit.start, unit.end)
                 ]
                 attempt, good = attempt + 1, _holds(unit, pieces, tail)
-            if not good:
+            if not good and strict:
                 # Nothing unchecked goes on: what reads checked pieces may write them under
                 # their final names at once.
                 culprit = _culprit(run, unit.start, unit.end, blame)
@@ -254,19 +259,20 @@ class CheckedRun:
             run, self._pieces = run_from(chunk)
             self._upcoming = deque(run)
         taken = 0
-        while taken < chunk.size:
-            try:
+        try:
+            while taken < chunk.size:
                 index, piece = next(self._pieces)
-            except BaseException:
+                if index != chunk.index:
+                    raise RuntimeError("the checked pieces and the reads went out of step")
+                taken += len(piece)
+                self._taken = taken
+                if taken == chunk.size:
+                    self._chunk_done()  # before the last piece: a caller may stop there
+                yield piece
+        except BaseException:  # a failed read, or one left unfinished: nothing runs on
+            if taken < chunk.size:
                 self.stop()
-                raise
-            if index != chunk.index:
-                raise RuntimeError("the checked pieces and the reads went out of step")
-            taken += len(piece)
-            self._taken = taken
-            if taken == chunk.size:
-                self._chunk_done()  # before the last piece: a caller may stop there
-            yield piece
+            raise
         if not chunk.size:
             self._chunk_done()
 

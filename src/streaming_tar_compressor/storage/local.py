@@ -472,7 +472,8 @@ class LocalChunkSource:
             offsets,
             self._read_span,
             FETCH_ATTEMPTS,
-            self.damage,
+            strict=True,
+            blame=self.damage,
         )
         return self.chunks, pieces
 
@@ -480,7 +481,7 @@ class LocalChunkSource:
         """Every chunk's bytes in turn, each of the size the manifest gives."""
         for chunk in self.chunks:
             size = 0
-            for piece in self._file_pieces(chunk):
+            for piece in self._file_pieces(chunk, sized=True):
                 size += len(piece)
                 if size > chunk.size:
                     raise ChecksumMismatchError(
@@ -501,7 +502,10 @@ class LocalChunkSource:
         except OSError:
             return memoryview(b"")
 
-    def _file_pieces(self, chunk: ChunkInfo) -> Iterator[bytes]:
+    def _file_pieces(self, chunk: ChunkInfo, *, sized: bool = False) -> Iterator[bytes]:
+        """``sized``: a file whose size is not the manifest's is refused before it is read
+        (a checked run stops as the last chunk's last byte goes: extra bytes after it would
+        never be read)."""
         try:
             handle = open_regular_file(self.path(chunk))
         except FileNotFoundError:
@@ -509,6 +513,10 @@ class LocalChunkSource:
         except OSError as exc:
             raise MissingChunkError(chunk.index, f"{self.directory} ({exc})") from exc
         with handle:
+            size = os.fstat(handle.fileno()).st_size if sized else chunk.size
+            if size != chunk.size:
+                got = f"more than {chunk.size}" if size > chunk.size else str(size)
+                raise ChecksumMismatchError(chunk.name, f"{chunk.size} bytes", f"{got} bytes")
             while piece := handle.read(READ_SIZE):
                 yield piece
 

@@ -551,10 +551,12 @@ class RemoteChunkSource:
         self._store = store or open_store(prefix)
         self._by_block = by_block
         self._checked = CheckedRun()  # fetched ahead of the reads
+        self._units: list[Unit] | None = None  # the blocks an unpack's reads are checked by
         self.manifest = read_remote_manifest(prefix, self._store)
         refuse_interrupted(self.manifest, prefix.url, ", or pack again with --force")
         if self.manifest is not None:
             self.chunks: list[ChunkInfo] = list(self.manifest.chunks)
+            self._units = block_units(self.manifest, self.chunks) if by_block else None
             return
         if prefix.read_only:
             raise ManifestError(
@@ -581,13 +583,16 @@ class RemoteChunkSource:
                 raise MissingChunkError(chunk.index, prefix.folder)
 
     def read(self, chunk: ChunkInfo) -> Iterator[bytes | memoryview]:
-        """The chunk in ranges of RANGE_SIZE, RANGES_IN_FLIGHT fetched at once. A chunk of up
-        to WHOLE_CHUNK_LIMIT with a known SHA-256 is checked before any of it is passed on and
-        fetched again (FETCH_ATTEMPTS in all) when its bytes do not match: a flipped bit on the
-        way costs a download, not the unpack."""
-        size = chunk.size  # from the manifest or the listing: always known
+        """The chunk in ranges of RANGE_SIZE, RANGES_IN_FLIGHT fetched at once. In an
+        unpack's in-order read from the first chunk with block digests, every block; else a
+        chunk of up to WHOLE_CHUNK_LIMIT with a known SHA-256: checked before any of it is
+        passed on and fetched again (FETCH_ATTEMPTS in all) when its bytes do not match, so a
+        flipped bit on the way costs a download, not the unpack."""
+        by_block = self._units is not None
+        if by_block and (chunk.index == 0 or self._checked.next_is(chunk)):
+            return self._checked.read(chunk, self._checked_run)
         if not _checkable(chunk):
-            return read_ranges(self._store, self.prefix, chunk, size)
+            return read_ranges(self._store, self.prefix, chunk, chunk.size)
         return self._checked.read(chunk, self._checked_run)
 
     def _checked_run(self, chunk: ChunkInfo) -> tuple[list[ChunkInfo], CheckedPieces]:
@@ -595,24 +600,22 @@ class RemoteChunkSource:
         block, when this is an unpack from the first chunk and the manifest records block
         digests; else over the chunks that follow it and can be held whole, chunk by chunk."""
         offsets = list(accumulate((c.size for c in self.chunks), initial=0))
-        units = self._block_units() if chunk.index == 0 else None
+        units = self._units if chunk.index == 0 else None
         if units is not None:
             run = self.chunks
         else:
             run = [chunk, *takewhile(_checkable, self.chunks[chunk.index + 1 :])]
         starts = offsets[chunk.index : chunk.index + len(run)]
         units = units if units is not None else chunk_units(run, starts)
-        pieces = prefetch_checked(self._store, self.prefix, run, starts, units)
+        pieces = prefetch_checked(self._store, self.prefix, run, starts, units, self._by_block)
         return run, in_background(pieces, depth=PIECES_AHEAD, name="stc-prefetch")
-
-    def _block_units(self) -> list[Unit] | None:
-        if not self._by_block or self.manifest is None:
-            return None
-        return block_units(self.manifest, self.chunks)
 
     def checked_from(self, first: int) -> bool:
         """Reads of the chunks from ``first`` on, in order, pass on only checked bytes."""
-        return self.manifest is not None and all(map(_checkable, self.chunks[first:]))
+        if first == 0 and self._units is not None:
+            return True
+        checkable = self.manifest is not None and all(map(_checkable, self.chunks[first:]))
+        return self._by_block and checkable
 
     def damage(self, chunk: ChunkInfo) -> ChecksumMismatchError | None:
         """What is wrong with the stored chunk against the manifest, if anything."""
@@ -713,6 +716,7 @@ def prefetch_checked(
     chunks: list[ChunkInfo],
     offsets: list[int],
     units: list[Unit],
+    strict: bool,
 ) -> Iterator[tuple[int, memoryview]]:
     """The chunks' bytes as checked pieces, in order (checked_reads.prefetch_units). Ranges
     stay in flight across chunk boundaries, so the link does not idle between one chunk's
@@ -730,7 +734,9 @@ def prefetch_checked(
             ordered_map(fetch, spans, pool=pool, window=PREFETCH_RANGES_IN_FLIGHT)
         ) as ranges,
     ):
-        yield from prefetch_units(ranges, units, chunks, offsets, fetch, FETCH_ATTEMPTS)
+        yield from prefetch_units(
+            ranges, units, chunks, offsets, fetch, FETCH_ATTEMPTS, strict=strict
+        )
 
 
 def checkpoint_reader(
