@@ -128,12 +128,18 @@ def test_a_damaged_unit_is_fetched_again(tmp_path: Path, where: str) -> None:
     assert stored.fetches == 2 * spanned  # fetched again twice, a range per chunk it lies in
 
 
-def test_a_unit_wrong_every_time_is_an_error_and_none_of_it_goes_on(tmp_path: Path) -> None:
+def damaged_for_good(tmp_path: Path) -> tuple[Stored, list[Unit], int]:
+    """A stored archive whose fourth block arrives damaged on every read; the damaged byte."""
     stored = Stored(tmp_path, "zstd")
     units = block_units(stored.manifest, stored.chunks)
     assert units is not None
     offset = stored.manifest.blocks[3][1] + 1
     stored.damage(offset, times=100)
+    return stored, units, offset
+
+
+def test_a_unit_wrong_every_time_is_an_error_and_none_of_it_goes_on(tmp_path: Path) -> None:
+    stored, units, offset = damaged_for_good(tmp_path)
     got = bytearray()
     with pytest.raises(stc.ChecksumMismatchError) as raised:
         for _, piece in stored.read(units, []):
@@ -148,11 +154,7 @@ def test_a_unit_wrong_every_time_is_an_error_and_none_of_it_goes_on(tmp_path: Pa
 
 def test_a_reader_that_checks_nothing_itself_gets_what_is_stored(tmp_path: Path) -> None:
     """Not strict (verify, list, --no-verify): a unit wrong every time goes on as stored."""
-    stored = Stored(tmp_path, "zstd")
-    units = block_units(stored.manifest, stored.chunks)
-    assert units is not None
-    offset = stored.manifest.blocks[3][1] + 1
-    stored.damage(offset, times=100)
+    stored, units, offset = damaged_for_good(tmp_path)
     got = joined(stored.read(units, [], strict=False), stored.chunks)
     assert got != stored.stream and got[offset] == stored.stream[offset] ^ 1
     assert stored.fetches == 2 * chunks_holding(stored, units, offset)  # three downloads
