@@ -186,7 +186,8 @@ class TreeWriter:
 
     def whole(self, member: TarMember, data: bytes | memoryview) -> None:
         """``start``, ``write`` and ``end`` of a member whose data is all in ``data``: for a
-        regular file, one CREATE with no state kept in between (most of a tree's files)."""
+        regular file, one operation (PLACE, or CREATE under a temp name) with no state kept in
+        between (most of a tree's files)."""
         if member.kind is not MemberKind.FILE:
             self.start(member)
             self.end(member)  # no data: only regular files carry any
