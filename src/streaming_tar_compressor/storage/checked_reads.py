@@ -163,7 +163,9 @@ def prefetch_units(
         except StopIteration:
             return
         except (MissingChunkError, ChecksumMismatchError) as broke_off:
-            culprit = _culprit(run, unit.start, received, blame) if unit and strict else None
+            culprit = None
+            if strict and unit is not None:
+                culprit = _culprit(run, unit.start, received, blame)
             if culprit is None:
                 raise
             raise culprit from broke_off

@@ -588,12 +588,12 @@ class RemoteChunkSource:
         chunk of up to WHOLE_CHUNK_LIMIT with a known SHA-256: checked before any of it is
         passed on and fetched again (FETCH_ATTEMPTS in all) when its bytes do not match, so a
         flipped bit on the way costs a download, not the unpack."""
-        by_block = self._units is not None
-        if by_block and (chunk.index == 0 or self._checked.next_is(chunk)):
+        in_block_run = self._units is not None and (
+            chunk.index == 0 or self._checked.next_is(chunk)
+        )
+        if in_block_run or _checkable(chunk):
             return self._checked.read(chunk, self._checked_run)
-        if not _checkable(chunk):
-            return read_ranges(self._store, self.prefix, chunk, chunk.size)
-        return self._checked.read(chunk, self._checked_run)
+        return read_ranges(self._store, self.prefix, chunk, chunk.size)
 
     def _checked_run(self, chunk: ChunkInfo) -> tuple[list[ChunkInfo], CheckedPieces]:
         """Checked pieces from ``chunk`` on, fetched ahead on a thread: to the end, block by
