@@ -13,7 +13,9 @@ class OpThread:
 def header_fields(
     block: bytes,
 ) -> tuple[int, bytes, bytes, int, int, int, int, bytes, bytes] | None: ...
-def append_file(buffer: bytearray, path: str, size: int) -> int: ...
+def append_members(
+    buffer: bytearray, items: tuple[tuple[bytes, str | None, int], ...]
+) -> tuple[int, int]: ...
 def plain_members(
     buffer: memoryview | bytes, start: int
 ) -> tuple[

@@ -1,6 +1,7 @@
-"""A source file's bytes for the tar stream: read by one C call when small and compiled
-(``_append_small_file``), else in pieces by Python (``_file_data``); both report a vanished,
-unreadable or shrunk file the same way."""
+"""A source file's bytes for the tar stream: small files appended with their headers in
+batches (``_append_batch``: one C call when compiled, ``append_members_python`` otherwise),
+large ones read in pieces (``_file_data``); all report a vanished, unreadable or shrunk file
+the same way."""
 
 from __future__ import annotations
 
@@ -13,21 +14,27 @@ from streaming_tar_compressor.errors import SourceChangedError, SourceError
 from streaming_tar_compressor.pipeline import pack
 from tests.fs.test_ops import built_module
 
+HEADER = b"h" * 512
+
 
 @pytest.fixture(params=["compiled", "python"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    append_file = built_module().append_file if request.param == "compiled" else None
-    monkeypatch.setattr(pack, "_append_file", append_file)
+    appender = (
+        built_module().append_members if request.param == "compiled" else pack.append_members_python
+    )
+    monkeypatch.setattr(pack, "_append_members", appender)
     return str(request.param)
 
 
 def data(path: Path, size: int, skip: int = 0) -> bytes:
     """What the tar thread reads, by the path it takes for this file."""
-    if pack._append_file is not None and not skip and size <= pack.READ_SIZE:
+    if not skip and size <= pack.READ_SIZE:
         buffer = bytearray(b"before")
-        pack._append_small_file(buffer, str(path), size)
-        assert buffer.startswith(b"before")
-        return bytes(buffer[len(b"before") :])
+        pack._append_batch(buffer, ((HEADER, str(path), size),))
+        assert buffer.startswith(b"before" + HEADER)
+        appended = bytes(buffer[len(b"before" + HEADER) :])
+        assert len(appended) % 512 == 0 and appended[size:] == bytes(len(appended) - size)
+        return appended[:size]
     return b"".join(pack._file_data(str(path), size, skip))
 
 
@@ -44,11 +51,34 @@ def test_whole_files_and_a_resumed_tail(tmp_path, reader):
     assert data(tmp_path / "empty", 0) == b""
 
 
+def test_a_batch_appends_headers_data_and_padding_in_order(tmp_path, reader):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(b"x" * 700)
+    second.write_bytes(b"y" * 512)
+    link = b"l" * 512
+    buffer = bytearray(b"0" * 10)
+    batch = ((HEADER, str(first), 700), (link, None, 0), (HEADER, str(second), 512))
+    pack._append_batch(buffer, batch)
+    expected = b"0" * 10 + HEADER + b"x" * 700 + bytes(324) + link + HEADER + b"y" * 512
+    assert bytes(buffer) == expected
+
+
 def test_a_file_that_shrank_since_the_walk(tmp_path, reader):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     with pytest.raises(SourceChangedError, match=r"shrank while being packed \(3 of 10 bytes\)"):
         data(path, 10)
+
+
+def test_a_shrunk_file_in_a_batch_leaves_the_members_before_it(tmp_path, reader):
+    whole, shrunk = tmp_path / "a", tmp_path / "b"
+    whole.write_bytes(b"x" * 10)
+    shrunk.write_bytes(b"y" * 3)
+    buffer = bytearray()
+    batch = ((HEADER, str(whole), 10), (HEADER, str(shrunk), 10), (HEADER, str(whole), 10))
+    with pytest.raises(SourceChangedError, match=r"/b': it shrank .*\(3 of 10 bytes\)"):
+        pack._append_batch(buffer, batch)
+    assert bytes(buffer) == HEADER + b"x" * 10 + bytes(502)
 
 
 def test_a_file_that_grew_gives_the_size_the_header_said(tmp_path, reader):

@@ -22,6 +22,7 @@ from streaming_tar_compressor.core.manifest import Manifest
 from streaming_tar_compressor.core.member_index import DirectoryRef, IndexEntry, MemberIndex
 from streaming_tar_compressor.errors import ManifestError, SourceChangedError
 from streaming_tar_compressor.models import CompressionType, MemberKind
+from streaming_tar_compressor.pipeline import pack as pack_pipeline
 from tests.helpers import build_tree
 from tests.safety.test_resume_pack import SMALL, archive_files, make_source, pack_until
 from tests.strategies import file_trees
@@ -215,7 +216,10 @@ def test_a_failed_pack_leaves_no_index_behind(
         return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr("builtins.open", shrinking_open)
-    monkeypatch.setattr("streaming_tar_compressor.pipeline.pack._append_file", None)
+    monkeypatch.setattr(
+        "streaming_tar_compressor.pipeline.pack._append_members",
+        pack_pipeline.append_members_python,
+    )
     with pytest.raises(SourceChangedError):
         stc.pack([str(source)], str(tmp_path / "out" / "a"), **SMALL)
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if "index" in p.name) == []

@@ -139,7 +139,7 @@ def unreadable(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
         monkeypatch.setattr(pack_pipeline, "open", guarded_open, raising=False)
         # The compiled read of small files opens in C, out of the patch's reach:
         # tests/pipeline/test_file_data.py checks that it reports errors the same way.
-        monkeypatch.setattr(pack_pipeline, "_append_file", None)
+        monkeypatch.setattr(pack_pipeline, "_append_members", pack_pipeline.append_members_python)
 
     return make
 

@@ -78,12 +78,6 @@ AUTO_CHUNKS = 2000
 AUTO_MIN_CHUNK, AUTO_MAX_CHUNK = 8 * 2**20, 64 * 2**20
 MAX_STORE_CHUNK = 10_000 * PART_SIZE  # S3's most parts of one multipart upload
 READ_SIZE = 1 << 20  # bytes per read of a source file
-# A file of at most READ_SIZE bytes is opened, read into the block buffer and closed by one C
-# call without the GIL (_native.append_file) when the compiled module is there: ~1/5 of a
-# pack's tar thread on small files went to Python's open/read/close.
-_append_file: Callable[[bytearray, str, int], int] | None = (
-    native.append_file if native is not None else None
-)
 # Index rows live while their blocks are in flight; untracked by the cycle collector
 # (_native.untracked) they cost no collections. Without it, they do.
 _untracked: Callable[[Row], Row] = native.untracked if native is not None else lambda row: row
@@ -802,6 +796,17 @@ def _tar_blocks(
             finished, finished_ends = finished[ended:], finished_ends[ended:]
             members = members[inside:]
 
+    # Members whose header and data (files of at most READ_SIZE bytes) wait to be appended,
+    # in order, by one _append_members call; ``waiting`` bytes in all.
+    batch: list[_Appended] = []
+    waiting = 0
+
+    def append_batch() -> None:
+        nonlocal waiting
+        _append_batch(buffer, tuple(batch))
+        batch.clear()
+        waiting = 0
+
     for entry in entries:
         member = entry.member
         offset = writer.offset
@@ -816,20 +821,32 @@ def _tar_blocks(
         # Reported with the block its last byte goes to, which may be cut while it is read.
         finished.append((entry.path, member.size))
         finished_ends.append(writer.offset)
+        is_file = member.kind is MemberKind.FILE
+        size = member.size if is_file else 0
+        if drop <= 0 and size <= READ_SIZE:
+            batch.append((header, entry.path if is_file else None, size))
+            waiting += writer.offset - offset
+            # Every member of a batch starts before the block it completes ends: the source
+            # check of a block stays that of the members whose header starts in or before it.
+            if len(buffer) + waiting >= block_size or len(batch) == BATCH_MEMBERS:
+                append_batch()
+                if len(buffer) >= block_size:
+                    yield from cut()
+            continue
+        if batch:
+            append_batch()
         buffer += header if drop <= 0 else header[drop:]
-        if member.kind is MemberKind.FILE:
-            size = member.size
+        if is_file:
             skip = min(size, max(0, drop - len(header)))
-            if _append_file is not None and not skip and size <= READ_SIZE:
-                _append_small_file(buffer, entry.path, size)
-            else:
-                for data in _file_data(entry.path, size, skip):
-                    buffer += data
-                    if len(buffer) >= block_size:
-                        yield from cut()
+            for data in _file_data(entry.path, size, skip):
+                buffer += data
+                if len(buffer) >= block_size:
+                    yield from cut()
             buffer += padding(size)[max(0, drop - len(header) - size) :]
         if len(buffer) >= block_size:
             yield from cut()
+    if batch:
+        append_batch()
     offset = writer.offset
     buffer += writer.finish()[max(0, start - offset) :]
     yield from cut()
@@ -888,16 +905,56 @@ def _check_sources(expected: SourceCheck | None, found: SourceCheck) -> None:
         )
 
 
-def _append_small_file(buffer: bytearray, path: str, size: int) -> None:
-    """A file of at most READ_SIZE bytes appended to ``buffer`` by one compiled call, its
-    errors worded as ``_file_data`` (its Python twin) words them."""
-    assert _append_file is not None
+_Appended = tuple[bytes, str | None, int]
+"""A member for ``_append_members``: its header, and the path and size of its data (a file's
+path, or None and 0)."""
+
+
+def append_members_python(buffer: bytearray, items: tuple[_Appended, ...]) -> tuple[int, int]:
+    """The Python twin of ``_native.append_members``: each member's header, its file's first
+    ``size`` bytes and their padding appended to ``buffer``. Returns (count, got): count of
+    members appended whole; short of len(items), the file of item ``count`` ended after
+    ``got`` bytes. OSError as open() raises it."""
+    for count, (header, path, size) in enumerate(items):
+        buffer += header
+        if path is None:
+            continue
+        got = 0
+        try:
+            with open(path, "rb", buffering=0) as handle:
+                while got < size and (data := handle.read(size - got)):
+                    buffer += data
+                    got += len(data)
+        except OSError as exc:
+            exc.filename = path  # a failed read names no file
+            raise
+        if got < size:
+            del buffer[len(buffer) - got - len(header) :]
+            return count, got
+        buffer += padding(size)
+    return len(items), 0
+
+
+# Small files are opened, read and closed in batches by one C call without the GIL
+# (_native.append_members) when the compiled module is there: a call per file cost a pack's
+# tar thread ~1/5 of its time waiting to take the GIL back on a busy machine, and Python's
+# open/read/close ~1/5 before that.
+_append_members: Callable[[bytearray, tuple[_Appended, ...]], tuple[int, int]] = (
+    native.append_members if native is not None else append_members_python
+)
+BATCH_MEMBERS = 256  # members per _append_members call at most
+
+
+def _append_batch(buffer: bytearray, batch: tuple[_Appended, ...]) -> None:
+    """``batch`` appended to ``buffer``, a file's errors worded as ``_file_data`` (its
+    piecewise twin for large files) words them."""
     try:
-        done = _append_file(buffer, path, size)
+        count, got = _append_members(buffer, batch)
     except OSError as exc:
-        raise SourceError(path, exc.strerror or str(exc)) from exc
-    if done < size:
-        raise SourceChangedError(path, f"it shrank while being packed ({done} of {size} bytes)")
+        raise SourceError(str(exc.filename), exc.strerror or str(exc)) from exc
+    if count < len(batch):
+        _, path, size = batch[count]
+        raise SourceChangedError(str(path), f"it shrank while being packed ({got} of {size} bytes)")
 
 
 def _file_data(path: str, size: int, skip: int = 0) -> Iterator[bytes]:
