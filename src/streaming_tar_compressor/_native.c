@@ -41,6 +41,7 @@
 #include <Python.h>
 #include <structmember.h>  /* T_OBJECT_EX, PY_AUDIT_READ: a slot's member descriptor */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -983,6 +984,323 @@ done:
     PyMem_Free(found);
     Py_DECREF(directory);
     return results;
+}
+
+/* scan_tree(directory, prefix_length, watch) -> (files, data, bound, problem, deferred): the
+   up-front scan of a pack (fs/walk.py's scan, its twin) below one source folder, walked with
+   the GIL released and no Python object per entry: a pack's first ~0.3 s on a tree of
+   100,000 files was this walk in Python, with the second core idle.
+   Every entry below directory is counted (files, data bytes, the tar size bound of
+   tar_writer.header_size_bound plus padded data) as a member named prefix_length bytes of
+   prefix and its path below directory. watch is None or (st_dev, st_ino, starts): entries
+   directly in that folder whose names begin with one of the bytes in starts are neither
+   counted nor walked but listed in deferred (their paths), for the caller's exclude to
+   judge; so are folders deeper than SCAN_DEPTH (one descriptor is held per
+   level). The walk stops at the first entry that cannot be read: problem is then
+   (path, errno), errno 0 when access() refuses it, else None. Names are walked in byte
+   order, so with several problems the one named may differ from the twin's. */
+#define SCAN_DEPTH 128
+
+typedef struct {
+    int fd;
+    char **names;
+    size_t count, next;
+    size_t path_length;    /* of the folder's path in the scan's path buffer */
+    size_t member_length;  /* of its entries' member-name prefix */
+    int watched;
+} scan_level_t;
+
+typedef struct {
+    long long files, data, bound;
+    char *path;  /* the entry being looked at */
+    size_t path_size;
+    int problem;  /* -1: none; 0: access refused; else errno */
+    char *problem_path;
+    char **deferred;  /* paths of the entries left to the caller */
+    size_t deferred_count, deferred_size;
+    dev_t watch_dev;
+    ino_t watch_ino;
+    const char *starts[2];
+    int watching, failed_memory;
+} scan_t;
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(char **names, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* The folder's names but . and .., sorted; 0 or an errno (fd is then still open). */
+static int list_folder(int fd, char ***names_out, size_t *count_out)
+{
+    int copy = dup(fd);
+    if (copy < 0)
+        return errno;
+    DIR *dir = fdopendir(copy);
+    if (dir == NULL) {
+        int error = errno;
+        close(copy);
+        return error;
+    }
+    char **names = NULL;
+    size_t count = 0, size = 0;
+    int error = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *entry = readdir(dir);
+        if (entry == NULL) {
+            error = errno;
+            break;
+        }
+        const char *name = entry->d_name;
+        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0)))
+            continue;
+        if (count == size) {
+            size = size ? 2 * size : 64;
+            char **grown = realloc(names, size * sizeof *names);
+            if (grown == NULL) {
+                error = ENOMEM;
+                break;
+            }
+            names = grown;
+        }
+        if ((names[count] = strdup(name)) == NULL) {
+            error = ENOMEM;
+            break;
+        }
+        count++;
+    }
+    closedir(dir);
+    if (error) {
+        free_names(names, count);
+        return error;
+    }
+    qsort(names, count, sizeof *names, compare_names);
+    *names_out = names;
+    *count_out = count;
+    return 0;
+}
+
+static int set_path(scan_t *scan, size_t at, const char *name)
+{
+    size_t length = strlen(name);
+    if (at + length + 2 > scan->path_size) {
+        size_t size = 2 * (at + length + 2);
+        char *grown = realloc(scan->path, size);
+        if (grown == NULL)
+            return 0;
+        scan->path = grown;
+        scan->path_size = size;
+    }
+    scan->path[at] = '/';
+    memcpy(scan->path + at + 1, name, length + 1);
+    return 1;
+}
+
+static int defer(scan_t *scan)
+{
+    if (scan->deferred_count == scan->deferred_size) {
+        size_t size = scan->deferred_size ? 2 * scan->deferred_size : 16;
+        char **grown = realloc(scan->deferred, size * sizeof *grown);
+        if (grown == NULL)
+            return 0;
+        scan->deferred = grown;
+        scan->deferred_size = size;
+    }
+    char *copy = strdup(scan->path);
+    if (copy == NULL)
+        return 0;
+    scan->deferred[scan->deferred_count++] = copy;
+    return 1;
+}
+
+static int starts_with(const char *name, const char *start)
+{
+    return strncmp(name, start, strlen(start)) == 0;
+}
+
+static void fail(scan_t *scan, int error)
+{
+    scan->problem = error;
+    scan->problem_path = strdup(scan->path);
+    if (scan->problem_path == NULL)
+        scan->failed_memory = 1;
+}
+
+/* Walks below the folder open as root_fd whose path is scan->path[0:root_length]. */
+static void scan_walk(scan_t *scan, int root_fd, size_t root_length, size_t member_length)
+{
+    scan_level_t levels[SCAN_DEPTH];
+    int depth = 0;
+    struct stat st;
+    levels[0] = (scan_level_t){root_fd, NULL, 0, 0, root_length, member_length, 0};
+    int error = fstat(root_fd, &st) < 0 ? errno : list_folder(root_fd, &levels[0].names,
+                                                              &levels[0].count);
+    if (error) {
+        scan->path[root_length] = 0;
+        fail(scan, error);
+        return;
+    }
+    levels[0].watched = scan->watching && st.st_dev == scan->watch_dev &&
+                        st.st_ino == scan->watch_ino;
+    while (depth >= 0 && scan->problem < 0 && !scan->failed_memory) {
+        scan_level_t *level = &levels[depth];
+        if (level->next == level->count) {
+            free_names(level->names, level->count);
+            if (depth > 0)
+                close(level->fd);
+            depth--;
+            continue;
+        }
+        const char *name = level->names[level->next++];
+        if (!set_path(scan, level->path_length, name)) {
+            scan->failed_memory = 1;
+            break;
+        }
+        if (level->watched && (starts_with(name, scan->starts[0]) ||
+                               starts_with(name, scan->starts[1]))) {
+            if (!defer(scan))
+                scan->failed_memory = 1;
+            continue;
+        }
+        if (fstatat(level->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            fail(scan, errno);
+            break;
+        }
+        int folder = S_ISDIR(st.st_mode);
+        if (folder && depth + 1 == SCAN_DEPTH) {
+            if (!defer(scan))
+                scan->failed_memory = 1;
+            continue;
+        }
+        long long size = S_ISREG(st.st_mode) ? (long long)st.st_size : 0, link = 0;
+        if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX + 1];
+            ssize_t got = readlinkat(level->fd, name, target, sizeof target);
+            if (got < 0) {
+                fail(scan, errno);
+                break;
+            }
+            link = got;
+        }
+        long long name_length = (long long)(level->member_length + strlen(name));
+        scan->files++;
+        scan->data += size;
+        scan->bound += 4 * 512 + 2 * (name_length + link) + size + (-size & 511);
+        if (S_ISREG(st.st_mode) || folder) {
+            if (faccessat(level->fd, name, R_OK | (folder ? X_OK : 0), 0) < 0) {
+                fail(scan, 0);
+                break;
+            }
+        }
+        if (!folder)
+            continue;
+        int fd = openat(level->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        scan_level_t *child = &levels[depth + 1];
+        *child = (scan_level_t){fd, NULL, 0, 0, level->path_length + 1 + strlen(name),
+                                level->member_length + strlen(name) + 1, 0};
+        error = fd < 0 ? errno : list_folder(fd, &child->names, &child->count);
+        if (error) {
+            if (fd >= 0)
+                close(fd);
+            fail(scan, error);
+            break;
+        }
+        child->watched = scan->watching && st.st_dev == scan->watch_dev &&
+                         st.st_ino == scan->watch_ino;
+        depth++;
+    }
+    for (; depth >= 0; depth--) {  /* stopped early: what is still open */
+        free_names(levels[depth].names, levels[depth].count);
+        if (depth > 0)
+            close(levels[depth].fd);
+    }
+}
+
+static PyObject *scan_tree(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *directory, *watch;
+    Py_ssize_t member_length;
+    if (!PyArg_ParseTuple(args, "O&nO:scan_tree", PyUnicode_FSConverter, &directory,
+                          &member_length, &watch))
+        return NULL;
+    scan_t scan = {0};
+    scan.problem = -1;
+    PyObject *starts = NULL, *result = NULL;
+    if (watch != Py_None) {
+        unsigned long long dev, ino;
+        if (!PyArg_ParseTuple(watch, "KKO!:scan_tree watch", &dev, &ino, &PyTuple_Type, &starts))
+            goto done;
+        if (PyTuple_GET_SIZE(starts) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(starts, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(starts, 1))) {
+            PyErr_SetString(PyExc_TypeError, "watch's starts must be two bytes");
+            goto done;
+        }
+        scan.watching = 1;
+        scan.watch_dev = (dev_t)dev;
+        scan.watch_ino = (ino_t)ino;
+        scan.starts[0] = PyBytes_AS_STRING(PyTuple_GET_ITEM(starts, 0));
+        scan.starts[1] = PyBytes_AS_STRING(PyTuple_GET_ITEM(starts, 1));
+    }
+    const char *root = PyBytes_AS_STRING(directory);
+    size_t root_length = strlen(root);
+    while (root_length > 1 && root[root_length - 1] == '/')
+        root_length--;  /* "a/" walks as "a": its entries are a/x, as os.path.join makes them */
+    scan.path_size = root_length + 256;
+    scan.path = malloc(scan.path_size);
+    if (scan.path == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(scan.path, root, root_length);
+    scan.path[root_length] = 0;
+    /* "/" is the one path that keeps its slash: its entries are /x, not //x. */
+    size_t base_length = (root_length == 1 && root[0] == '/') ? 0 : root_length;
+    Py_BEGIN_ALLOW_THREADS
+    int fd = open(scan.path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        fail(&scan, errno);
+    } else {
+        scan_walk(&scan, fd, base_length, (size_t)member_length);
+        close(fd);
+    }
+    Py_END_ALLOW_THREADS
+    if (scan.failed_memory) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    PyObject *deferred = PyList_New((Py_ssize_t)scan.deferred_count);
+    if (deferred == NULL)
+        goto done;
+    for (size_t i = 0; i < scan.deferred_count; i++) {
+        PyObject *path = PyUnicode_DecodeFSDefault(scan.deferred[i]);
+        if (path == NULL) {
+            Py_DECREF(deferred);
+            goto done;
+        }
+        PyList_SET_ITEM(deferred, (Py_ssize_t)i, path);
+    }
+    if (scan.problem >= 0)
+        result = Py_BuildValue("LLL(O&i)N", scan.files, scan.data, scan.bound,
+                               PyUnicode_DecodeFSDefault, scan.problem_path, scan.problem,
+                               deferred);
+    else
+        result = Py_BuildValue("LLLON", scan.files, scan.data, scan.bound, Py_None, deferred);
+done:
+    for (size_t i = 0; i < scan.deferred_count; i++)
+        free(scan.deferred[i]);
+    free(scan.deferred);
+    free(scan.path);
+    free(scan.problem_path);
+    Py_DECREF(directory);
+    return result;
 }
 
 /* The plain ustar header (see member_header below), as tar_writer._python_header packs it:
@@ -2035,6 +2353,7 @@ static PyObject *untracked(PyObject *module, PyObject *row)
 static PyMethodDef methods[] = {
     {"append_members", append_members, METH_VARARGS, "Append members, files read, to a bytearray."},
     {"lstat_names", lstat_names, METH_VARARGS, "lstat (and access) a batch of a folder's names."},
+    {"scan_tree", scan_tree, METH_VARARGS, "Count (and access-check) all below a folder."},
     {"byte_sum", byte_sum, METH_O, "The sum of a buffer's bytes."},
     {"header_fields", header_fields, METH_O, "A plain tar header's fields, or None."},
     {"plain_members", plain_members, METH_VARARGS, "The plain members lying whole in a buffer."},

@@ -36,6 +36,9 @@ class dir_stat:
 def lstat_names(
     directory: str, names: list[str], check_access: bool
 ) -> list[tuple[dir_stat | int, bool]]: ...
+def scan_tree(
+    directory: str, member_length: int, watch: tuple[int, int, tuple[bytes, bytes]] | None
+) -> tuple[int, int, int, tuple[str, int] | None, list[str]]: ...
 def member_header(
     member: Any, kinds: tuple[Any, ...], typeflags: bytes, offset: int, builder: Any
 ) -> bytes | None: ...

@@ -1,6 +1,6 @@
-"""The pack's walk: the compiled lstat of a folder's entries (``_native.lstat_names``) says
-exactly what its Python twin says, batches keep the sorted order, and member times are the
-whole seconds GNU tar stores."""
+"""The pack's walk: the compiled lstat of a folder's entries (``_native.lstat_names``) and the
+compiled up-front scan (``_native.scan_tree``) say exactly what their Python twins say,
+batches keep the sorted order, and member times are the whole seconds GNU tar stores."""
 
 from __future__ import annotations
 
@@ -21,12 +21,17 @@ from streaming_tar_compressor.fs import walk
 from streaming_tar_compressor.fs.walk import (
     STAT_BATCH,
     Listed,
+    SourceSummary,
+    exclude_nothing,
     iter_entries,
     lstat_names_python,
     scan,
 )
-from tests.helpers import tool, unavailable
+from streaming_tar_compressor.storage.local import archive_file_matcher
+from tests.helpers import build_tree, tool, unavailable
+from tests.strategies import file_trees
 
+AS_ROOT = os.geteuid() == 0
 FIELDS = (
     "st_mode",
     "st_ino",
@@ -156,8 +161,13 @@ def test_an_entry_that_vanishes_before_its_lstat_names_itself(
         return real(directory, names, check_access)
 
     monkeypatch.setattr(walk, "_lstat_names", vanishing)
+    monkeypatch.setattr(walk, "native", None)  # the scan in Python: the compiled one lists in C
     with pytest.raises(SourceError) as caught:
         scan([str(tree)])
+    assert str(tree / "b") in str(caught.value) and "No such file" in str(caught.value)
+    (tree / "b").write_bytes(b"data")
+    with pytest.raises(SourceError) as caught:
+        list(iter_entries([str(tree)], []))
     assert str(tree / "b") in str(caught.value) and "No such file" in str(caught.value)
 
 
@@ -177,3 +187,100 @@ def test_member_times_are_the_whole_seconds_gnu_tar_stores(tmp_path: Path, mtime
         subprocess.run([tool("tar"), "-cf", str(archive), "-C", str(tmp_path), "f"], check=True)
         with tarfile.open(archive) as gnu:
             assert gnu.getmember("f").mtime == member.mtime
+
+
+# Names the archive matcher of prefix "a" in the scanned folder excludes, and some it keeps.
+ARCHIVE_NAMES = ["a.part0000", ".a.part0001.123.tmp", "a.manifest.json", "a.lock", "a.index"]
+NEAR_NAMES = ["a.partial", "a.part", "ab.part0000", ".a", "a."]
+
+
+def python_scan(
+    monkeypatch: pytest.MonkeyPatch, sources: list[str], exclude: walk.Exclude
+) -> SourceSummary:
+    with monkeypatch.context() as patch:
+        patch.setattr(walk, "native", None)
+        return scan(sources, exclude)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    files=file_trees(max_files=10, max_size=3000),
+    archive_in=st.sampled_from(["tree", "tree/sub", "elsewhere"]),
+    extra=st.lists(st.sampled_from(ARCHIVE_NAMES + NEAR_NAMES), max_size=4, unique=True),
+    folder_named=st.booleans(),
+    spelling=st.sampled_from(["tree", "tree/", "abs", "tree/sub", "dot"]),
+)
+def test_the_compiled_scan_sums_what_its_python_twin_sums(
+    native: ModuleType,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, bytes],
+    archive_in: str,
+    extra: list[str],
+    folder_named: bool,
+    spelling: str,
+) -> None:
+    """Archive files (and near misses) in the folder the output goes to, a folder with an
+    archive file's name (left to the exclude, which keeps it and all below it), symlinks,
+    hardlinks and names as sources are spelt: the same sums."""
+    top = tmp_path_factory.mktemp("scan")
+    build_tree(top / "tree", files)
+    (top / "tree" / "sub").mkdir(exist_ok=True)
+    (top / "elsewhere").mkdir()
+    for name in extra:
+        (top / archive_in / name).write_bytes(b"chunk" * 100)
+    if folder_named:
+        (top / archive_in / "a.part9999").mkdir(exist_ok=True)
+        (top / archive_in / "a.part9999" / "inside").write_bytes(b"kept")
+    monkeypatch.chdir(top / "tree" if spelling == "dot" else top)
+    source = {"abs": str(top / "tree"), "dot": "."}.get(spelling, spelling)
+    for exclude in (archive_file_matcher(str(top / archive_in / "a")), exclude_nothing):
+        assert scan([source], exclude) == python_scan(monkeypatch, [source], exclude)
+
+
+def test_folders_deeper_than_the_compiled_walk_holds_are_left_to_python(
+    native: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deepest = tmp_path / "tree"
+    for level in range(140):  # past SCAN_DEPTH (128) levels
+        deepest = deepest / f"d{level}"
+        (deepest.parent / f"f{level}").parent.mkdir(parents=True, exist_ok=True)
+        (deepest.parent / f"f{level}").write_bytes(b"x" * level)
+    deepest.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    _, _, _, problem, deferred = native.scan_tree("tree", len(b"tree/"), None)
+    assert problem is None and len(deferred) == 1 and deferred[0].count("/") == 128
+    assert scan(["tree"]) == python_scan(monkeypatch, ["tree"], exclude_nothing)
+    assert scan(["tree"]).files == 1 + 140 + 140
+
+
+def test_the_compiled_scan_names_the_folder_it_cannot_walk(
+    native: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    for name, error in (("gone", errno.ENOENT), ("file", errno.ENOTDIR)):
+        path = str(tmp_path / name)
+        assert native.scan_tree(path, 0, None) == (0, 0, 0, (path, error), [])
+
+
+def test_an_unreadable_entry_stops_the_compiled_scan(
+    native: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "secret").write_bytes(b"s")
+    (tree / "sub" / "secret").chmod(0)
+    if AS_ROOT:  # root reads anything, and both scans say so
+        assert scan([str(tree)]) == python_scan(monkeypatch, [str(tree)], exclude_nothing)
+        assert scan([str(tree)]).files == 3
+        return
+    with pytest.raises(SourceError, match=r"sub/secret.*permission denied"):
+        scan([str(tree)])
+    (tree / "sub").chmod(0o600)  # listed, not searchable
+    try:
+        with pytest.raises(SourceError, match=r"tree/sub'?: permission denied"):
+            scan([str(tree)])
+    finally:
+        (tree / "sub").chmod(0o700)

@@ -1,8 +1,9 @@
 """Sources → tar members in sorted order, with member names as GNU tar would store them.
 
 ``scan`` walks once up front to check every source is there and readable (so a bad source
-fails before anything is written) and to learn the total size; ``iter_entries`` walks again
-lazily, so memory does not grow with the number of files.
+fails before anything is written) and to learn the total size — in one compiled call per
+source folder when it can; ``iter_entries`` walks again lazily, so memory does not grow with
+the number of files.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .._compiled import native
 from ..core.tar_writer import BLOCK, header_size_bound
@@ -121,19 +122,110 @@ def scan(sources: Sequence[str], exclude: Exclude = exclude_nothing) -> SourceSu
     """Check every source exists and is readable; sum what the archive will hold."""
     if not sources:
         raise SourceError("(none)", "give at least one file or directory to pack")
-    files = data = bound = 0
+    tally = _Tally()
     for source in sources:
-        for path, name, st, readable in _walk(source, exclude, check_access=True):
-            files += 1
-            mode = st.st_mode
-            size = st.st_size if stat.S_ISREG(mode) else 0
-            data += size
-            link = len(os.readlink(path)) if stat.S_ISLNK(mode) else 0
-            name_length = len(name) if name.isascii() else len(os.fsencode(name))
-            bound += header_size_bound(name_length, link) + size + -size % BLOCK
-            if not readable and (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise SourceError(path, "permission denied")
-    return SourceSummary(files=files, data_bytes=data, tar_size_bound=bound + 20 * 512 * 2)
+        watch = _watch(exclude)
+        if native is None or watch is False:
+            tally.add_all(_walk(source, exclude, check_access=True))
+        else:
+            _scan_compiled(source, exclude, watch, tally)
+    return SourceSummary(tally.files, tally.data, tally.bound + 20 * 512 * 2)
+
+
+@dataclass(frozen=True, slots=True)
+class NamesIn:
+    """An exclude that matches (``matches``) only names beginning with one of ``starts``
+    directly in ``directory``: the compiled scan asks it about those names alone."""
+
+    directory: str
+    starts: tuple[str, str]
+    matches: Callable[[str], bool]
+
+    def __call__(self, path: str) -> bool:
+        return self.matches(path)
+
+
+_Watch = tuple[int, int, tuple[bytes, bytes]] | None
+
+
+def _watch(exclude: Exclude) -> _Watch | Literal[False]:
+    """What scan_tree must leave to ``exclude``: nothing, the names of a NamesIn in its
+    folder (nothing if it does not exist), or False: an exclude it cannot narrow down,
+    walked in Python."""
+    if exclude is exclude_nothing:
+        return None
+    if not isinstance(exclude, NamesIn):
+        return False
+    try:
+        st = os.stat(exclude.directory)
+    except OSError:
+        return None  # no such folder: nothing in it to exclude
+    starts = (os.fsencode(exclude.starts[0]), os.fsencode(exclude.starts[1]))
+    return (st.st_dev, st.st_ino, starts)
+
+
+class _Tally:
+    """The sums of a scan: entries, data bytes and the tar size bound."""
+
+    def __init__(self) -> None:
+        self.files = self.data = self.bound = 0
+
+    def add_all(self, walked: Iterator[Walked]) -> None:
+        for path, name, st, readable in walked:
+            self.add(path, name, st, readable)
+
+    def add(self, path: str, name: str, st: EntryStat, readable: bool) -> None:
+        mode = st.st_mode
+        size = st.st_size if stat.S_ISREG(mode) else 0
+        self.files += 1
+        self.data += size
+        link = len(os.fsencode(os.readlink(path))) if stat.S_ISLNK(mode) else 0
+        name_length = len(name) if name.isascii() else len(os.fsencode(name))
+        self.bound += header_size_bound(name_length, link) + size + -size % BLOCK
+        if not readable and (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise SourceError(path, "permission denied")
+
+
+def _scan_compiled(source: str, exclude: Exclude, watch: _Watch, tally: _Tally) -> None:
+    """The source checked here and all below it by one compiled call (scan_tree) without
+    the GIL; the entries it leaves (names the exclude may match, folders too deep) are walked
+    in Python."""
+    assert native is not None
+    try:
+        st = os.lstat(source)
+    except OSError as exc:
+        raise SourceError(source, exc.strerror or str(exc)) from exc
+    root_name = member_name(source)
+    if root_name != ".":
+        tally.add(source, root_name, st, _readable(source, st.st_mode))
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    prefix = "" if root_name == "." else root_name + "/"
+    files, data, bound, problem, deferred = native.scan_tree(
+        source, len(os.fsencode(prefix)), watch
+    )
+    if problem is not None:
+        path, error = problem
+        raise SourceError(path, os.strerror(error) if error else "permission denied")
+    tally.files += files
+    tally.data += data
+    tally.bound += bound
+    root = source.rstrip("/") or "/"
+    base = root if root == "/" else root + "/"
+    for path in deferred:
+        if not exclude(path):
+            tally.add_all(_walk_from(path, prefix + path[len(base) :], exclude))
+
+
+def _walk_from(path: str, name: str, exclude: Exclude) -> Iterator[Walked]:
+    """An entry below a source, named ``name``, and all below it, access checked."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise SourceError(path, exc.strerror or str(exc)) from exc
+    yield path, name, st, _readable(path, st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        yield from _walk_dir(path, name + "/", exclude, True)
 
 
 def iter_entries(

@@ -10,7 +10,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from itertools import accumulate
 
@@ -23,6 +23,7 @@ from ..errors import (
     OutputError,
     UsageError,
 )
+from ..fs.walk import NamesIn
 from ..models import ChunkInfo
 from .checked_reads import FETCH_ATTEMPTS, CheckedPieces, CheckedRun, block_units, prefetch_units
 
@@ -69,7 +70,7 @@ def part_files(directory: str, name: str) -> list[str]:
     return [entry for _, entry in sorted(found)]
 
 
-def archive_file_matcher(prefix: str) -> Callable[[str], bool]:
+def archive_file_matcher(prefix: str) -> NamesIn:
     """True for the archive's own files (chunks, manifest, their temp names), so packing a
     folder that holds the output never packs the archive into itself."""
     directory, name = split_prefix(prefix)
@@ -85,7 +86,7 @@ def archive_file_matcher(prefix: str) -> Callable[[str], bool]:
         except OSError:
             return False
 
-    return matches
+    return NamesIn(directory, (name + ".", "." + name + "."), matches)
 
 
 def atomic_write(path: str, data: bytes) -> None:
