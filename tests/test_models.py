@@ -1,5 +1,6 @@
-"""``make_member``: a TarMember made by the compiled SlotMaker is the TarMember the dataclass
-makes (equal, same hash and repr, still frozen, tracked by the cycle collector)."""
+"""``slot_maker``: a TarMember (or a tar reader's event) made by the compiled SlotMaker is the
+one its dataclass makes (equal, same hash and repr, still frozen, tracked by the cycle
+collector); without the compiled module it is the dataclass itself."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streaming_tar_compressor._compiled import built
+from streaming_tar_compressor import _compiled
+from streaming_tar_compressor._compiled import built, slot_maker
+from streaming_tar_compressor.core.tar_reader import MemberStart, WholeMember
 from streaming_tar_compressor.models import MemberKind, TarMember
 from tests.helpers import unavailable
 
@@ -67,3 +70,17 @@ def test_a_maker_takes_every_value_by_position_only(native: ModuleType) -> None:
 def test_a_maker_refuses_what_is_not_a_plain_slot(native: ModuleType, names: tuple) -> None:
     with pytest.raises(TypeError, match="not a plain slot"):
         native.SlotMaker(TarMember, names)
+
+
+def test_events_are_made_alike(native: ModuleType) -> None:
+    member = TarMember("a", MemberKind.FILE, 3)
+    data = memoryview(b"xyz")
+    assert slot_maker(WholeMember)(member, data) == WholeMember(member, data)
+    assert slot_maker(MemberStart)(member, 512) == MemberStart(member, 512)
+
+
+def test_without_the_compiled_module_the_dataclass_makes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_compiled, "native", None)
+    assert slot_maker(TarMember) is TarMember

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from ._compiled import native
+from ._compiled import slot_maker
 from .errors import UsageError
 
 
@@ -86,11 +85,6 @@ class TarMember:
 
 
 # TarMember(name, kind, size, mode, mtime, uid, gid, uname, gname, linkname, devmajor,
-# devminor, offset), every field by position, made without the frozen dataclass's __init__
-# when compiled (its ~1.4 µs a member was a tenth of a pack's tar thread on small files;
-# TarMember's __init__ only sets the fields, so nothing else is skipped).
-make_member: Callable[..., TarMember] = (
-    native.SlotMaker(TarMember, tuple(f.name for f in fields(TarMember)))
-    if native is not None
-    else TarMember
-)
+# devminor, offset), every field by position: the walk (pack) and the tar reader (unpack)
+# make one for every file.
+make_member = slot_maker(TarMember)

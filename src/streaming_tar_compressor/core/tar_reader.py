@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from .._compiled import native
+from .._compiled import native, slot_maker
 from ..errors import CorruptStreamError, TruncatedStreamError
 from ..models import MemberKind, TarMember, make_member
 
@@ -142,6 +142,12 @@ class WholeMember:
 
 
 TarEvent: TypeAlias = MemberStart | MemberData | MemberEnd | WholeMember
+# The events of plain members, made by position without their dataclasses' __init__ when
+# compiled (slot_maker): four a file on unpack.
+_member_start = slot_maker(MemberStart)
+_member_data = slot_maker(MemberData)
+_member_end = slot_maker(MemberEnd)
+_whole_member = slot_maker(WholeMember)
 
 
 class _State(enum.Enum):
@@ -350,12 +356,12 @@ class TarReader:
             )
             data = position + BLOCK_SIZE
             if self._whole_members:
-                events.append(WholeMember(member, view[data : data + member.size]))
+                events.append(_whole_member(member, view[data : data + member.size]))
             else:
-                events.append(MemberStart(member, base + data))
+                events.append(_member_start(member, base + data))
                 if member.size:
-                    events.append(MemberData(view[data : data + member.size]))
-                events.append(MemberEnd(member))
+                    events.append(_member_data(view[data : data + member.size]))
+                events.append(_member_end(member))
             self._member = member
         self._offset += stop - pos
         return stop - pos
