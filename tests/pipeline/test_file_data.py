@@ -100,3 +100,19 @@ def test_a_file_that_vanished_or_became_a_folder(tmp_path, reader, make, message
     with pytest.raises(SourceError, match=message) as caught:
         data(path, 10)
     assert str(path) in str(caught.value)
+
+
+def test_a_batch_reads_files_across_folders_and_without_one(tmp_path, reader, monkeypatch):
+    """Files of one folder are opened relative to it (compiled): folders alternate, a name
+    has no folder, a folder is gone, and each file still gets its own bytes or error."""
+    monkeypatch.chdir(tmp_path)
+    for path, data in {"a/x": b"ax", "b/x": b"bx", "a/y": b"ay", "top": b"t"}.items():
+        Path(path).parent.mkdir(exist_ok=True)
+        Path(path).write_bytes(data)
+    buffer = bytearray()
+    names = ("a/x", "b/x", "a/y", "top", str(tmp_path / "a" / "x"))
+    pack._append_batch(buffer, tuple((HEADER, name, 2 if name != "top" else 1) for name in names))
+    contents = [bytes(buffer[i * 1024 + 512 : i * 1024 + 514]) for i in range(len(names))]
+    assert contents == [b"ax", b"bx", b"ay", b"t\0", b"ax"]
+    with pytest.raises(SourceError, match=r"gone/x.*No such file"):
+        pack._append_batch(bytearray(), ((HEADER, "a/x", 2), (HEADER, "gone/x", 2)))
