@@ -66,7 +66,13 @@ def test_a_maker_takes_every_value_by_position_only(native: ModuleType) -> None:
         make(*range(12), offset=0)
 
 
-@pytest.mark.parametrize("names", [("name", "nonesuch"), ("name", "__class__"), (1,)])
+class Other:
+    __slots__ = ("x",)
+
+
+@pytest.mark.parametrize(
+    "names", [("name", "nonesuch"), ("name", "__class__"), (1,), ("name", "kind", "name")]
+)
 def test_a_maker_refuses_what_is_not_a_plain_slot(native: ModuleType, names: tuple) -> None:
     with pytest.raises(TypeError, match="not a plain slot"):
         native.SlotMaker(TarMember, names)
@@ -75,8 +81,15 @@ def test_a_maker_refuses_what_is_not_a_plain_slot(native: ModuleType, names: tup
 def test_events_are_made_alike(native: ModuleType) -> None:
     member = TarMember("a", MemberKind.FILE, 3)
     data = memoryview(b"xyz")
-    assert slot_maker(WholeMember)(member, data) == WholeMember(member, data)
-    assert slot_maker(MemberStart)(member, 512) == MemberStart(member, 512)
+    whole = native.SlotMaker(WholeMember, ("member", "data"))(member, data)
+    assert type(whole) is WholeMember and whole == WholeMember(member, data)
+    start = native.SlotMaker(MemberStart, ("member", "data_offset"))(member, 512)
+    assert type(start) is MemberStart and start == MemberStart(member, 512)
+
+
+def test_the_compiled_reader_makes_its_events_by_slot_maker(native: ModuleType) -> None:
+    """What the module uses when compiled (this suite also runs without)."""
+    assert _compiled.native is None or type(slot_maker(WholeMember)) is native.SlotMaker
 
 
 def test_without_the_compiled_module_the_dataclass_makes_them(
@@ -84,3 +97,12 @@ def test_without_the_compiled_module_the_dataclass_makes_them(
 ) -> None:
     monkeypatch.setattr(_compiled, "native", None)
     assert slot_maker(TarMember) is TarMember
+
+
+def test_a_maker_refuses_a_slot_of_another_class(native: ModuleType) -> None:
+    class Borrower:
+        __slots__ = ("name",)
+
+    Borrower.x = Other.x  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="not a plain slot"):
+        native.SlotMaker(Borrower, ("x",))

@@ -1039,7 +1039,7 @@ static void free_names(char **names, size_t count)
 /* The folder's names but . and .., sorted; 0 or an errno (fd is then still open). */
 static int list_folder(int fd, char ***names_out, size_t *count_out)
 {
-    int copy = dup(fd);
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);  /* not left to a child forked meanwhile */
     if (copy < 0)
         return errno;
     DIR *dir = fdopendir(copy);
@@ -1143,8 +1143,7 @@ static void scan_walk(scan_t *scan, int root_fd, size_t root_length, size_t memb
     int error = fstat(root_fd, &st) < 0 ? errno : list_folder(root_fd, &levels[0].names,
                                                               &levels[0].count);
     if (error) {
-        scan->path[root_length] = 0;
-        fail(scan, error);
+        fail(scan, error);  /* the path buffer still holds the root as given */
         return;
     }
     levels[0].watched = scan->watching && st.st_dev == scan->watch_dev &&
@@ -1189,29 +1188,35 @@ static void scan_walk(scan_t *scan, int root_fd, size_t root_length, size_t memb
             }
             link = got;
         }
+        if ((S_ISREG(st.st_mode) || folder) &&
+            faccessat(level->fd, name, R_OK | (folder ? X_OK : 0), 0) < 0) {
+            fail(scan, 0);
+            break;
+        }
+        scan_level_t *child = &levels[depth + 1];
+        if (folder) {
+            int fd = openat(level->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            *child = (scan_level_t){fd, NULL, 0, 0, level->path_length + 1 + strlen(name),
+                                    level->member_length + strlen(name) + 1, 0};
+            error = fd < 0 ? errno : list_folder(fd, &child->names, &child->count);
+            if (error && fd >= 0)
+                close(fd);
+            if (error == EMFILE || error == ENFILE) {  /* out of descriptors: Python walks it */
+                if (!defer(scan))
+                    scan->failed_memory = 1;
+                continue;
+            }
+            if (error) {
+                fail(scan, error);
+                break;
+            }
+        }
         long long name_length = (long long)(level->member_length + strlen(name));
         scan->files++;
         scan->data += size;
         scan->bound += 4 * 512 + 2 * (name_length + link) + size + (-size & 511);
-        if (S_ISREG(st.st_mode) || folder) {
-            if (faccessat(level->fd, name, R_OK | (folder ? X_OK : 0), 0) < 0) {
-                fail(scan, 0);
-                break;
-            }
-        }
         if (!folder)
             continue;
-        int fd = openat(level->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        scan_level_t *child = &levels[depth + 1];
-        *child = (scan_level_t){fd, NULL, 0, 0, level->path_length + 1 + strlen(name),
-                                level->member_length + strlen(name) + 1, 0};
-        error = fd < 0 ? errno : list_folder(fd, &child->names, &child->count);
-        if (error) {
-            if (fd >= 0)
-                close(fd);
-            fail(scan, error);
-            break;
-        }
         child->watched = scan->watching && st.st_dev == scan->watch_dev &&
                          st.st_ino == scan->watch_ino;
         depth++;
@@ -1264,7 +1269,8 @@ static PyObject *scan_tree(PyObject *module, PyObject *args)
     /* "/" is the one path that keeps its slash: its entries are /x, not //x. */
     size_t base_length = (root_length == 1 && root[0] == '/') ? 0 : root_length;
     Py_BEGIN_ALLOW_THREADS
-    int fd = open(scan.path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    /* As given: "link/" names the folder a symlink points to, as the caller's lstat saw it. */
+    int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         fail(&scan, errno);
     } else {
@@ -2247,7 +2253,12 @@ static PyObject *slot_maker_new(PyTypeObject *maker_type, PyObject *args, PyObje
         PyMemberDef *member = descriptor != NULL && Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
                                   ? ((PyMemberDescrObject *)descriptor)->d_member
                                   : NULL;
-        if (member == NULL || member->type != T_OBJECT_EX || (member->flags & READONLY)) {
+        int plain = member != NULL && member->type == T_OBJECT_EX &&
+                    !(member->flags & READONLY) &&
+                    PyType_IsSubtype(self->type, PyDescr_TYPE(descriptor));
+        for (Py_ssize_t j = 0; plain && j < i; j++)
+            plain = self->offsets[j] != member->offset;  /* each slot once */
+        if (!plain) {
             PyErr_Format(PyExc_TypeError, "%R is not a plain slot of %R", name, cls);
             Py_DECREF(self);
             return NULL;

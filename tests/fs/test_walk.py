@@ -210,7 +210,7 @@ def python_scan(
     archive_in=st.sampled_from(["tree", "tree/sub", "elsewhere"]),
     extra=st.lists(st.sampled_from(ARCHIVE_NAMES + NEAR_NAMES), max_size=4, unique=True),
     folder_named=st.booleans(),
-    spelling=st.sampled_from(["tree", "tree/", "abs", "tree/sub", "dot"]),
+    spelling=st.sampled_from(["tree", "tree/", "abs", "tree/sub", "dot", "link/"]),
 )
 def test_the_compiled_scan_sums_what_its_python_twin_sums(
     native: ModuleType,
@@ -224,7 +224,8 @@ def test_the_compiled_scan_sums_what_its_python_twin_sums(
 ) -> None:
     """Archive files (and near misses) in the folder the output goes to, a folder with an
     archive file's name (left to the exclude, which keeps it and all below it), symlinks,
-    hardlinks and names as sources are spelt: the same sums."""
+    hardlinks and names as sources are spelt (a symlink to a folder with a slash: the
+    folder): the same sums."""
     top = tmp_path_factory.mktemp("scan")
     build_tree(top / "tree", files)
     (top / "tree" / "sub").mkdir(exist_ok=True)
@@ -234,7 +235,9 @@ def test_the_compiled_scan_sums_what_its_python_twin_sums(
     if folder_named:
         (top / archive_in / "a.part9999").mkdir(exist_ok=True)
         (top / archive_in / "a.part9999" / "inside").write_bytes(b"kept")
+    (top / "link").symlink_to("tree")
     monkeypatch.chdir(top / "tree" if spelling == "dot" else top)
+    monkeypatch.setattr(walk, "native", native)  # compiled, also when the suite runs without
     source = {"abs": str(top / "tree"), "dot": "."}.get(spelling, spelling)
     for exclude in (archive_file_matcher(str(top / archive_in / "a")), exclude_nothing):
         assert scan([source], exclude) == python_scan(monkeypatch, [source], exclude)
@@ -250,6 +253,7 @@ def test_folders_deeper_than_the_compiled_walk_holds_are_left_to_python(
         (deepest.parent / f"f{level}").write_bytes(b"x" * level)
     deepest.mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(walk, "native", native)
     _, _, _, problem, deferred = native.scan_tree("tree", len(b"tree/"), None)
     assert problem is None and len(deferred) == 1 and deferred[0].count("/") == 128
     assert scan(["tree"]) == python_scan(monkeypatch, ["tree"], exclude_nothing)
@@ -272,6 +276,7 @@ def test_an_unreadable_entry_stops_the_compiled_scan(
     (tree / "sub").mkdir(parents=True)
     (tree / "sub" / "secret").write_bytes(b"s")
     (tree / "sub" / "secret").chmod(0)
+    monkeypatch.setattr(walk, "native", native)
     if AS_ROOT:  # root reads anything, and both scans say so
         assert scan([str(tree)]) == python_scan(monkeypatch, [str(tree)], exclude_nothing)
         assert scan([str(tree)]).files == 3

@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,7 +20,8 @@ from hypothesis import strategies as st
 from streaming_tar_compressor import _compiled
 from streaming_tar_compressor._compiled import built
 from streaming_tar_compressor.core.tar_writer import TarWriter
-from streaming_tar_compressor.fs.walk import iter_entries, member_name
+from streaming_tar_compressor.errors import SourceError
+from streaming_tar_compressor.fs.walk import SourceEntry, iter_entries, member_name
 from streaming_tar_compressor.models import MemberKind, TarMember
 from streaming_tar_compressor.pipeline import pack
 from streaming_tar_compressor.pipeline.checkpoint import SourceCheck
@@ -62,6 +64,7 @@ def members_of(root: Path, stream: bytes) -> list[tuple[str, int, int, SourceChe
     block_size=st.integers(1, 4000),
     start_fraction=st.floats(0, 1),
     read_size=st.sampled_from([700, pack.READ_SIZE]),
+    batch=st.sampled_from([1, 2, pack.BATCH_MEMBERS]),
 )
 def test_blocks_cut_the_stream_from_any_start(
     tmp_path_factory: pytest.TempPathFactory,
@@ -70,8 +73,10 @@ def test_blocks_cut_the_stream_from_any_start(
     block_size: int,
     start_fraction: float,
     read_size: int,
+    batch: int,
 ) -> None:
     monkeypatch.setattr(pack, "READ_SIZE", read_size)  # larger files are read in pieces
+    monkeypatch.setattr(pack, "BATCH_MEMBERS", batch)  # members appended per call at most
     root = tmp_path_factory.mktemp("tree") / "t"
     for name, size in tree.items():
         path = root / name
@@ -135,3 +140,24 @@ def test_the_rows_and_file_records_in_flight_cost_the_cycle_collector_nothing(
     assert not any(gc.is_tracked(done) for done in files)
     compiled = _compiled.native is not None
     assert [gc.is_tracked(row) or gc.is_tracked(row[0]) for row in rows] == [not compiled] * 5
+
+
+def test_a_file_that_cannot_be_read_is_named_before_a_later_walk_error(tmp_path: Path) -> None:
+    """Files wait in a batch while the walk goes on: an error of the walk after them waits
+    for them, so the first problem in stream order is the one named."""
+    root = tmp_path / "t"
+    root.mkdir()
+    for name in ("a", "b"):
+        (root / name).write_bytes(b"x" * 100)
+
+    def entries() -> Iterator[SourceEntry]:
+        for entry in iter_entries([str(root)], []):
+            yield entry
+            if entry.path.endswith("/a"):
+                (root / "a").unlink()  # gone before its batch is read
+            if entry.path.endswith("/b"):
+                raise SourceError(str(root / "c"), "No such file or directory")
+
+    with pytest.raises(SourceError) as caught:
+        list(_tar_blocks(entries(), 1 << 20, _TarState(0)))
+    assert caught.value.path == str(root / "a")

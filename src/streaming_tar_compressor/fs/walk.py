@@ -191,11 +191,7 @@ def _scan_compiled(source: str, exclude: Exclude, watch: _Watch, tally: _Tally) 
     the GIL; the entries it leaves (names the exclude may match, folders too deep) are walked
     in Python."""
     assert native is not None
-    try:
-        st = os.lstat(source)
-    except OSError as exc:
-        raise SourceError(source, exc.strerror or str(exc)) from exc
-    root_name = member_name(source)
+    st, root_name = _source_root(source)
     if root_name != ".":
         tally.add(source, root_name, st, _readable(source, st.st_mode))
     if not stat.S_ISDIR(st.st_mode):
@@ -249,13 +245,18 @@ Walked = tuple[str, str, EntryStat, bool]
 """(path, member name, lstat, readable: only known when the walk checks access)."""
 
 
-def _walk(source: str, exclude: Exclude, *, check_access: bool) -> Iterator[Walked]:
-    """The source and, for a directory, all below it, sorted."""
+def _source_root(source: str) -> tuple[os.stat_result, str]:
+    """A source's lstat (a missing source is the error that names it) and its member name
+    ("." for the folder a source like "." or "/" names: not a member of its own)."""
     try:
-        st = os.lstat(source)
+        return os.lstat(source), member_name(source)
     except OSError as exc:
         raise SourceError(source, exc.strerror or str(exc)) from exc
-    root_name = member_name(source)
+
+
+def _walk(source: str, exclude: Exclude, *, check_access: bool) -> Iterator[Walked]:
+    """The source and, for a directory, all below it, sorted."""
+    st, root_name = _source_root(source)
     if root_name != ".":
         yield source, root_name, st, check_access and _readable(source, st.st_mode)
     if stat.S_ISDIR(st.st_mode):

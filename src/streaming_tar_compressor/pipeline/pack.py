@@ -807,6 +807,7 @@ def _tar_blocks(
         batch.clear()
         waiting = 0
 
+    entries = _reads_first(entries, batch, append_batch)
     for entry in entries:
         member = entry.member
         offset = writer.offset
@@ -856,6 +857,19 @@ def _tar_blocks(
     if first:  # nothing after the start: the trailer is next
         _check_sources(state.expect, state.end)
     assert not finished, "the end-of-archive bytes always follow the last file"
+
+
+def _reads_first(
+    entries: Iterator[SourceEntry], batch: list[_Appended], append_batch: Callable[[], None]
+) -> Iterator[SourceEntry]:
+    """``entries``, but a walk error waits for the files of the batch before it to be read:
+    a file that cannot be read before the entry that cannot be walked is the one named."""
+    try:
+        yield from entries
+    except SourceError:
+        if batch:
+            append_batch()
+        raise
 
 
 def _rows_before(
@@ -926,6 +940,7 @@ def append_members_python(buffer: bytearray, items: tuple[_Appended, ...]) -> tu
                     buffer += data
                     got += len(data)
         except OSError as exc:
+            del buffer[len(buffer) - got - len(header) :]  # the members before it, as in C
             exc.filename = path  # a failed read names no file
             raise
         if got < size:
