@@ -759,9 +759,10 @@ def _tar_blocks(
 
     One loop appends each member's header, data and padding to one buffer and cuts blocks
     when it holds one: per member, no generator hop or object besides the progress record
-    (a tree of small files spends its pack in this loop). File data is read in READ_SIZE
-    pieces, never whole, so the buffer stays under a block and a read. Each member goes to
-    the index's page ``builder`` as its header is written (in the same C call when
+    (a tree of small files spends its pack in this loop). Members with at most READ_SIZE
+    bytes of data are appended in batches that end where a block fills, larger files in
+    READ_SIZE pieces, so the buffer stays under a block and a batch or a read. Each member
+    goes to the index's page ``builder`` as its header is written (in the same C call when
     compiled), or without one as a row, unless no ``rows`` are wanted (no index).
     """
     start = state.start
