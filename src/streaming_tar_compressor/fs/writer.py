@@ -151,12 +151,7 @@ class TreeWriter:
     # -- events -----------------------------------------------------------------------------
 
     def start(self, member: TarMember) -> None:
-        parts = check_member(member)
-        if is_journal_name(parts):
-            raise UnsafeMemberError(member.name, "the name is reserved for stc's unpack journal")
-        if self._links_to_disk:
-            self._refuse_a_linked_name("/".join(parts))
-        self._count(member)
+        parts = self._admit(member)
         if member.kind is MemberKind.DIRECTORY:
             self._make_directory(member, parts)
             return
@@ -184,6 +179,16 @@ class TreeWriter:
             raise OutputError(f"cannot create {member.name!r}: {exc}") from exc
         self._finished(pending)
 
+    def _admit(self, member: TarMember) -> tuple[str, ...]:
+        """The member's checked path parts, once it passed the name rules and the limits."""
+        parts = check_member(member)
+        if is_journal_name(parts):
+            raise UnsafeMemberError(member.name, "the name is reserved for stc's unpack journal")
+        if self._links_to_disk:
+            self._refuse_a_linked_name("/".join(parts))
+        self._count(member)
+        return parts
+
     def whole(self, member: TarMember, data: bytes | memoryview) -> None:
         """``start``, ``write`` and ``end`` of a member whose data is all in ``data``: for a
         regular file, one operation (PLACE, or CREATE under a temp name) with no state kept in
@@ -192,10 +197,7 @@ class TreeWriter:
             self.start(member)
             self.end(member)  # no data: only regular files carry any
             return
-        parts = check_member(member)
-        if is_journal_name(parts):
-            raise UnsafeMemberError(member.name, "the name is reserved for stc's unpack journal")
-        self._count(member)
+        parts = self._admit(member)
         pending = _Pending(parts[:-1], _temp_name(), parts[-1], member.name, regular=True)
         parent_fd = self._open_dir(pending.parent, member.name, create=True)
         content = bytes(data)  # kept until the operation runs (the view's buffer is not)
@@ -272,8 +274,6 @@ class TreeWriter:
         uid, gid = self._owner(member)
         mode, mtime_ns = safe_mode(member.mode, self._umask), self._mtime_ns(member)
         path = "/".join((*pending.parent, pending.final))
-        if self._links_to_disk:
-            self._refuse_a_linked_name(path)
         if not self._places_whole_files or path in self._pending_files:
             op = (CREATE, parent_fd, pending.temp, content, mode, uid, gid, mtime_ns, member.name)
             self._run(op, len(content))
