@@ -449,7 +449,8 @@ def test_a_bad_block_is_read_again_then_stops_the_unpack_before_any_of_it_is_wri
         return
     with pytest.raises(stc.ChecksumMismatchError, match=chunks[index].name):
         stc.unpack(tmp_path / "a", out)
-    made = {p.name: p.read_bytes() for p in restored.iterdir()}
+    # the folder itself may not be made yet: the operations may have got nowhere
+    made = {p.name: p.read_bytes() for p in restored.iterdir()} if restored.exists() else {}
     assert set(made) <= before < set(files)  # no file of the block or after it
     assert all(files[name] == data for name, data in made.items())  # whole, no temp names
     reads_left[0] = 0  # the chunk reads well again: --resume finishes the tree
