@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # The outside tools the interop tests drive (Debian package names).
-INTEROP_PACKAGES := tar gzip pigz xz-utils zstd lz4 bzip2 coreutils
+INTEROP_PACKAGES := tar gzip pigz xz-utils zstd lz4 bzip2 coreutils age
 # Azure's blob emulator for tests/remote/test_azure.py (npm). 3.35.0 is the newest release whose
 # package still accepts Node.js 18 and 20 (Debian 12's and this machine's); 3.36 asks for 21+.
 AZURITE_VERSION := 3.35.0
@@ -43,7 +43,7 @@ compiler:
 interop-tools:
 	@if [ "$$CI" = "true" ]; then \
 	  missing=""; \
-	  for t in tar gzip pigz xz zstd lz4 bzip2 split sha256sum; do \
+	  for t in tar gzip pigz xz zstd lz4 bzip2 split sha256sum age age-keygen; do \
 	    command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing interop tools (missing:$$missing)"; \

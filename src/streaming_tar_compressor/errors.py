@@ -18,7 +18,9 @@ Every error a user can act on has its own class and its own CLI exit code::
     ├── LimitExceededError        (12) extraction would pass max_output_bytes or max_members
     ├── OutputError               (10) the output cannot be written
     │   └── ArchiveBusyError      (10) another pack is writing to the same prefix
-    └── StoreError                (13) an object store refused a request or cannot be reached
+    ├── StoreError                (13) an object store refused a request or cannot be reached
+    └── DecryptionError           (14) an encrypted archive cannot be decrypted (no key fits,
+                                       a wrong passphrase, an altered header or payload)
 
 This module imports nothing of ours so that every other module can import it.
 """
@@ -168,3 +170,17 @@ class TransientStoreError(StoreError):
     def __init__(self, message: str, *, throttled: bool = False) -> None:
         super().__init__(message)
         self.throttled = throttled
+
+
+class DecryptionError(StcError):
+    """An age-encrypted archive cannot be decrypted. ``kind`` says at which step, as the age
+    test vectors do: "header" (malformed), "no match" (no identity or passphrase given opens
+    it), "hmac" (the header was altered), "payload" (a chunk does not authenticate, or the
+    payload is cut short or runs on). No plaintext that did not authenticate is ever given
+    out."""
+
+    exit_code = 14
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(f"cannot decrypt: {message}")

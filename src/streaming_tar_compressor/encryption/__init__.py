@@ -1,0 +1,95 @@
+"""age encryption (age-encryption.org/v1) on ``cryptography``'s primitives: the header and
+its stanzas (``header``, ``keys``) and the seekable STREAM payload (``stream``).
+
+Our own module rather than pyrage: pyrage is sequential, holds the GIL and hides the file
+key, while an archive needs chunks sealed in parallel, opened from any point, and the same
+file key again when a pack resumes. Proven by the C2SP CCTV age test vectors and by the
+``age`` CLI and pyrage reading what we write and the reverse (tests/encryption).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .header import Header, encode_header, parse_header
+from .keys import (
+    FILE_KEY_SIZE,
+    Identity,
+    Recipient,
+    ScryptIdentity,
+    ScryptRecipient,
+    X25519Identity,
+    X25519Recipient,
+    read_identities,
+    read_recipients,
+    unwrap_file_key,
+)
+from .stream import NONCE_SIZE, PayloadDecryptor, PayloadEncryptor
+
+__all__ = [
+    "Header",
+    "Identity",
+    "OpenedHeader",
+    "PayloadDecryptor",
+    "PayloadEncryptor",
+    "Recipient",
+    "ScryptIdentity",
+    "ScryptRecipient",
+    "X25519Identity",
+    "X25519Recipient",
+    "decrypt",
+    "encrypt",
+    "new_header",
+    "open_header",
+    "read_identities",
+    "read_recipients",
+]
+
+
+def new_header(
+    recipients: Sequence[Recipient], file_key: bytes | None = None
+) -> tuple[bytes, bytes]:
+    """(file key, header) for a new age file: a fresh random file key unless one is given (a
+    resumed pack's, or a test vector's)."""
+    if not recipients:
+        raise ValueError("an age file needs at least one recipient")
+    if any(r.kind == "scrypt" for r in recipients) and len(recipients) > 1:
+        raise ValueError("a passphrase cannot be combined with other recipients")
+    file_key = os.urandom(FILE_KEY_SIZE) if file_key is None else file_key
+    return file_key, encode_header([r.wrap(file_key) for r in recipients], file_key)
+
+
+@dataclass(frozen=True)
+class OpenedHeader:
+    file_key: bytes
+    header: Header
+
+
+def open_header(data: bytes, identities: Sequence[Identity]) -> OpenedHeader:
+    """The header at the start of ``data`` parsed, its file key unwrapped by one of
+    ``identities`` and its MAC checked (DecryptionError naming the step that failed)."""
+    header = parse_header(data)
+    file_key = unwrap_file_key(header.stanzas, identities)
+    header.check_mac(file_key)
+    return OpenedHeader(file_key, header)
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_SIZE)
+
+
+def encrypt(data: bytes, recipients: Sequence[Recipient]) -> bytes:
+    """A whole age file of ``data``, held in memory (small files: an archive's index)."""
+    file_key, header = new_header(recipients)
+    encryptor = PayloadEncryptor(file_key, new_nonce())
+    return header + encryptor.feed(data) + encryptor.finish()
+
+
+def decrypt(data: bytes, identities: Sequence[Identity]) -> bytes:
+    """The plaintext of a whole age file held in memory; DecryptionError if any of it fails."""
+    opened = open_header(data, identities)
+    decryptor = PayloadDecryptor(opened.file_key)
+    plain = decryptor.feed(memoryview(data)[opened.header.length :])
+    return plain + decryptor.finish()
