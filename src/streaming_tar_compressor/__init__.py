@@ -7,12 +7,14 @@ __version__ = "0.1.0"
 from typing import TYPE_CHECKING, Any
 
 from .core.manifest import Manifest
+from .encryption import X25519Identity, X25519Recipient
 from .errors import (
     ArchiveBusyError,
     ArchiveDamagedError,
     ChecksumMismatchError,
     CompressionMismatchError,
     CorruptStreamError,
+    DecryptionError,
     LimitExceededError,
     ManifestError,
     MemberNotFoundError,
@@ -38,6 +40,7 @@ from .sync import (
     diff,
     extract,
     iter_chunks,
+    keygen,
     list_members,
     open_member,
     pack,
@@ -74,6 +77,7 @@ __all__ = [
     "CompressionMismatchError",
     "CompressionType",
     "CorruptStreamError",
+    "DecryptionError",
     "Difference",
     "ExtractResult",
     "LimitExceededError",
@@ -98,12 +102,15 @@ __all__ = [
     "UnsafeMemberError",
     "UsageError",
     "VerifyReport",
+    "X25519Identity",
+    "X25519Recipient",
     "__version__",
     "compress_with_chunks",
     "decompress_from_chunks",
     "diff",
     "extract",
     "iter_chunks",
+    "keygen",
     "list_members",
     "open_member",
     "pack",

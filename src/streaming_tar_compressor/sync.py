@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 from collections.abc import Generator, Iterable, Sequence
 
 from .core.manifest import Manifest
-from .errors import ManifestError
+from .encryption import (
+    IdentitySpec,
+    RecipientSpec,
+    X25519Identity,
+    identities_from,
+    keygen_text,
+    recipients_from,
+)
+from .errors import ManifestError, OutputError
 from .models import CompressionType, TarMember
 from .pipeline import diff as diff_pipeline
 from .pipeline import extract as extract_pipeline
@@ -45,6 +54,8 @@ def pack(
     force: bool = False,
     resume: bool = False,
     content_digests: bool = False,
+    recipients: Sequence[RecipientSpec] = (),
+    passphrase: str | None = None,
 ) -> PackResult:
     """Packs files and directories into ``PREFIX.part0000``… plus manifest, ``.sha256`` and
     the member index ``PREFIX.index``.
@@ -57,6 +68,9 @@ def pack(
 
     ``content_digests=True`` puts each file's SHA-256 in the index (``stc diff`` then compares
     content without reading the archive), at the cost of hashing every byte once more.
+
+    ``recipients`` (``age1…`` keys) or ``passphrase`` encrypt the archive with age: its
+    chunks joined are an age file (README "Encrypted archives").
     """
     if chunk_size is None:
         remote = isinstance(parse_prefix(os.fspath(output_prefix)), RemotePrefix)
@@ -70,6 +84,7 @@ def pack(
         force=force,
         resume=resume,
         content_digests=content_digests,
+        recipients=recipients_from(recipients, passphrase),
     )
 
 
@@ -114,6 +129,8 @@ def unpack(
     resume: bool = False,
     follow: bool = False,
     follow_timeout: float = DEFAULT_FOLLOW_TIMEOUT,
+    identities: Sequence[IdentitySpec] = (),
+    passphrase: str | None = None,
 ) -> UnpackResult:
     """Restores ``PREFIX.part*`` into ``output_dir``, checking every chunk against the manifest.
 
@@ -121,7 +138,8 @@ def unpack(
     LimitExceededError before the member that would pass them is written. ``resume`` skips
     what an interrupted unpack into ``output_dir`` restored (a first run when there was none).
     ``follow`` (a store URL) restores while another machine is still packing to it, waiting
-    up to ``follow_timeout`` seconds for each new chunk.
+    up to ``follow_timeout`` seconds for each new chunk. An encrypted archive opens with
+    one of ``identities`` (``AGE-SECRET-KEY-1…`` keys or identity files) or ``passphrase``.
     """
     return unpack_pipeline.unpack(
         os.fspath(input_prefix),
@@ -135,6 +153,7 @@ def unpack(
         max_members=max_members,
         resume=resume,
         follow_timeout=follow_timeout if follow else None,
+        identities=identities_from(identities, passphrase),
     )
 
 
@@ -164,10 +183,22 @@ def unpack_stream(
 
 
 def verify(
-    prefix: StrPath, *, deep: bool = False, progress: Progress | None = None
+    prefix: StrPath,
+    *,
+    deep: bool = False,
+    progress: Progress | None = None,
+    identities: Sequence[IdentitySpec] = (),
+    passphrase: str | None = None,
 ) -> VerifyReport:
-    """Checks every chunk (``deep``: and the decoded contents); the report lists every problem."""
-    return verify_pipeline.verify(os.fspath(prefix), deep=deep, progress=progress)
+    """Checks every chunk (``deep``: and the decoded contents); the report lists every problem.
+    An encrypted archive given a key or passphrase: every age chunk opened, and the stream
+    inside checked by the sealed digests."""
+    return verify_pipeline.verify(
+        os.fspath(prefix),
+        deep=deep,
+        progress=progress,
+        identities=identities_from(identities, passphrase),
+    )
 
 
 def list_members(
@@ -280,3 +311,26 @@ def _progress(progress: Progress | None, callback: FileCallback | None) -> Progr
     if progress is not None or callback is None:
         return progress
     return FileCallbackProgress(callback)
+
+
+def keygen(output: StrPath) -> X25519Identity:
+    """A new age X25519 identity written to ``output`` (mode 0600, as ``age-keygen -o``
+    writes it; an existing file is never replaced). Its ``.recipient`` is what to encrypt to."""
+    identity = X25519Identity.generate()
+    created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = os.fspath(output)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise OutputError(f"{path} exists already: an identity file is never replaced") from None
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(keygen_text(identity, created))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        os.unlink(path)  # never a half-written key file left to be trusted
+        raise
+    return identity

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import getpass
 import io
 import json
 import os
@@ -23,6 +24,7 @@ from ..codecs import codec_for
 from ..core.detect import HEAD_SIZE, detect_compression
 from ..core.manifest import Manifest
 from ..core.member_index import PageColumns
+from ..encryption import read_recipients
 from ..errors import (
     ArchiveBusyError,
     ArchiveDamagedError,
@@ -152,6 +154,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: AWS_ENDPOINT_URL)",
     )
     codecs = [kind.value for kind in CompressionType]
+    keys = _Parser(add_help=False)
+    keys.add_argument(
+        "-i",
+        "--identity",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an age identity file (stc keygen, age-keygen) that opens an encrypted archive; "
+        "repeatable",
+    )
+    keys.add_argument(
+        "--passphrase",
+        action="store_true",
+        help="open an encrypted archive with a passphrase, read from the terminal "
+        "(or from the file STC_PASSPHRASE_FILE names)",
+    )
 
     parser = _Parser(
         prog="stc",
@@ -162,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         "7 corrupt or truncated stream, 8 unsafe member refused, 9 codec mismatch, "
         "10 output not writable, 11 source changed while packing, "
         "12 --max-output-bytes or --max-members exceeded, 13 object store refused or "
-        "unreachable.",
+        "unreachable, 14 cannot decrypt (no key fits, wrong passphrase, altered archive).",
     )
     parser.add_argument("--version", action="version", version=f"stc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -221,10 +239,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted pack from its last complete chunk (same sources and "
         "options); an archive already complete is left as it is",
     )
+    pack.add_argument(
+        "-r",
+        "--encrypt-to",
+        action="append",
+        default=[],
+        metavar="RECIPIENT",
+        help="encrypt with age to this recipient (age1…, from stc keygen or age-keygen); "
+        "repeatable: any of their keys opens the archive",
+    )
+    pack.add_argument(
+        "-R",
+        "--recipients-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="encrypt to the recipients listed in FILE (one age1… a line, # comments)",
+    )
+    pack.add_argument(
+        "--passphrase",
+        action="store_true",
+        help="encrypt with age under a passphrase, read twice from the terminal (or from "
+        "the file STC_PASSPHRASE_FILE names); not with recipients",
+    )
 
     unpack = commands.add_parser(
         "unpack",
-        parents=[common],
+        parents=[common, keys],
         help="restore an archive into a directory",
         description="Restore PREFIX.part* into DIR, verifying every chunk against the manifest. "
         "PREFIX '-' reads one compressed stream from stdin (no manifest, no verification).",
@@ -298,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser(
         "verify",
-        parents=[common],
+        parents=[common, keys],
         help="check every chunk against the manifest",
         description="Check size and SHA-256 of every chunk and of the whole stream, "
         "reporting every missing, extra, short or corrupt chunk.",
@@ -379,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
         "using only cat and GNU tar.",
     )
     info.add_argument("prefix", metavar="PREFIX")
+
+    keygen = commands.add_parser(
+        "keygen",
+        parents=[common],
+        help="make an age key pair for encrypted archives",
+        description="Write a new age X25519 identity to FILE (mode 0600; never over an existing "
+        "file) and print its recipient (age1…), the public half to encrypt to with "
+        "stc pack -r. The file is what age-keygen writes: age -d -i FILE reads it too.",
+    )
+    keygen.add_argument("-o", "--output", required=True, metavar="FILE")
 
     unlock = commands.add_parser(
         "unlock",
@@ -523,6 +574,8 @@ def _cmd_pack(args: argparse.Namespace) -> int:
             force=args.force,
             resume=args.resume,
             content_digests=args.content_digests,
+            recipients=_recipients(args),
+            passphrase=_passphrase(confirm=True) if args.passphrase else None,
         )
     seconds = time.monotonic() - started
     manifest = result.manifest
@@ -713,6 +766,7 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 follow=args.follow,
                 follow_timeout=args.follow_timeout,
+                **_keys(args),
             )
     seconds = time.monotonic() - started
     if args.json:
@@ -748,9 +802,65 @@ def _cmd_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipients(args: argparse.Namespace) -> list[str]:
+    """``--encrypt-to`` and the lines of each ``--recipients-file``."""
+    recipients = list(args.encrypt_to)
+    for path in args.recipients_file:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the recipients file {path!r}: {exc}") from None
+        found = read_recipients(text, path)
+        if not found:
+            raise UsageError(f"{path} lists no recipient")
+        recipients += [str(recipient) for recipient in found]
+    return recipients
+
+
+def _keys(args: argparse.Namespace) -> dict[str, Any]:
+    """What opens an encrypted archive: ``-i`` files and ``--passphrase``."""
+    return {
+        "identities": args.identity,
+        "passphrase": _passphrase(confirm=False) if args.passphrase else None,
+    }
+
+
+def _passphrase(*, confirm: bool) -> str:
+    """From the file STC_PASSPHRASE_FILE names (its first line), else typed at the terminal,
+    twice when it will encrypt (a typo would lock the archive for good)."""
+    path = os.environ.get("STC_PASSPHRASE_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read STC_PASSPHRASE_FILE {path!r}: {exc}") from None
+    if not sys.stdin.isatty():
+        raise UsageError("--passphrase reads from a terminal; without one, set STC_PASSPHRASE_FILE")
+    passphrase = getpass.getpass("passphrase: ")
+    if confirm and getpass.getpass("passphrase again: ") != passphrase:
+        raise UsageError("the two passphrases differ")
+    return passphrase
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    identity = sync.keygen(args.output)
+    if args.json:
+        _print_json(
+            {"ok": True, "identity_file": args.output, "recipient": str(identity.recipient)}
+        )
+        return 0
+    _say(args, f"wrote {args.output} (keep it secret, keep a copy); its recipient:")
+    print(identity.recipient)  # printed even with -q: it is the result
+    return 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     with _progress(args, "verifying") as progress:
-        report = sync.verify(normalize_prefix(args.prefix), deep=args.deep, progress=progress)
+        report = sync.verify(
+            normalize_prefix(args.prefix), deep=args.deep, progress=progress, **_keys(args)
+        )
     if args.json:
         document: dict[str, Any] = {
             "ok": report.ok,
@@ -860,7 +970,11 @@ def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tup
         ("compression", compression),
         ("chunks", f"{manifest.total_chunks}{chunk_size}{so_far}"),
     ]
-    if manifest.block_size:
+    if manifest.encryption is not None:
+        types = ", ".join(sorted(set(manifest.encryption.recipient_types)))
+        count = len(manifest.encryption.recipient_types)
+        lines.append(("encrypted", f"age, {count} recipient{'s' * (count != 1)} ({types})"))
+    if manifest.block_size and manifest.encryption is None:
         count = len(manifest.blocks)
         blocks = f"{human_size(manifest.block_size)} ({count} block{'s' * (count != 1)}{so_far})"
         lines.append(("block size", blocks))
@@ -880,7 +994,7 @@ def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tup
         lines.append(
             ("index", f"{index.name}: {index.members} members, {human_size(index.size)}{digests}")
         )
-    else:
+    elif manifest.encryption is None:
         lines.append(("index", "none (stc index PREFIX builds one)"))
     if codec is not None:
         lines.append(
@@ -938,5 +1052,6 @@ _COMMANDS = {
     "diff": _cmd_diff,
     "index": _cmd_index,
     "info": _cmd_info,
+    "keygen": _cmd_keygen,
     "unlock": _cmd_unlock,
 }

@@ -59,6 +59,32 @@ class IndexRef:
         }
 
 
+ENCRYPTION_FORMAT = "age"
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptionInfo:
+    """What the manifest of an age-encrypted archive says in public: the recipient types
+    (never their keys, which would link archives), the age header's length, the archive's
+    secret part (``sealed``: an age file of JSON, to the same recipients under its own file
+    key) and ``mac``, the HMAC of every other key of the manifest under a key derived from
+    the archive's file key, so that a key holder sees any edit of it."""
+
+    recipient_types: tuple[str, ...]
+    header_length: int
+    sealed: str  # base64
+    mac: str = ""  # hex; "" while the manifest is being made
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": ENCRYPTION_FORMAT,
+            "recipient_types": list(self.recipient_types),
+            "header_length": self.header_length,
+            "sealed": self.sealed,
+            "mac": self.mac,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """Everything needed to check, list and restore an archive; ``chunks`` is authoritative."""
@@ -79,6 +105,9 @@ class Manifest:
     trailer_offset: int | None = None
     # None: no index (an older pack, another tool's archive, or an index in a newer format).
     index: IndexRef | None = None
+    # None: not encrypted. Encrypted, the block index, the sizes and digests of the
+    # compressed stream and the member index are in its sealed part, not here.
+    encryption: EncryptionInfo | None = None
     complete: bool = True
     restore_command: str = ""
     created: str = ""
@@ -100,6 +129,10 @@ class Manifest:
 
     def to_json(self) -> str:
         """Every key this manifest has; one read from a seed manifest stays a seed manifest."""
+        return json.dumps(self.document(), indent=1) + "\n"
+
+    def document(self) -> dict[str, Any]:
+        """The manifest as the JSON object ``to_json`` writes."""
         document: dict[str, Any] = {
             **self.extra,
             "version": MANIFEST_VERSION,
@@ -120,6 +153,7 @@ class Manifest:
             **({"block_sha256": list(self.block_sha256)} if self.block_sha256 else {}),
             "trailer_offset": self.trailer_offset,
             **({"index": self.index.to_json()} if self.index is not None else {}),
+            **({"encryption": self.encryption.to_json()} if self.encryption else {}),
             "complete": self.complete,
             "restore_command": self.restore_command,
             "created": self.created,
@@ -133,7 +167,7 @@ class Manifest:
             for chunk in document["chunks"]:
                 if not chunk["name"]:
                     del chunk["name"]
-        return json.dumps(document, indent=1) + "\n"
+        return document
 
     def sha256sum_text(self) -> str:
         """Lines for ``sha256sum -c PREFIX.sha256``, which checks chunks (and the index) with
@@ -221,6 +255,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         "block_sha256",
         "trailer_offset",
         "index",
+        "encryption",
         "complete",
         "restore_command",
         "created",
@@ -239,6 +274,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         block_sha256=_parse_block_digests(doc.get("block_sha256", []), len(blocks), source),
         trailer_offset=_optional_int(doc, "trailer_offset", source),
         index=_parse_index(doc.get("index"), source),
+        encryption=_parse_encryption(doc.get("encryption"), source),
         complete=_optional(doc, "complete", bool, source, default=True),
         restore_command=_optional(doc, "restore_command", str, source, default=""),
         created=_optional(doc, "created", str, source, default=""),
@@ -331,6 +367,30 @@ def _parse_index(value: Any, source: str) -> IndexRef | None:
         directory_length=_require_int(directory, "length", where),
         directory_sha256=digests[1],
         content_sha256=_require(value, "content_sha256", bool, where),
+    )
+
+
+def _parse_encryption(value: Any, source: str) -> EncryptionInfo | None:
+    """The public part of an encrypted archive's manifest; an unknown format is refused (its
+    chunks are ciphertext: nothing could be read from them without understanding it)."""
+    if value is None:
+        return None
+    where = f"{source} encryption"
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where} is not an object")
+    if value.get("format") != ENCRYPTION_FORMAT:
+        raise ManifestError(f"{where} is {value.get('format')!r}, not age: upgrade this tool")
+    types = _require(value, "recipient_types", list, where)
+    if not types or not all(isinstance(kind, str) for kind in types):
+        raise ManifestError(f"{where}: recipient_types is not a list of names")
+    mac = _require(value, "mac", str, where)
+    if not _SHA256_HEX.fullmatch(mac):
+        raise ManifestError(f"{where}: mac is not a SHA-256 hex digest")
+    return EncryptionInfo(
+        recipient_types=tuple(types),
+        header_length=_require_int(value, "header_length", where, minimum=1),
+        sealed=_require(value, "sealed", str, where),
+        mac=mac,
     )
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from ..errors import UsageError
 from .header import Header, encode_header, parse_header
 from .keys import (
     FILE_KEY_SIZE,
@@ -41,11 +43,17 @@ __all__ = [
     "X25519Recipient",
     "decrypt",
     "encrypt",
+    "identities_from",
+    "keygen_text",
     "new_header",
     "open_header",
     "read_identities",
     "read_recipients",
+    "recipients_from",
 ]
+
+RecipientSpec = str | Recipient
+IdentitySpec = str | os.PathLike[str] | Identity
 
 
 def new_header(
@@ -93,3 +101,46 @@ def decrypt(data: bytes, identities: Sequence[Identity]) -> bytes:
     decryptor = PayloadDecryptor(opened.file_key)
     plain = decryptor.feed(memoryview(data)[opened.header.length :])
     return plain + decryptor.finish()
+
+
+def recipients_from(
+    recipients: Sequence[RecipientSpec] = (), passphrase: str | None = None
+) -> list[Recipient]:
+    """What an API caller or the CLI names to encrypt to: ``age1…`` strings or recipient
+    objects, or one passphrase (alone, as age requires)."""
+    if passphrase is not None:
+        if recipients:
+            raise UsageError("encrypt to recipients or with a passphrase, not both (age's rule)")
+        if not passphrase:
+            raise UsageError("the passphrase is empty")
+        return [ScryptRecipient(passphrase.encode())]
+    return [X25519Recipient.parse(r) if isinstance(r, str) else r for r in recipients]
+
+
+def identities_from(
+    identities: Sequence[IdentitySpec] = (), passphrase: str | None = None
+) -> list[Identity]:
+    """What opens an archive: ``AGE-SECRET-KEY-1…`` strings, identity files (any other string
+    or path: what ``age-keygen`` and ``stc keygen`` write), identity objects, a passphrase."""
+    opened: list[Identity] = []
+    for item in identities:
+        if isinstance(item, str) and item.startswith("AGE-SECRET-KEY-"):
+            opened.append(X25519Identity.parse(item))
+        elif isinstance(item, (str, os.PathLike)):
+            try:
+                text = Path(item).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(
+                    f"cannot read the identity file {os.fspath(item)!r}: {exc}"
+                ) from None
+            opened.extend(read_identities(text, os.fspath(item)))
+        else:
+            opened.append(item)
+    if passphrase is not None:
+        opened.append(ScryptIdentity(passphrase.encode()))
+    return opened
+
+
+def keygen_text(identity: X25519Identity, created: str) -> str:
+    """An identity file as ``age-keygen`` writes it (both tools read the other's)."""
+    return f"# created: {created}\n# public key: {identity.recipient}\n{identity}\n"

@@ -37,7 +37,9 @@ _DECIMAL = re.compile(r"[1-9][0-9]*")
 class Recipient(Protocol):
     """Wraps a file key for one reader."""
 
-    kind: str  # the stanza type, as the public manifest lists it
+    @property
+    def kind(self) -> str:
+        """The stanza type, as the public manifest lists it."""
 
     def wrap(self, file_key: bytes) -> Stanza: ...
 

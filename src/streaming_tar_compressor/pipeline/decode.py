@@ -145,7 +145,7 @@ class ParallelBlockDecoder:
             [(raw - raw0, compressed - compressed0) for raw, compressed in manifest.blocks[first:]],
             manifest.uncompressed_size - raw0,
             manifest.trailer_offset - compressed0,
-            sum(chunk.size for chunk in manifest.chunks) - compressed0,
+            _compressed_size(manifest) - compressed0,
         )
         self._stated = stated or codec
         self._codec = codec_for(codec)
@@ -243,3 +243,11 @@ class ParallelBlockDecoder:
 
     def _close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _compressed_size(manifest: Manifest) -> int:
+    """The compressed stream's size: its chunks' unless it is encrypted (then the manifest
+    given is the archive's inner one, and the chunks hold more: the age header and tags)."""
+    if manifest.compressed_size is not None:
+        return manifest.compressed_size
+    return sum(chunk.size for chunk in manifest.chunks)

@@ -10,6 +10,7 @@ from typing import cast
 from ..core.member_index import IndexEntry, MemberIndex, PageColumns
 from ..core.selection import Selection
 from ..core.tar_reader import MemberStart
+from ..encryption.archive import refuse_encrypted
 from ..errors import CompressionMismatchError
 from ..models import CompressionType, TarMember
 from ..storage.archive import open_source
@@ -110,6 +111,7 @@ def _decoded_members(prefix: str, compression: CompressionType | None) -> Iterat
     """Each member as soon as its header has been decoded."""
     source = open_source(prefix)
     manifest = source.manifest
+    refuse_encrypted(manifest, "listing")
     stated = compression or (manifest.compression if manifest is not None else None)
     decoder = TarStreamDecoder(stated)
     for chunk in source.chunks:

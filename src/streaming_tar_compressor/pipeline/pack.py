@@ -22,6 +22,8 @@ from ..core.chunker import ChunkEnd, Chunker, ChunkPiece
 from ..core.manifest import Manifest
 from ..core.member_index import ENTRIES_PER_PAGE, Page, PageBuilder, Row
 from ..core.tar_writer import TarWriter, padding
+from ..encryption import Recipient
+from ..encryption.archive import ArchiveSealer, Secret
 from ..errors import OutputError, SourceChangedError, SourceError, UsageError
 from ..fs.walk import (
     Exclude,
@@ -182,6 +184,16 @@ def restore_command(codec: Codec, prefix_name: str) -> str:
     return f"cat {shlex.quote(prefix_name)}.part* | tar{flag} -xf -"
 
 
+def encrypted_restore_command(codec: Codec, prefix_name: str) -> str:
+    """The same with age in between; pipefail, because age gives out the chunks it has
+    authenticated before it finds the stream cut short, and tar may then end with 0."""
+    flag = f" {codec.tar_flag}" if codec.tar_flag else ""
+    return (
+        f"set -o pipefail; cat {shlex.quote(prefix_name)}.part* | age -d -i key.txt "
+        f"| tar{flag} -xf -"
+    )
+
+
 def suffix_width(max_stream_size: int, chunk_size: int) -> int:
     """Four digits, or as many as the largest possible chunk count needs (glob order = order)."""
     max_chunks = max(1, -(-max_stream_size // chunk_size))
@@ -200,6 +212,7 @@ def pack_events(
     created: str = "",
     checkpoints: bool = True,
     index: PackIndexer | None = None,
+    sealer: ArchiveSealer | None = None,
 ) -> Generator[PackEvent, None, None]:
     """The whole pack as events: chunk pieces, chunk ends each followed by a checkpoint,
     progress, and the manifest last.
@@ -210,8 +223,12 @@ def pack_events(
     chunks are made again (from that point's block on) and dropped, not emitted. Without
     ``checkpoints`` (nothing on disk to resume), none are made. With ``index``, the member
     index is written as the blocks pass (on resume, the members before its point first,
-    their files read again for their content digests) and the manifest records it.
+    their files read again for their content digests) and the manifest records it. With
+    ``sealer``, the chunks hold the compressed stream age-encrypted, and the manifest keeps
+    what would tell about its content sealed (no resume, no index yet).
     """
+    if sealer is not None and (resume is not None or checkpoints or index is not None):
+        raise UsageError("an encrypted pack is made in one go, without a member index (yet)")
     if settings.chunk_size == AUTO:
         raise UsageError("an automatic chunk size must be made concrete (sized_for) first")
     codec = codec_for(settings.compression)
@@ -258,9 +275,11 @@ def pack_events(
 
     # The bytes made again and dropped must be those on disk, or the chunks would not join.
     dropped = hashlib.sha256()
+    # Encrypted, the chunks hash the ciphertext: the compressed stream is hashed here.
+    plain_hash = HashInThread(hashlib.sha256(), name="stc-hash-plain") if sealer else None
 
     def cut(data: bytes) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
-        nonlocal position, checkpointed
+        nonlocal position
         view = memoryview(data)
         if position < to_drop:
             drop = view[: to_drop - position]
@@ -269,6 +288,13 @@ def pack_events(
                 _check_remade(dropped.hexdigest(), resume)
             view = view[len(drop) :]
         position += len(data)
+        if sealer is not None and plain_hash is not None:
+            plain_hash.update(data)
+            view = memoryview(sealer.feed(view))
+        yield from to_chunks(view)
+
+    def to_chunks(view: memoryview) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
+        nonlocal checkpointed
         for event in chunker.feed(view):
             yield event
             if isinstance(event, ChunkEnd):
@@ -350,32 +376,64 @@ def pack_events(
         point = ResumePoint(len(blocks), raw_offset, position, encoder.state(), tar.end)
         trailer_offset = position
         yield from cut(encoder.trailer())
+        if sealer is not None:
+            yield from to_chunks(memoryview(sealer.finish()))
         for event in chunker.finish():
             assert isinstance(event, ChunkEnd)
             chunks.append(event.info)
             yield event
-        yield PackEnd(
-            Manifest(
-                compression=settings.compression,
-                level=settings.level,
-                block_size=settings.block_size,
-                chunk_size=settings.chunk_size,
-                chunks=tuple(chunks),
-                compressed_size=chunker.total_size,
-                uncompressed_size=raw_offset,
-                sha256=chunker.stream_sha256,
-                blocks=tuple(blocks),
-                block_sha256=tuple(block_digests or ()),
-                trailer_offset=trailer_offset,
-                index=index.finish() if index is not None else None,
-                complete=True,
-                restore_command=restore_command(codec, prefix_name),
-                created=created or _now(),
-                tool=f"streaming-tar-compressor {__version__}",
-            )
+        manifest = Manifest(
+            compression=settings.compression,
+            level=settings.level,
+            block_size=settings.block_size,
+            chunk_size=settings.chunk_size,
+            chunks=tuple(chunks),
+            compressed_size=chunker.total_size,
+            uncompressed_size=raw_offset,
+            sha256=chunker.stream_sha256,
+            blocks=tuple(blocks),
+            block_sha256=tuple(block_digests or ()),
+            trailer_offset=trailer_offset,
+            index=index.finish() if index is not None else None,
+            complete=True,
+            restore_command=restore_command(codec, prefix_name),
+            created=created or _now(),
+            tool=f"streaming-tar-compressor {__version__}",
         )
+        if sealer is not None and plain_hash is not None:
+            manifest = _sealed(manifest, sealer, plain_hash.hexdigest(), position, prefix_name)
+        yield PackEnd(manifest)
     finally:
         stream_hash.close()  # its thread ends with the pack, done or stopped
+        if plain_hash is not None:
+            plain_hash.close()
+
+
+def _sealed(
+    manifest: Manifest, sealer: ArchiveSealer, sha256: str, size: int, prefix_name: str
+) -> Manifest:
+    """The manifest of an encrypted pack: what is about the compressed stream inside goes
+    into its sealed part; in public stay the chunks (whose sizes and digests are of the
+    ciphertext), the codec and the settings."""
+    assert manifest.uncompressed_size is not None and manifest.trailer_offset is not None
+    assert manifest.compression is not None
+    secret = Secret(
+        compressed_size=size,
+        sha256=sha256,
+        uncompressed_size=manifest.uncompressed_size,
+        trailer_offset=manifest.trailer_offset,
+        blocks=manifest.blocks,
+        block_sha256=manifest.block_sha256,
+    )
+    public = replace(
+        manifest,
+        uncompressed_size=None,
+        trailer_offset=None,
+        blocks=(),
+        block_sha256=(),
+        restore_command=encrypted_restore_command(codec_for(manifest.compression), prefix_name),
+    )
+    return sealer.seal(public, secret)
 
 
 def pack(
@@ -387,14 +445,21 @@ def pack(
     force: bool = False,
     resume: bool = False,
     content_digests: bool = False,
+    recipients: Sequence[Recipient] = (),
 ) -> PackResult:
     """Packs into chunk files beside the manifest; a missing source fails before any write.
 
     After each chunk the manifest is a checkpoint (``complete: false``); with ``resume`` a pack
-    interrupted at any moment continues from its last one, to the same bytes.
+    interrupted at any moment continues from its last one, to the same bytes. With
+    ``recipients``, the archive is age-encrypted to them (made in one go, no member index).
     """
     if force and resume:
         raise UsageError("force replaces an archive and resume continues one: choose one")
+    if recipients and (resume or content_digests):
+        raise UsageError(
+            "an encrypted pack cannot be resumed and has no member index yet: "
+            "drop --resume and --content-digests"
+        )
     location = parse_prefix(output_prefix)
     if isinstance(location, RemotePrefix):
         return _pack_to_store(
@@ -405,6 +470,7 @@ def pack(
             force=force,
             resume=resume,
             content_digests=content_digests,
+            recipients=recipients,
         )
     output_prefix = location
     directory = split_prefix(output_prefix)[0]
@@ -438,6 +504,7 @@ def pack(
             progress,
             resumption,
             content_digests=content_digests,
+            recipients=recipients,
         )
 
 
@@ -477,6 +544,7 @@ def _pack_to_store(
     force: bool,
     resume: bool,
     content_digests: bool,
+    recipients: Sequence[Recipient],
 ) -> PackResult:
     """Chunks upload while the pack runs; the manifest is written last, conditionally."""
     if prefix.read_only:
@@ -524,6 +592,7 @@ def _pack_to_store(
             progress,
             resumption,
             content_digests=content_digests,
+            recipients=recipients,
         )
 
 
@@ -551,6 +620,7 @@ def _pack_to(
     resumption: Resumption | None,
     *,
     content_digests: bool,
+    recipients: Sequence[Recipient],
 ) -> PackResult:
     progress = progress or NullProgress()
     skipped: list[SkippedSource] = []
@@ -568,7 +638,12 @@ def _pack_to(
         created=resumption.created if resumption else _now(),
         tool=f"streaming-tar-compressor {__version__}",
     )
-    index = PackIndexer(sink.open_index(), sink.name + INDEX_SUFFIX, content_sha256=content_digests)
+    sealer = ArchiveSealer(recipients) if recipients else None
+    index = (
+        PackIndexer(sink.open_index(), sink.name + INDEX_SUFFIX, content_sha256=content_digests)
+        if sealer is None
+        else None
+    )
     # Framing, cutting, hashing and indexing run in their own thread; this one writes chunks.
     events = in_background(
         pack_events(
@@ -580,7 +655,9 @@ def _pack_to(
             exclude=exclude,
             resume=resumption,
             created=base.created,
+            checkpoints=sealer is None,
             index=index,
+            sealer=sealer,
         ),
         depth=EVENTS_AHEAD,
         name="stc-frame",

@@ -17,6 +17,7 @@ from ..core.manifest import IndexRef, Manifest
 from ..core.member_index import ENTRIES_PER_PAGE, IndexWriter, Output, Row
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent
 from ..core.verifier import StreamVerifier
+from ..encryption.archive import refuse_encrypted
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
@@ -66,6 +67,7 @@ def _rebuild(prefix: str, content_digests: bool, progress: Progress | None) -> M
             f"{prefix} has no manifest: an index is pinned by one (stc pack writes both)"
         )
     refuse_interrupted(manifest, prefix, " with stc pack … --resume (resume=True)")
+    refuse_encrypted(manifest, "an index")
     location = parse_prefix(prefix)
     name = source.name + INDEX_SUFFIX
     output: IndexFile | IndexSpool = (

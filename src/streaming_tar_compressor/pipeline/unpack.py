@@ -13,7 +13,7 @@ decoding at the block that holds the first missing member, reading nothing befor
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,10 +21,13 @@ from ..core.manifest import Manifest
 from ..core.reorder import ChunkReorderer
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent, WholeMember
 from ..core.verifier import ChunkVerified, StreamVerifier, VerifierEvent
+from ..encryption import Identity
+from ..encryption.archive import OpenedArchive, open_archive
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
     CorruptStreamError,
+    DecryptionError,
     StcError,
     UnsafeMemberError,
     UsageError,
@@ -170,7 +173,12 @@ class StreamUnpacker:
         resume: ResumeState | None = None,
         select: Callable[[str], bool] | None = None,
         checked_ahead: bool = False,
+        opened: OpenedArchive | None = None,
     ) -> None:
+        if manifest is not None and manifest.encryption is not None and opened is None:
+            raise DecryptionError(
+                "no match", "the archive is encrypted: give its key (-i) or passphrase"
+            )
         self._progress = progress or NullProgress()
         self._manifest = manifest
         self._journal = journal
@@ -195,13 +203,16 @@ class StreamUnpacker:
         )
         stated = compression or (manifest.compression if manifest is not None else None)
         workers = workers or os.cpu_count() or 1
+        # Encrypted, the chunks are decrypted first; the decoder reads the stream inside.
+        self._decryptor = opened.decryptor() if opened is not None else None
+        inner = opened.inner(manifest) if opened is not None and manifest is not None else manifest
         self._decoder: TarStreamDecoder | ParallelBlockDecoder
-        if manifest is not None and self._start is not None:
+        if inner is not None and self._start is not None:
             self._decoder = ParallelBlockDecoder(
-                manifest, stated, workers, self._start, whole_members=True
+                inner, stated, workers, self._start, whole_members=True
             )
-        elif manifest is not None and workers > 1 and ParallelBlockDecoder.usable(manifest):
-            self._decoder = ParallelBlockDecoder(manifest, stated, workers, whole_members=True)
+        elif inner is not None and workers > 1 and ParallelBlockDecoder.usable(inner):
+            self._decoder = ParallelBlockDecoder(inner, stated, workers, whole_members=True)
         else:
             self._decoder = TarStreamDecoder(stated, whole_members=True)
         self._writer = TreeWriter(
@@ -267,7 +278,8 @@ class StreamUnpacker:
             self._extract.committed()
             return
         self._total += len(event)
-        for tar_event in self._decoder.events(event):
+        data = event if self._decryptor is None else self._decryptor.feed(event)
+        for tar_event in self._decoder.events(data):
             self._extract(tar_event)
         self._progress.advance(len(event))
 
@@ -278,6 +290,9 @@ class StreamUnpacker:
 
     def complete(self) -> UnpackResult:
         """After ``verify_end``'s events were consumed: drain the decoder, close the tree."""
+        if self._decryptor is not None:
+            for event in self._decoder.events(self._decryptor.finish()):
+                self._extract(event)
         for event in self._decoder.finish():
             self._extract(event)
         self._writer.commit()
@@ -325,6 +340,7 @@ def unpack(
     resume: bool = False,
     follow_timeout: float | None = None,
     select: Callable[[str], bool] | None = None,
+    identities: Sequence[Identity] = (),
 ) -> UnpackResult:
     """Restores ``PREFIX.part*``: with its manifest, every chunk verified as it is read.
 
@@ -332,7 +348,8 @@ def unpack(
     ``resume`` skips the members already in place (without it, everything is restored again).
     ``follow_timeout`` (seconds) follows a pack still running to a store, waiting that long
     at most for each new chunk. ``select`` keeps only the members whose name it accepts (the
-    others are decoded and skipped; no journal, so no resume).
+    others are decoded and skipped; no journal, so no resume). An encrypted archive needs
+    one of ``identities`` (keys or a passphrase) to open it.
     """
     if select is not None and (resume or follow_timeout is not None):
         raise UsageError("a selection of members is neither resumed nor followed")
@@ -353,6 +370,9 @@ def unpack(
             max_members=max_members,
         )
     source = open_source(input_prefix, by_block=verify_checksum)
+    opened = open_encrypted(source, identities)
+    if opened is not None and resume:
+        raise UsageError("resuming the unpack of an encrypted archive is not supported yet")
     journal: UnpackJournal | None = None
     journaled = select is None  # a partial restore is not journaled
     if (
@@ -386,6 +406,7 @@ def unpack(
             # Only where the journal marks an unpack cut short: what a kill interrupts may
             # then be a placed file cut short, and --resume makes it again.
             checked_ahead=journal is not None and source.checked_from(first),
+            opened=opened,
         )
     except BaseException:
         if journal is not None:
@@ -447,6 +468,32 @@ def _unpack_following(
         return replace(unpack_stream(ahead, output_dir, **options), verified=True)
     finally:
         ahead.close()
+
+
+def open_encrypted(source: ChunkSource, identities: Sequence[Identity]) -> OpenedArchive | None:
+    """An encrypted archive's keys and sealed part, from its age header at the start of its
+    first chunk (None: the archive is not encrypted)."""
+    manifest = source.manifest
+    if manifest is None or manifest.encryption is None:
+        return None
+    if not identities:
+        raise DecryptionError(
+            "no match", "the archive is encrypted: give its key (-i) or passphrase"
+        )
+    if not manifest.chunks:
+        raise DecryptionError("header", "the encrypted archive has no chunk")
+    head = bytearray()
+    pieces = source.read(manifest.chunks[0])
+    try:
+        for piece in pieces:
+            head += piece
+            if len(head) >= manifest.encryption.header_length:
+                break
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+    return open_archive(manifest, bytes(head), identities)
 
 
 def _has_block_index(manifest: Manifest) -> bool:

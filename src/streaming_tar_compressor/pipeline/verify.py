@@ -7,14 +7,22 @@ Every problem is collected and reported together — a missing chunk does not hi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.manifest import IndexRef, Manifest
 from ..core.member_index import IndexEntry, MemberIndex, entry_differences
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent
-from ..errors import ArchiveDamagedError, ManifestError, MissingChunkError, StcError
+from ..encryption import Identity
+from ..encryption.archive import ArchiveDecryptor, OpenedArchive
+from ..errors import (
+    ArchiveDamagedError,
+    DecryptionError,
+    ManifestError,
+    MissingChunkError,
+    StcError,
+)
 from ..models import ChunkInfo
 from ..progress import NullProgress, Progress
 from ..storage.archive import ChunkSource, open_source, read_manifest_at
@@ -23,6 +31,7 @@ from ..storage.local import manifest_path
 from ..storage.random_access import RandomAccess, require_random_access
 from ..storage.remote import RemoteChunkSource
 from .decode import TarStreamDecoder
+from .unpack import open_encrypted
 
 
 @dataclass(slots=True)
@@ -49,7 +58,16 @@ class VerifyReport:
             raise ArchiveDamagedError(self.problems)
 
 
-def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None) -> VerifyReport:
+def verify(
+    prefix: str,
+    *,
+    deep: bool = False,
+    progress: Progress | None = None,
+    identities: Sequence[Identity] = (),
+) -> VerifyReport:
+    """An encrypted archive is checked by its ciphertext's digests without a key; with one
+    of ``identities``, its manifest is authenticated and every age chunk opened, and the
+    compressed stream inside checked by its sealed digests (``deep``: decoded too)."""
     progress = progress or NullProgress()
     manifest = read_manifest_at(prefix)
     if manifest is None:
@@ -57,8 +75,11 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
             f"{manifest_path(prefix)} is missing; without it there is nothing to verify against"
         )
     source = open_source(prefix)
-    if isinstance(source, RemoteChunkSource) and not deep:
+    if manifest.encryption is not None and deep and not identities:
+        raise DecryptionError("no match", "a deep verify of an encrypted archive needs its key")
+    if isinstance(source, RemoteChunkSource) and not deep and not identities:
         return _verify_stored(manifest, source, progress)
+    opened = open_encrypted(source, identities) if identities else None
     report = VerifyReport(deep=deep)
     listed = {c.name for c in manifest.chunks}
     for extra in source.listed_parts() or ():
@@ -67,7 +88,8 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
 
     decoder: TarStreamDecoder | None = TarStreamDecoder(manifest.compression) if deep else None
     agreement = _IndexAgreement.of(prefix) if deep and manifest.index is not None else None
-    blocks = _BlockDigests.of(manifest) if deep else None
+    inner = _Inner(opened, manifest) if opened is not None else None
+    blocks = _BlockDigests.of(manifest) if deep and inner is None else None
     stream_hash = hashlib.sha256()
     stream_whole = True
     offset = 0  # in the stream, while it is whole
@@ -85,6 +107,8 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
                         blocks.feed(offset + size, memoryview(piece)[: chunk.size - size])
                     size += len(piece)
                     progress.advance(len(piece))
+                    if inner is not None:
+                        piece = inner.feed(piece)
                     if decoder is not None:
                         try:
                             events = decoder.events(piece)
@@ -110,6 +134,16 @@ def verify(prefix: str, *, deep: bool = False, progress: Progress | None = None)
         if blocks is not None:  # fed while the stream was whole
             report.problems += blocks.problems
             report.blocks_checked = blocks.checked
+        if inner is not None:
+            tail = inner.finish(stream_whole)
+            if decoder is not None:
+                try:
+                    report.members_checked += _count_members(decoder.events(tail), agreement)
+                except StcError as exc:
+                    report.problems.append(f"contents: {exc}")
+                    decoder = None
+            report.problems += inner.problems
+            report.blocks_checked = inner.blocks.checked
         if decoder is not None:
             try:
                 report.members_checked += _count_members(decoder.finish(), agreement)
@@ -217,6 +251,62 @@ def _count_members(events: Iterator[TarEvent], agreement: _IndexAgreement | None
         count += isinstance(event, MemberStart)
         agreement.take(event)
     return count
+
+
+class _Inner:
+    """An encrypted archive's compressed stream, decrypted as its chunks pass: each age chunk
+    authenticated, each block and the whole checked by the sealed digests. After a problem,
+    nothing more is given on (what follows cannot be trusted)."""
+
+    def __init__(self, opened: OpenedArchive, manifest: Manifest) -> None:
+        secret = opened.secret
+        self._decryptor: ArchiveDecryptor | None = opened.decryptor()
+        self._hash = hashlib.sha256()
+        self._sha256 = secret.sha256
+        self._size = 0
+        ends = [start for _, start in secret.blocks[1:]]
+        ends += [secret.trailer_offset] if secret.blocks else []
+        units = [
+            Unit(start, end, sha256=digest)
+            for (_, start), end, digest in zip(
+                secret.blocks, ends, secret.block_sha256, strict=True
+            )
+        ]
+        self.blocks = _BlockDigests(units)
+        self.problems: list[str] = []
+
+    def feed(self, data: bytes | memoryview) -> bytes:
+        if self._decryptor is None:
+            return b""
+        try:
+            plain = self._decryptor.feed(data)
+        except DecryptionError as exc:
+            return self._failed(exc)
+        self._take(plain)
+        return plain
+
+    def finish(self, whole: bool) -> bytes:
+        if self._decryptor is None or not whole:
+            return b""
+        try:
+            plain = self._decryptor.finish()
+        except DecryptionError as exc:
+            return self._failed(exc)
+        self._take(plain)
+        if self._hash.hexdigest() != self._sha256:
+            self.problems.append("compressed stream: SHA-256 does not match the sealed one")
+        self.problems += self.blocks.problems
+        return plain
+
+    def _take(self, plain: bytes) -> None:
+        self.blocks.feed(self._size, plain)
+        self._hash.update(plain)
+        self._size += len(plain)
+
+    def _failed(self, exc: DecryptionError) -> bytes:
+        self.problems.append(f"payload: {exc}")
+        self._decryptor = None
+        return b""
 
 
 class _BlockDigests:

@@ -12,6 +12,7 @@ from types import TracebackType
 
 from ..core.manifest import Manifest
 from ..core.member_index import DirectoryRef, MemberIndex
+from ..encryption.archive import refuse_encrypted
 from ..errors import ManifestError
 from .local import (
     manifest_path,
@@ -37,6 +38,7 @@ def open_random_access(prefix: str) -> RandomAccess | None:
         manifest = read_manifest_if_present(location)
         archive = RandomAccess(split_prefix(location)[0], manifest) if manifest else None
     if manifest is not None:
+        refuse_encrypted(manifest, "reading members by range (list, extract, cat, diff)")
         refuse_interrupted(manifest, prefix, " with stc pack … --resume (resume=True)")
     return archive
 

@@ -1,0 +1,206 @@
+"""An archive's encryption: one age stream over the whole compressed stream, cut into
+chunks like any other, so ``cat PREFIX.part* | age -d -i key.txt | tar -x`` restores it.
+
+What a reader needs beyond the chunks and may not be public (the block index, the compressed
+stream's size and digests) is the manifest's sealed part: an age file of JSON to the same
+recipients under its own file key. The rest of the manifest stays readable without a key,
+and carries a MAC under a key derived from the archive's file key: a key holder sees any
+edit of it before trusting a byte of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..core.manifest import EncryptionInfo, Manifest
+from ..errors import DecryptionError, UsageError
+from . import Identity, Recipient, decrypt, encrypt, new_header, new_nonce, open_header
+from .header import hkdf
+from .stream import PayloadDecryptor, PayloadEncryptor
+
+_MAC_INFO = b"streaming-tar-compressor/manifest-mac/v1"
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """The manifest keys an encrypted archive keeps sealed, all about the compressed stream
+    (the age payload's plaintext)."""
+
+    compressed_size: int
+    sha256: str
+    uncompressed_size: int
+    trailer_offset: int
+    blocks: tuple[tuple[int, int], ...]
+    block_sha256: tuple[str, ...]
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "compressed_size": self.compressed_size,
+                "sha256": self.sha256,
+                "uncompressed_size": self.uncompressed_size,
+                "trailer_offset": self.trailer_offset,
+                "blocks": [list(pair) for pair in self.blocks],
+                "block_sha256": list(self.block_sha256),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Secret:
+        """Strict: it authenticated, so a wrong shape is a bug or another version's."""
+        try:
+            doc = json.loads(data)
+            secret = cls(
+                compressed_size=_count(doc["compressed_size"]),
+                sha256=_digest(doc["sha256"]),
+                uncompressed_size=_count(doc["uncompressed_size"]),
+                trailer_offset=_count(doc["trailer_offset"]),
+                blocks=tuple((_count(raw), _count(at)) for raw, at in doc["blocks"]),
+                block_sha256=tuple(_digest(digest) for digest in doc["block_sha256"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DecryptionError(
+                "payload", f"the manifest's sealed part is malformed ({exc})"
+            ) from None
+        if len(secret.block_sha256) != len(secret.blocks):
+            raise DecryptionError("payload", "the manifest's sealed part is malformed")
+        return secret
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{value!r} is not a size")
+    return value
+
+
+def _digest(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _SHA256_HEX:
+        raise ValueError(f"{value!r} is not a SHA-256 digest")
+    return value
+
+
+def refuse_encrypted(manifest: Manifest | None, what: str) -> None:
+    """What cannot read an encrypted archive yet says so, instead of decoding ciphertext."""
+    if manifest is not None and manifest.encryption is not None:
+        raise UsageError(
+            f"{what} of an encrypted archive is not supported yet: restore it whole with "
+            "stc unpack -i KEY (or --passphrase)"
+        )
+
+
+def manifest_mac(file_key: bytes, manifest: Manifest) -> str:
+    """HMAC-SHA-256 of the manifest's every key but the MAC itself, as canonical JSON."""
+    document = manifest.document()
+    document["encryption"] = {**document["encryption"], "mac": ""}
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(hkdf(file_key, b"", _MAC_INFO), canonical, hashlib.sha256).hexdigest()
+
+
+class ArchiveSealer:
+    """Encrypts one pack: a fresh file key and payload nonce, the age header first, then
+    the compressed stream fed in any pieces."""
+
+    def __init__(self, recipients: Sequence[Recipient]) -> None:
+        self._recipients = list(recipients)
+        self._file_key, self._header = new_header(self._recipients)
+        self._payload = PayloadEncryptor(self._file_key, new_nonce())
+        self._started = False
+
+    def feed(self, data: bytes | memoryview) -> bytes:
+        sealed = self._payload.feed(data)
+        if self._started:
+            return sealed
+        self._started = True
+        return self._header + sealed
+
+    def finish(self) -> bytes:
+        return self.feed(b"") + self._payload.finish()
+
+    def seal(self, manifest: Manifest, secret: Secret) -> Manifest:
+        """``manifest`` (public keys only) with its encryption key: sealed part, then MAC."""
+        info = EncryptionInfo(
+            recipient_types=tuple(recipient.kind for recipient in self._recipients),
+            header_length=len(self._header),
+            sealed=base64.b64encode(encrypt(secret.to_json(), self._recipients)).decode(),
+        )
+        unsigned = replace(manifest, encryption=info)
+        return replace(
+            unsigned, encryption=replace(info, mac=manifest_mac(self._file_key, unsigned))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedArchive:
+    """An encrypted archive's keys and secret part, once its header opened and its manifest
+    authenticated."""
+
+    file_key: bytes
+    header_length: int
+    secret: Secret
+
+    def inner(self, manifest: Manifest) -> Manifest:
+        """The manifest of the compressed stream inside (what decoders read): the public
+        one with the sealed keys filled in; its chunks still describe the ciphertext."""
+        secret = self.secret
+        return replace(
+            manifest,
+            compressed_size=secret.compressed_size,
+            sha256=secret.sha256,
+            uncompressed_size=secret.uncompressed_size,
+            trailer_offset=secret.trailer_offset,
+            blocks=secret.blocks,
+            block_sha256=secret.block_sha256,
+            encryption=None,
+        )
+
+    def decryptor(self) -> ArchiveDecryptor:
+        return ArchiveDecryptor(self.file_key, self.header_length)
+
+
+def open_archive(manifest: Manifest, head: bytes, identities: Sequence[Identity]) -> OpenedArchive:
+    """The archive whose stream starts with ``head`` (at least its age header), opened by one
+    of ``identities``: DecryptionError if none opens it, or if the manifest was altered."""
+    info = manifest.encryption
+    assert info is not None, "open_archive is for encrypted archives"
+    if len(head) < info.header_length:
+        raise DecryptionError("header", "the first chunk is shorter than the age header")
+    opened = open_header(head[: info.header_length], identities)
+    if opened.header.length != info.header_length:
+        raise DecryptionError("header", "the age header is not as long as the manifest says")
+    if not hmac.compare_digest(manifest_mac(opened.file_key, manifest), info.mac):
+        raise DecryptionError("hmac", "the manifest was altered after the pack (its MAC differs)")
+    try:
+        sealed = base64.b64decode(info.sealed, validate=True)
+    except binascii.Error:
+        raise DecryptionError("header", "the manifest's sealed part is not base64") from None
+    secret = Secret.from_json(decrypt(sealed, identities))
+    return OpenedArchive(opened.file_key, info.header_length, secret)
+
+
+class ArchiveDecryptor:
+    """The archive's stream (age header included) fed in any pieces, its compressed stream
+    given back as each age chunk authenticates."""
+
+    def __init__(self, file_key: bytes, header_length: int) -> None:
+        self._skip = header_length
+        self._payload = PayloadDecryptor(file_key)
+
+    def feed(self, data: bytes | memoryview) -> bytes:
+        if self._skip:
+            view = memoryview(data)
+            data, self._skip = view[self._skip :], max(0, self._skip - len(view))
+        return self._payload.feed(data)
+
+    def finish(self) -> bytes:
+        if self._skip:
+            raise DecryptionError("payload", "the archive ends inside its age header")
+        return self._payload.finish()
