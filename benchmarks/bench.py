@@ -125,13 +125,26 @@ def pipelines(stc: str, cores: int) -> list[Pipeline]:
             (),
         )
 
+    def sealed(codec: str) -> Pipeline:
+        """Encrypted with age to the key main() makes in the work folder."""
+        return Pipeline(
+            f"stc {codec} age",
+            codec,
+            True,
+            f"{stc} pack corpus -o out/a -c {codec} --chunk-size 50M -q -R recipients.txt",
+            f"{unpack_ours} -i key.txt",
+            (),
+        )
+
     return [
         gnu("gzip -6", "gzip", "gzip", "gzip -6", "gzip -d"),
         gnu(f"pigz -p{cores} -6", "gzip", "pigz", f"pigz -p{cores} -6", "pigz -d"),
         ours("gzip"),
         ours("gzip", " -l 1"),
+        sealed("gzip"),
         gnu(f"zstd -3 -T{cores}", "zstd", "zstd", f"zstd -3 -T{cores} -q", "zstd -d -q"),
         ours("zstd"),
+        sealed("zstd"),
         gnu(f"xz -6 -T{cores}", "xz", "xz", f"xz -6 -T{cores}", f"xz -d -T{cores}"),
         ours("xz"),
         gnu("lz4 -1", "lz4", "lz4", "lz4 -1 -q -c", "lz4 -d -q -c"),
@@ -155,6 +168,8 @@ def pairs(cores: int) -> list[tuple[str, str]]:
         ("stc bzip2", f"lbzip2 -n{cores}"),
         ("stc none", "tar | split"),
         ("stc gzip", "tar | split"),
+        ("stc gzip age", "stc gzip"),
+        ("stc zstd age", "stc zstd"),
     ]
 
 
@@ -201,6 +216,18 @@ def goals(cores: int) -> list[Goal]:
         Goal("lz4 unpack ≥ 1.0x lz4 -d | tar -x", "unpack", "stc lz4", "lz4 -1", 1.0),
         Goal("none unpack ≥ 0.8x cat | tar -x", "unpack", "stc none", "tar | split", 0.8),
         Goal("xz unpack ≥ 1.0x xz -d | tar -x", "unpack", "stc xz", xz, 1.0),
+        *(
+            Goal(
+                f"age-encrypted {codec} {op} ≥ 0.9x unencrypted",
+                op,
+                f"stc {codec} age",
+                f"stc {codec}",
+                0.9,
+                corpora=("mixed",),
+            )
+            for codec in ("gzip", "zstd")
+            for op in ("pack", "unpack")
+        ),
         Goal(
             "random: gzip pack ≥ 0.8x tar | split",
             "pack",
@@ -584,6 +611,13 @@ def main() -> None:
     )
     work = Path(tempfile.mkdtemp(prefix="stc-bench-", dir=choose_base(need)))
     print(f"work dir {work}")
+    made = subprocess.run(
+        [str(stc_path), "keygen", "-o", str(work / "key.txt"), "-q"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    (work / "recipients.txt").write_text(made.stdout)  # the age1… the encrypted rows use
     started = time.perf_counter()
     corpora: dict[str, CorpusInfo] = {}
     runs: list[Run] = []

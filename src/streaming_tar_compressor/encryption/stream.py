@@ -33,13 +33,13 @@ def chunk_nonce(index: int, final: bool) -> bytes:
     return index.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
 
 
-def seal(key: ChaCha20Poly1305, index: int, plaintext: bytes, final: bool) -> bytes:
+def seal(key: ChaCha20Poly1305, index: int, plaintext: bytes | memoryview, final: bool) -> bytes:
     """Chunk ``index`` sealed. Every chunk but the final holds exactly CHUNK bytes; the
     final one holds 1 to CHUNK (0 only when it is the only chunk)."""
     return key.encrypt(chunk_nonce(index, final), plaintext, None)
 
 
-def open_chunk(key: ChaCha20Poly1305, index: int, sealed: bytes, final: bool) -> bytes:
+def open_chunk(key: ChaCha20Poly1305, index: int, sealed: bytes | memoryview, final: bool) -> bytes:
     try:
         return key.decrypt(chunk_nonce(index, final), sealed, None)
     except InvalidTag:
@@ -89,9 +89,7 @@ class PayloadDecryptor:
             del self._pending[:NONCE_SIZE]
         out: list[bytes] = []
         try:
-            while len(self._pending) >= SEALED_CHUNK and not self._ended:
-                out.append(self._open(bytes(self._pending[:SEALED_CHUNK]), whole=True))
-                del self._pending[:SEALED_CHUNK]
+            self._open_whole_chunks(out)
             if self._ended and self._pending:
                 raise DecryptionError("payload", "data follows the final chunk of the payload")
         except DecryptionError as error:
@@ -99,6 +97,15 @@ class PayloadDecryptor:
                 raise
             self._error = error
         return b"".join(out)
+
+    def _open_whole_chunks(self, out: list[bytes]) -> None:
+        """Every whole sealed chunk pending opened, read in place (no copy of the input)."""
+        with memoryview(self._pending) as view:
+            start = 0
+            while len(view) - start >= SEALED_CHUNK and not self._ended:
+                out.append(self._open(view[start : start + SEALED_CHUNK], whole=True))
+                start += SEALED_CHUNK
+        del self._pending[:start]
 
     def finish(self) -> bytes:
         """The last plaintext; DecryptionError if the payload ended without its final chunk."""
@@ -116,7 +123,7 @@ class PayloadDecryptor:
         self._pending.clear()
         return plain
 
-    def _open(self, sealed: bytes, *, whole: bool) -> bytes:
+    def _open(self, sealed: bytes | memoryview, *, whole: bool) -> bytes:
         assert self._key is not None
         if whole:
             try:
@@ -149,10 +156,13 @@ class PayloadEncryptor:
         self._pending += data
         out = [] if self._started else [self._nonce]
         self._started = True
-        while len(self._pending) > CHUNK:
-            out.append(seal(self._key, self._index, bytes(self._pending[:CHUNK]), final=False))
-            del self._pending[:CHUNK]
-            self._index += 1
+        with memoryview(self._pending) as view:  # sealed in place, not copied out first
+            start = 0
+            while len(view) - start > CHUNK:
+                out.append(seal(self._key, self._index, view[start : start + CHUNK], final=False))
+                start += CHUNK
+                self._index += 1
+        del self._pending[:start]
         return b"".join(out)
 
     def finish(self) -> bytes:

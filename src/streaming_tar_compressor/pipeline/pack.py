@@ -276,7 +276,7 @@ def pack_events(
     # The bytes made again and dropped must be those on disk, or the chunks would not join.
     dropped = hashlib.sha256()
     # Encrypted, the chunks hash the ciphertext: the compressed stream is hashed here.
-    plain_hash = HashInThread(hashlib.sha256(), name="stc-hash-plain") if sealer else None
+    plain_hash = hashlib.sha256() if sealer else None
 
     def cut(data: bytes) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
         nonlocal position
@@ -405,8 +405,6 @@ def pack_events(
         yield PackEnd(manifest)
     finally:
         stream_hash.close()  # its thread ends with the pack, done or stopped
-        if plain_hash is not None:
-            plain_hash.close()
 
 
 def _sealed(

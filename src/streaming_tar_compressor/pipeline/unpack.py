@@ -48,7 +48,7 @@ DEFAULT_REORDER_WINDOW = 4
 READ_AHEAD_PIECES = 4  # 1 MiB pieces read and hashed ahead of decoding
 FOLLOW_PIECE = 1 << 20  # a followed chunk (checked whole) goes on in pieces of this size
 # What damaged bytes make decoding raise, possibly before their chunk's SHA-256 is known.
-_DATA_ERRORS = (CorruptStreamError, UnsafeMemberError, CompressionMismatchError)
+_DATA_ERRORS = (CorruptStreamError, UnsafeMemberError, CompressionMismatchError, DecryptionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +152,9 @@ class StreamUnpacker:
     writing (``consume``) are separate steps so a driver may run them on two threads.
     ``checked_ahead``: the driver's source checked every byte against the manifest before
     handing it over (block by block), so whole files take their names as they are made.
+    ``opened``: the archive is encrypted; its chunks are decrypted as they are checked, and
+    every byte decoded has been authenticated first (age's AEAD, under a file key the
+    manifest's MAC binds), so it is checked input too: chunks are sized but not hashed again.
     """
 
     def __init__(
@@ -191,6 +194,7 @@ class StreamUnpacker:
             self._start = start_point(manifest, resume.position)
             chunks = chunks[self._start.chunk :]
         self.first_chunk = self._start.chunk if self._start is not None else 0
+        checked_ahead = checked_ahead or opened is not None
         self._verifier = (
             StreamVerifier(
                 chunks,
@@ -259,16 +263,30 @@ class StreamUnpacker:
             self.consume(event)
 
     def verify(self, data: bytes | bytearray | memoryview) -> list[VerifierEvent]:
-        """Check the bytes (thread-safe against ``consume``: it touches only the verifier)."""
+        """Check the bytes, and decrypt them (thread-safe against ``consume``: it touches
+        only the verifier and the decryptor)."""
         if self._verifier is None:
             return [memoryview(data)]
-        return self._verifier.feed(data)
+        events = self._verifier.feed(data)
+        if self._decryptor is None:
+            return events
+        return [self._decrypted(event) for event in events]
 
     def verify_end(self) -> list[VerifierEvent]:
         """Every chunk must have come; the whole stream must match its SHA-256."""
         if self._reorderer is not None:
             self._reorderer.finish()
-        return self._verifier.finish() if self._verifier is not None else []
+        events = self._verifier.finish() if self._verifier is not None else []
+        if self._decryptor is not None:
+            tail = memoryview(self._decryptor.finish())
+            events = [*(self._decrypted(event) for event in events), tail]
+        return events
+
+    def _decrypted(self, event: VerifierEvent) -> VerifierEvent:
+        assert self._decryptor is not None
+        if isinstance(event, ChunkVerified):
+            return event
+        return memoryview(self._decryptor.feed(event))
 
     def consume(self, event: VerifierEvent) -> None:
         """Decode and write checked bytes; a verified chunk makes its files visible."""
@@ -278,8 +296,7 @@ class StreamUnpacker:
             self._extract.committed()
             return
         self._total += len(event)
-        data = event if self._decryptor is None else self._decryptor.feed(event)
-        for tar_event in self._decoder.events(data):
+        for tar_event in self._decoder.events(event):
             self._extract(tar_event)
         self._progress.advance(len(event))
 
@@ -290,9 +307,6 @@ class StreamUnpacker:
 
     def complete(self) -> UnpackResult:
         """After ``verify_end``'s events were consumed: drain the decoder, close the tree."""
-        if self._decryptor is not None:
-            for event in self._decoder.events(self._decryptor.finish()):
-                self._extract(event)
         for event in self._decoder.finish():
             self._extract(event)
         self._writer.commit()
@@ -520,9 +534,12 @@ def _not_resumable(prefix: str, manifest: Manifest | None, verify_checksum: bool
 def _blame_unverified_chunk(source: ChunkSource, index: int, error: StcError) -> None:
     """A chunk is decoded piece by piece before its last byte is hashed, so a damaged chunk can
     first show as a corrupt stream or an unsafe member: when that chunk (the first one not yet
-    verified) is damaged, raise the ChecksumMismatchError that names it instead."""
-    if index < len(source.chunks):
-        damage = source.damage(source.chunks[index])
+    verified) is damaged, raise the ChecksumMismatchError that names it instead. Decrypting
+    runs on the reading thread, ahead of the decoder: for a chunk that did not authenticate,
+    the chunks that thread may have reached are checked too."""
+    ahead = READ_AHEAD_PIECES + 2 if isinstance(error, DecryptionError) else 1
+    for chunk in source.chunks[index : index + ahead]:
+        damage = source.damage(chunk)
         if damage is not None:
             raise damage from error
 
