@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from . import sync
 from .core.manifest import Manifest
+from .encryption import IdentitySpec, RecipientSpec, identities_from, recipients_from
 from .errors import ManifestError, StcError
 from .models import ChunkInfo, CompressionType, TarMember
 from .pipeline.diff import Difference
@@ -196,9 +197,11 @@ async def compress_with_chunks(
     force: bool = False,
     resume: bool = False,
     content_digests: bool = False,
+    recipients: Sequence[RecipientSpec] = (),
+    passphrase: str | None = None,
 ) -> list[ChunkInfo]:
     """Packs sources into ``PREFIX.part0000``… plus manifest and index; returns the chunk
-    records. ``content_digests``: as ``sync.pack``.
+    records. ``content_digests``, ``recipients`` and ``passphrase``: as ``sync.pack``.
 
     ``chunk_size``: bytes, or ``"auto"``; None is 50 MiB for a local prefix and ``"auto"``
     for a store URL (``sync.pack``)."""
@@ -217,6 +220,8 @@ async def compress_with_chunks(
             force=force,
             resume=resume,
             content_digests=content_digests,
+            recipients=recipients,
+            passphrase=passphrase,
         ),
     )
     return result.chunks
@@ -236,8 +241,11 @@ async def decompress_from_chunks(
     resume: bool = False,
     follow: bool = False,
     follow_timeout: float = DEFAULT_FOLLOW_TIMEOUT,
+    identities: Sequence[IdentitySpec] = (),
+    passphrase: str | None = None,
 ) -> UnpackResult:
     """Restores ``PREFIX.part*`` into ``output_dir`` (created if missing), chunk by chunk.
+    An encrypted archive opens with ``identities`` or ``passphrase`` (as ``sync.unpack``).
 
     ``max_output_bytes`` and ``max_members`` (None: no cap) stop a decompression bomb with
     LimitExceededError before the member that would pass them is written. ``resume`` skips
@@ -260,6 +268,8 @@ async def decompress_from_chunks(
             resume=resume,
             follow=follow,
             follow_timeout=follow_timeout,
+            identities=identities,
+            passphrase=passphrase,
         ),
     )
 
@@ -405,6 +415,8 @@ class StreamingTarCompressor:
 
     ``compression`` is the codec to pack with (gzip when left out) and, when given, the codec
     an unpacked stream must have; left out, unpacking detects it from the first bytes.
+    ``recipients`` or ``passphrase`` encrypt what it packs; ``identities`` or ``passphrase``
+    open an encrypted archive it unpacks (given its manifest), once its age header arrived.
     """
 
     def __init__(
@@ -417,7 +429,12 @@ class StreamingTarCompressor:
         workers: int | None = None,
         reorder_window: int = DEFAULT_REORDER_WINDOW,
         progress: Progress | None = None,
+        recipients: Sequence[RecipientSpec] = (),
+        identities: Sequence[IdentitySpec] = (),
+        passphrase: str | None = None,
     ) -> None:
+        self.recipients = recipients_from(recipients, passphrase)
+        self.identities = identities_from(identities, passphrase)
         self.compression = None if compression is None else CompressionType.parse(compression)
         self.chunk_size = chunk_size
         self.level = level
@@ -446,6 +463,7 @@ class StreamingTarCompressor:
             workers=self.workers,
             progress=progress or self.progress,
             name=name,
+            recipients=self.recipients,
         )
         yield from stream
         self.manifest = stream.manifest
@@ -593,6 +611,7 @@ class StreamingTarCompressor:
             max_output_bytes=max_output_bytes,
             max_members=max_members,
             same_permissions=same_permissions,
+            identities=self.identities,
         )
 
 

@@ -99,11 +99,14 @@ def iter_chunks(
     progress: Progress | None = None,
     progress_callback: FileCallback | None = None,
     name: str = "chunks",
+    recipients: Sequence[RecipientSpec] = (),
+    passphrase: str | None = None,
 ) -> ChunkIterator:
     """Packs into memory: ``(index, bytes)`` per chunk as each is complete, nothing on disk.
 
     After the last chunk, ``.manifest`` describes the archive, its chunks named
-    ``NAME.part0000``… as if packed to the prefix ``NAME``.
+    ``NAME.part0000``… as if packed to the prefix ``NAME``. ``recipients`` or ``passphrase``
+    encrypt them (as ``pack``).
     """
     settings = PackSettings.build(compression, level, chunk_size, block_size, workers)
     return ChunkIterator(
@@ -111,6 +114,7 @@ def iter_chunks(
         settings,
         progress=_progress(progress, progress_callback),
         prefix_name=name,
+        recipients=recipients_from(recipients, passphrase),
     )
 
 

@@ -719,10 +719,16 @@ class ChunkIterator:
         *,
         progress: Progress | None = None,
         prefix_name: str = "chunks",
+        recipients: Sequence[Recipient] = (),
     ) -> None:
         self._outcome = _Outcome()
         self._chunks = _memory_chunks(
-            list(sources), settings, prefix_name, progress or NullProgress(), self._outcome
+            list(sources),
+            settings,
+            prefix_name,
+            progress or NullProgress(),
+            self._outcome,
+            recipients,
         )
 
     @property
@@ -750,11 +756,18 @@ def _memory_chunks(
     prefix_name: str,
     progress: Progress,
     outcome: _Outcome,
+    recipients: Sequence[Recipient],
 ) -> Generator[tuple[int, bytes], None, None]:
     summary = scan(sources)
     settings = settings.sized_for(summary.tar_size_bound)
     events = pack_events(
-        sources, settings, prefix_name, summary, skipped=outcome.skipped, checkpoints=False
+        sources,
+        settings,
+        prefix_name,
+        summary,
+        skipped=outcome.skipped,
+        checkpoints=False,
+        sealer=ArchiveSealer(recipients) if recipients else None,
     )
     # BytesIO.getvalue() hands over its buffer without a copy when nothing else holds it.
     buffer = io.BytesIO()

@@ -22,7 +22,7 @@ from ..core.reorder import ChunkReorderer
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent, WholeMember
 from ..core.verifier import ChunkVerified, StreamVerifier, VerifierEvent
 from ..encryption import Identity
-from ..encryption.archive import OpenedArchive, open_archive
+from ..encryption.archive import ArchiveDecryptor, OpenedArchive, open_archive
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
@@ -177,8 +177,10 @@ class StreamUnpacker:
         select: Callable[[str], bool] | None = None,
         checked_ahead: bool = False,
         opened: OpenedArchive | None = None,
+        identities: Sequence[Identity] = (),
     ) -> None:
-        if manifest is not None and manifest.encryption is not None and opened is None:
+        encrypted = manifest is not None and manifest.encryption is not None
+        if encrypted and opened is None and not identities:
             raise DecryptionError(
                 "no match", "the archive is encrypted: give its key (-i) or passphrase"
             )
@@ -194,7 +196,7 @@ class StreamUnpacker:
             self._start = start_point(manifest, resume.position)
             chunks = chunks[self._start.chunk :]
         self.first_chunk = self._start.chunk if self._start is not None else 0
-        checked_ahead = checked_ahead or opened is not None
+        checked_ahead = checked_ahead or encrypted
         self._verifier = (
             StreamVerifier(
                 chunks,
@@ -205,20 +207,18 @@ class StreamUnpacker:
             if verify_checksum and manifest is not None
             else None
         )
-        stated = compression or (manifest.compression if manifest is not None else None)
-        workers = workers or os.cpu_count() or 1
-        # Encrypted, the chunks are decrypted first; the decoder reads the stream inside.
-        self._decryptor = opened.decryptor() if opened is not None else None
-        inner = opened.inner(manifest) if opened is not None and manifest is not None else manifest
-        self._decoder: TarStreamDecoder | ParallelBlockDecoder
-        if inner is not None and self._start is not None:
-            self._decoder = ParallelBlockDecoder(
-                inner, stated, workers, self._start, whole_members=True
-            )
-        elif inner is not None and workers > 1 and ParallelBlockDecoder.usable(inner):
-            self._decoder = ParallelBlockDecoder(inner, stated, workers, whole_members=True)
-        else:
-            self._decoder = TarStreamDecoder(stated, whole_members=True)
+        self._stated = compression or (manifest.compression if manifest is not None else None)
+        self._workers = workers or os.cpu_count() or 1
+        # Encrypted, the chunks are decrypted first; the decoder reads the stream inside. Given
+        # identities, the archive opens once its age header has arrived (``_opening``).
+        self._decryptor: ArchiveDecryptor | None = None
+        self._identities = identities
+        self._held: list[VerifierEvent] = []  # what came before the header was whole
+        self._decoder: TarStreamDecoder | ParallelBlockDecoder | None = None
+        if opened is not None:
+            self._open(opened)
+        elif not encrypted:
+            self._decoder = self._new_decoder(manifest)
         self._writer = TreeWriter(
             output_dir,
             deferred=self._verifier is not None,
@@ -264,10 +264,13 @@ class StreamUnpacker:
 
     def verify(self, data: bytes | bytearray | memoryview) -> list[VerifierEvent]:
         """Check the bytes, and decrypt them (thread-safe against ``consume``: it touches
-        only the verifier and the decryptor)."""
-        if self._verifier is None:
-            return [memoryview(data)]
-        events = self._verifier.feed(data)
+        only the verifier and the decryptor, and makes the decoder before consume sees a
+        byte)."""
+        events: list[VerifierEvent] = (
+            [memoryview(data)] if self._verifier is None else self._verifier.feed(data)
+        )
+        if self._decoder is None:
+            events = self._opening(events)
         if self._decryptor is None:
             return events
         return [self._decrypted(event) for event in events]
@@ -277,10 +280,38 @@ class StreamUnpacker:
         if self._reorderer is not None:
             self._reorderer.finish()
         events = self._verifier.finish() if self._verifier is not None else []
+        if self._decoder is None:
+            events = self._opening(events)
+            if self._decoder is None:
+                raise DecryptionError("header", "the archive ends inside its age header")
         if self._decryptor is not None:
             tail = memoryview(self._decryptor.finish())
             events = [*(self._decrypted(event) for event in events), tail]
         return events
+
+    def _opening(self, events: list[VerifierEvent]) -> list[VerifierEvent]:
+        """Held until the age header is whole; then the archive opens, and all of it goes on."""
+        assert self._manifest is not None and self._manifest.encryption is not None
+        self._held += [e if isinstance(e, ChunkVerified) else memoryview(bytes(e)) for e in events]
+        head = b"".join(e for e in self._held if not isinstance(e, ChunkVerified))
+        if len(head) < self._manifest.encryption.header_length:
+            return []
+        self._open(open_archive(self._manifest, head, self._identities))
+        held, self._held = self._held, []
+        return held
+
+    def _open(self, opened: OpenedArchive) -> None:
+        assert self._manifest is not None
+        self._decryptor = opened.decryptor()
+        self._decoder = self._new_decoder(opened.inner(self._manifest))
+
+    def _new_decoder(self, manifest: Manifest | None) -> TarStreamDecoder | ParallelBlockDecoder:
+        stated, workers = self._stated, self._workers
+        if manifest is not None and self._start is not None:
+            return ParallelBlockDecoder(manifest, stated, workers, self._start, whole_members=True)
+        if manifest is not None and workers > 1 and ParallelBlockDecoder.usable(manifest):
+            return ParallelBlockDecoder(manifest, stated, workers, whole_members=True)
+        return TarStreamDecoder(stated, whole_members=True)
 
     def _decrypted(self, event: VerifierEvent) -> VerifierEvent:
         assert self._decryptor is not None
@@ -296,6 +327,7 @@ class StreamUnpacker:
             self._extract.committed()
             return
         self._total += len(event)
+        assert self._decoder is not None  # made by verify() before any byte is passed on
         for tar_event in self._decoder.events(event):
             self._extract(tar_event)
         self._progress.advance(len(event))
@@ -307,6 +339,7 @@ class StreamUnpacker:
 
     def complete(self) -> UnpackResult:
         """After ``verify_end``'s events were consumed: drain the decoder, close the tree."""
+        assert self._decoder is not None
         for event in self._decoder.finish():
             self._extract(event)
         self._writer.commit()
@@ -328,7 +361,8 @@ class StreamUnpacker:
         that says so."""
         if self._journal is not None:
             self._journal.close()
-        self._decoder.close()
+        if self._decoder is not None:
+            self._decoder.close()
         self._writer.abort()
         self._writer.close()
         self._progress.finish()
