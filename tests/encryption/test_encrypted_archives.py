@@ -169,7 +169,7 @@ def test_an_edited_manifest_is_refused_by_its_mac(tree, tmp_path, edit) -> None:
     assert caught.value.kind == "hmac" and "manifest was altered" in str(caught.value)
 
 
-@pytest.mark.parametrize("damage", ["flip", "swap", "drop-last", "truncate-last"])
+@pytest.mark.parametrize("damage", ["flip", "flip-end", "swap", "drop-last", "truncate-last"])
 def test_damaged_swapped_or_missing_parts_stop_the_unpack_leaving_only_verified_files(
     tree, tmp_path, damage
 ) -> None:
@@ -187,6 +187,10 @@ def test_damaged_swapped_or_missing_parts_stop_the_unpack_leaving_only_verified_
         data = bytearray(parts[3].read_bytes())
         data[500] ^= 1
         parts[3].write_bytes(bytes(data))
+    elif damage == "flip-end":  # decryption lags the chunk sizes: still this chunk is named
+        data = bytearray(parts[2].read_bytes())
+        data[-3] ^= 1
+        parts[2].write_bytes(bytes(data))
     elif damage == "swap":
         first, second = parts[2].read_bytes(), parts[3].read_bytes()
         parts[2].write_bytes(second)
@@ -195,8 +199,10 @@ def test_damaged_swapped_or_missing_parts_stop_the_unpack_leaving_only_verified_
         parts[-1].unlink()
     else:
         parts[-1].write_bytes(parts[-1].read_bytes()[:-1])
-    with pytest.raises((stc.ChecksumMismatchError, stc.MissingChunkError)):
+    with pytest.raises((stc.ChecksumMismatchError, stc.MissingChunkError)) as caught:
         stc.unpack(tmp_path / "a", tmp_path / "out", identities=[identity])
+    if damage.startswith("flip"):
+        assert parts[3 if damage == "flip" else 2].name in str(caught.value)
     made = restored(tmp_path / "out", tree)
     for path in made.rglob("*") if made.exists() else ():
         assert not path.name.startswith(".stc-"), "a temporary file was left"
@@ -280,3 +286,114 @@ def test_info_says_encrypted_and_member_readers_refuse_clearly(tree, tmp_path, c
             args.append(str(tree))
         assert main(args) == 2, command
         assert "encrypted archive is not supported yet" in capsys.readouterr().err
+
+
+def test_an_archive_of_tiny_chunks_opens_its_header_across_them(tmp_path) -> None:
+    identity = stc.X25519Identity.generate()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"data" * 100)
+    stc.pack(tmp_path / "src", tmp_path / "a", chunk_size=64, recipients=[identity.recipient])
+    assert stc.verify(tmp_path / "a", identities=[identity], deep=True).ok
+    stc.unpack(tmp_path / "a", tmp_path / "out", identities=[identity])
+    assert (
+        tmp_path / "out" / (tmp_path / "src" / "f").relative_to("/")
+    ).read_bytes() == b"data" * 100
+
+
+def test_chunk_names_leave_room_for_the_age_overhead(tmp_path, monkeypatch) -> None:
+    """The tar stream of this file, named "f", is at most 59,906 bytes: in 6-byte chunks,
+    9,985 of them (4 digits); sealed, ~200 bytes more: 10,018 (5 digits, or ``cat`` would
+    not join them in order)."""
+    monkeypatch.chdir(tmp_path)  # the bound grows with the name
+    Path("f").write_bytes(b"x" * 37208)
+    plain = stc.iter_chunks("f", compression="none", chunk_size=6)
+    sealed = stc.iter_chunks(
+        "f",
+        compression="none",
+        chunk_size=6,
+        recipients=[stc.X25519Identity.generate().recipient],
+    )
+    for stream in (plain, sealed):
+        for _ in stream:
+            pass
+    assert plain.manifest is not None and sealed.manifest is not None
+    assert plain.manifest.chunks[0].name == "chunks.part0000"
+    assert sealed.manifest.chunks[0].name == "chunks.part00000"
+
+
+def test_a_key_given_for_an_archive_that_is_not_encrypted_is_refused(tree, tmp_path) -> None:
+    stc.pack(tree, tmp_path / "a")  # what an attacker could put in the encrypted one's place
+    with pytest.raises(stc.DecryptionError, match="not encrypted"):
+        stc.unpack(tmp_path / "a", tmp_path / "out", passphrase="my secret")
+    with pytest.raises(stc.DecryptionError, match="not encrypted"):
+        stc.verify(tmp_path / "a", identities=[stc.X25519Identity.generate()])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("edit", ["version", "chunk key", "encryption key", "complete"])
+def test_keys_this_version_ignores_are_under_the_mac_too(tree, tmp_path, edit) -> None:
+    identity = stc.X25519Identity.generate()
+    stc.pack(tree, tmp_path / "a", recipients=[identity.recipient])
+    path = tmp_path / "a.manifest.json"
+    document = json.loads(path.read_text())
+    if edit == "version":
+        document["version"] = "1.9"
+    elif edit == "chunk key":
+        document["chunks"][0]["note"] = "x"
+    elif edit == "encryption key":
+        document["encryption"]["note"] = "x"
+    else:
+        document["complete"] = None
+    path.write_text(json.dumps(document))
+    with pytest.raises(stc.DecryptionError, match="manifest was altered"):
+        stc.unpack(tmp_path / "a", tmp_path / "out", identities=[identity])
+
+
+def test_a_key_given_twice_in_a_manifest_object_is_refused(tree, tmp_path) -> None:
+    stc.pack(tree, tmp_path / "a", recipients=[stc.X25519Identity.generate().recipient])
+    path = tmp_path / "a.manifest.json"
+    text = path.read_text()
+    path.write_text(text.replace('"tool":', '"restore_command": "rm -rf ~",\n "tool":', 1))
+    with pytest.raises(stc.ManifestError, match="given twice"):
+        stc.read_manifest(tmp_path / "a")
+
+
+def test_an_absurd_header_length_is_refused_before_anything_is_read(tree, tmp_path) -> None:
+    stc.pack(tree, tmp_path / "a", recipients=[stc.X25519Identity.generate().recipient])
+    path = tmp_path / "a.manifest.json"
+    document = json.loads(path.read_text())
+    document["encryption"]["header_length"] = 10**12
+    path.write_text(json.dumps(document))
+    with pytest.raises(stc.ManifestError, match="beyond any age header"):
+        stc.read_manifest(tmp_path / "a")
+
+
+def test_a_passphrase_archive_prints_a_recipe_age_accepts(tree, tmp_path) -> None:
+    packed = stc.pack(tree, tmp_path / "a", passphrase="x y z")
+    assert packed.manifest.restore_command == "set -o pipefail; cat a.part* | age -d | tar -z -xf -"
+
+
+def test_keys_are_never_taken_from_the_command_line_nor_echoed(tree, tmp_path, capsys) -> None:
+    identity = stc.X25519Identity.generate()
+    stc.pack(tree, tmp_path / "a", recipients=[identity.recipient])
+    assert (
+        main(["unpack", str(tmp_path / "a"), "-C", str(tmp_path / "o"), "-i", str(identity)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "visible to every user" in err and str(identity) not in err
+    broken = " " + str(identity).lower()[:-1] + "q"
+    with pytest.raises(stc.UsageError) as caught:
+        stc.unpack(tmp_path / "a", tmp_path / "o", identities=[broken])
+    assert broken.strip() not in str(caught.value).lower()
+
+
+def test_an_age_stream_without_its_manifest_is_named_as_such(
+    tree, tmp_path, capsys, monkeypatch
+) -> None:
+    identity = stc.X25519Identity.generate()
+    stc.pack(tree, tmp_path / "a", recipients=[identity.recipient])
+    stream = b"".join(p.read_bytes() for p in sorted(tmp_path.glob("a.part*")))
+    with pytest.raises(stc.CorruptStreamError, match="age-encrypted"):
+        stc.unpack_stream([stream], tmp_path / "out")
+    with pytest.raises(stc.UsageError, match="following"):
+        stc.unpack(tmp_path / "a", tmp_path / "out", identities=[identity], follow=True)

@@ -24,7 +24,7 @@ from ..codecs import codec_for
 from ..core.detect import HEAD_SIZE, detect_compression
 from ..core.manifest import Manifest
 from ..core.member_index import PageColumns
-from ..encryption import read_recipients
+from ..encryption import looks_like_a_key, read_recipients
 from ..errors import (
     ArchiveBusyError,
     ArchiveDamagedError,
@@ -820,6 +820,11 @@ def _recipients(args: argparse.Namespace) -> list[str]:
 
 def _keys(args: argparse.Namespace) -> dict[str, Any]:
     """What opens an encrypted archive: ``-i`` files and ``--passphrase``."""
+    if any(looks_like_a_key(path) for path in args.identity):
+        raise UsageError(
+            "-i takes an identity file: a key on the command line is visible to every user "
+            "of this machine (ps); write it to a file (mode 0600) and give that"
+        )
     return {
         "identities": args.identity,
         "passphrase": _passphrase(confirm=False) if args.passphrase else None,

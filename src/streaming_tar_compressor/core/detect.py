@@ -29,6 +29,9 @@ _USTAR_MAGIC, _USTAR_OFFSET = b"ustar", 257
 _CHKSUM_START, _CHKSUM_END = 148, 156
 
 
+_AGE_MAGIC = b"age-encryption.org/"
+
+
 def detect_compression(head: bytes) -> CompressionType:
     """The codec of a stream whose first ``HEAD_SIZE`` bytes (or all, if fewer) are ``head``."""
     if not head:
@@ -44,6 +47,11 @@ def detect_compression(head: bytes) -> CompressionType:
         return CompressionType.NONE
     if _is_magic_prefix(head):
         raise TruncatedStreamError("input too short to tell its compression")
+    if head.startswith(_AGE_MAGIC):
+        raise CorruptStreamError(
+            "this stream is age-encrypted: unpack it by its prefix with its key (-i) or "
+            "passphrase, or decrypt it first (age -d)"
+        )
     raise CorruptStreamError(
         "not a compressed tar stream: the first bytes match no gzip, bzip2, xz, zstd, lz4 or "
         "tar header"

@@ -60,6 +60,7 @@ class IndexRef:
 
 
 ENCRYPTION_FORMAT = "age"
+MAX_AGE_HEADER = 1 << 20  # encryption/header.py's bound: no header of stc's or age's is near
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,9 @@ class Manifest:
     tool: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     seed: bool = False  # read from a manifest without ``format``: the seed's minimal keys
+    # The JSON object as read (None: made here): an encrypted archive's MAC covers it whole,
+    # keys this version ignores or normalizes included.
+    source: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def total_chunks(self) -> int:
@@ -180,7 +184,7 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "manifest") -> Manifest:
         try:
-            document = json.loads(text)
+            document = json.loads(text, object_pairs_hook=_unique_keys)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ManifestError(f"{source} is not valid JSON: {exc}") from exc
         except RecursionError:
@@ -189,6 +193,15 @@ class Manifest:
         if not isinstance(document, dict):
             raise ManifestError(f"{source} is not a JSON object")
         return _parse(document, source)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when a key is given twice (which one counts is up to the
+    reader: two readers could see two manifests)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("a key is given twice in one object")
+    return document
 
 
 def _parse(doc: dict[str, Any], source: str) -> Manifest:
@@ -281,6 +294,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         tool=_optional(doc, "tool", str, source, default=""),
         extra={k: v for k, v in doc.items() if k not in known},
         seed=seed,
+        source=doc,
     )
 
 
@@ -386,9 +400,12 @@ def _parse_encryption(value: Any, source: str) -> EncryptionInfo | None:
     mac = _require(value, "mac", str, where)
     if not _SHA256_HEX.fullmatch(mac):
         raise ManifestError(f"{where}: mac is not a SHA-256 hex digest")
+    header_length = _require_int(value, "header_length", where, minimum=1)
+    if header_length > MAX_AGE_HEADER:
+        raise ManifestError(f"{where}: header_length {header_length} is beyond any age header")
     return EncryptionInfo(
         recipient_types=tuple(types),
-        header_length=_require_int(value, "header_length", where, minimum=1),
+        header_length=header_length,
         sealed=_require(value, "sealed", str, where),
         mac=mac,
     )

@@ -45,6 +45,7 @@ __all__ = [
     "encrypt",
     "identities_from",
     "keygen_text",
+    "looks_like_a_key",
     "new_header",
     "open_header",
     "read_identities",
@@ -124,8 +125,8 @@ def identities_from(
     or path: what ``age-keygen`` and ``stc keygen`` write), identity objects, a passphrase."""
     opened: list[Identity] = []
     for item in identities:
-        if isinstance(item, str) and item.startswith("AGE-SECRET-KEY-"):
-            opened.append(X25519Identity.parse(item))
+        if isinstance(item, str) and looks_like_a_key(item):
+            opened.append(X25519Identity.parse(item.strip()))  # its errors never echo it
         elif isinstance(item, (str, os.PathLike)):
             try:
                 text = Path(item).read_text(encoding="utf-8")
@@ -139,6 +140,12 @@ def identities_from(
     if passphrase is not None:
         opened.append(ScryptIdentity(passphrase.encode()))
     return opened
+
+
+def looks_like_a_key(text: str) -> bool:
+    """An ``AGE-SECRET-KEY-…`` string (any case, any blanks around): never a file name, and
+    never repeated in a message."""
+    return text.strip().upper().startswith("AGE-SECRET-KEY-")
 
 
 def keygen_text(identity: X25519Identity, created: str) -> str:

@@ -98,8 +98,9 @@ def refuse_encrypted(manifest: Manifest | None, what: str) -> None:
 
 
 def manifest_mac(file_key: bytes, manifest: Manifest) -> str:
-    """HMAC-SHA-256 of the manifest's every key but the MAC itself, as canonical JSON."""
-    document = manifest.document()
+    """HMAC-SHA-256 of the manifest's every key but the MAC itself, as canonical JSON: the
+    object as read from its file (every key, known to this version or not), or as made."""
+    document = dict(manifest.source if manifest.source is not None else manifest.document())
     document["encryption"] = {**document["encryption"], "mac": ""}
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     return hmac.new(hkdf(file_key, b"", _MAC_INFO), canonical, hashlib.sha256).hexdigest()
@@ -114,6 +115,15 @@ class ArchiveSealer:
         self._file_key, self._header = new_header(self._recipients)
         self._payload = PayloadEncryptor(self._file_key, new_nonce())
         self._started = False
+
+    @property
+    def header_length(self) -> int:
+        return len(self._header)
+
+    @property
+    def passphrase(self) -> bool:
+        """Sealed under a passphrase (then the header's only stanza)."""
+        return any(recipient.kind == "scrypt" for recipient in self._recipients)
 
     def feed(self, data: bytes | memoryview) -> bytes:
         sealed = self._payload.feed(data)

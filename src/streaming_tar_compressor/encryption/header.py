@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..core.manifest import MAX_AGE_HEADER
 from ..errors import DecryptionError
 
 VERSION_LINE = b"age-encryption.org/v1\n"
@@ -26,7 +27,7 @@ _MAC_MARK = b"---"
 _COLUMNS = 64
 _ARGUMENT = re.compile(rb"[\x21-\x7e]+")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*")
-MAX_HEADER = 1 << 20  # a header this long is not one stc or age writes (~100 B a recipient)
+MAX_HEADER = MAX_AGE_HEADER  # a header this long is not one stc or age writes (~100 B each)
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,8 @@ class PayloadEncryptor:
         return b"".join(out)
 
     def finish(self) -> bytes:
+        if not self._pending and self._index:
+            raise ValueError("a final chunk after others must hold a byte (age's rule)")
         head = b"" if self._started else self._nonce
         self._started = True
         sealed = seal(self._key, self._index, bytes(self._pending), final=True)

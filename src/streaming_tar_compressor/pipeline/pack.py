@@ -24,6 +24,7 @@ from ..core.member_index import ENTRIES_PER_PAGE, Page, PageBuilder, Row
 from ..core.tar_writer import TarWriter, padding
 from ..encryption import Recipient
 from ..encryption.archive import ArchiveSealer, Secret
+from ..encryption.stream import sealed_size
 from ..errors import OutputError, SourceChangedError, SourceError, UsageError
 from ..fs.walk import (
     Exclude,
@@ -184,14 +185,13 @@ def restore_command(codec: Codec, prefix_name: str) -> str:
     return f"cat {shlex.quote(prefix_name)}.part* | tar{flag} -xf -"
 
 
-def encrypted_restore_command(codec: Codec, prefix_name: str) -> str:
+def encrypted_restore_command(codec: Codec, prefix_name: str, passphrase: bool) -> str:
     """The same with age in between; pipefail, because age gives out the chunks it has
-    authenticated before it finds the stream cut short, and tar may then end with 0."""
+    authenticated before it finds the stream cut short, and tar may then end with 0. A
+    passphrase is asked for by age itself (it refuses -i for one)."""
     flag = f" {codec.tar_flag}" if codec.tar_flag else ""
-    return (
-        f"set -o pipefail; cat {shlex.quote(prefix_name)}.part* | age -d -i key.txt "
-        f"| tar{flag} -xf -"
-    )
+    key = "" if passphrase else " -i key.txt"
+    return f"set -o pipefail; cat {shlex.quote(prefix_name)}.part* | age -d{key} | tar{flag} -xf -"
 
 
 def suffix_width(max_stream_size: int, chunk_size: int) -> int:
@@ -235,6 +235,8 @@ def pack_events(
     encoder = codec.new_encoder(settings.level, settings.block_size)
     if resume is None:
         max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
+        if sealer is not None:  # age adds its header and 16 bytes a 64 KiB
+            max_stream = sealer.header_length + sealed_size(max_stream)
         width = suffix_width(max_stream, settings.chunk_size)
         start = ResumePoint(0, 0, 0, encoder.state(), NO_SOURCES)
         stream_hash = HashInThread(hashlib.sha256())
@@ -429,7 +431,9 @@ def _sealed(
         trailer_offset=None,
         blocks=(),
         block_sha256=(),
-        restore_command=encrypted_restore_command(codec_for(manifest.compression), prefix_name),
+        restore_command=encrypted_restore_command(
+            codec_for(manifest.compression), prefix_name, sealer.passphrase
+        ),
     )
     return sealer.seal(public, secret)
 

@@ -180,6 +180,7 @@ class StreamUnpacker:
         identities: Sequence[Identity] = (),
     ) -> None:
         encrypted = manifest is not None and manifest.encryption is not None
+        refuse_plain_with_keys(manifest, identities)
         if encrypted and opened is None and not identities:
             raise DecryptionError(
                 "no match", "the archive is encrypted: give its key (-i) or passphrase"
@@ -401,6 +402,8 @@ def unpack(
     """
     if select is not None and (resume or follow_timeout is not None):
         raise UsageError("a selection of members is neither resumed nor followed")
+    if follow_timeout is not None and identities:
+        raise UsageError("following a pack of an encrypted archive is not supported yet")
     if follow_timeout is not None:
         if resume or not verify_checksum:
             raise UsageError(
@@ -520,28 +523,41 @@ def _unpack_following(
 
 def open_encrypted(source: ChunkSource, identities: Sequence[Identity]) -> OpenedArchive | None:
     """An encrypted archive's keys and sealed part, from its age header at the start of its
-    first chunk (None: the archive is not encrypted)."""
+    stream (None: the archive is not encrypted, and no key was given)."""
     manifest = source.manifest
+    refuse_plain_with_keys(manifest, identities)
     if manifest is None or manifest.encryption is None:
         return None
     if not identities:
         raise DecryptionError(
             "no match", "the archive is encrypted: give its key (-i) or passphrase"
         )
-    if not manifest.chunks:
-        raise DecryptionError("header", "the encrypted archive has no chunk")
     head = bytearray()
-    pieces = source.read(manifest.chunks[0])
-    try:
-        for piece in pieces:
-            head += piece
-            if len(head) >= manifest.encryption.header_length:
-                break
-    finally:
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()
-    return open_archive(manifest, bytes(head), identities)
+    for chunk in manifest.chunks:  # tiny chunks: the header may span several
+        pieces = source.read(chunk)
+        try:
+            for piece in pieces:
+                head += piece
+                if len(head) >= manifest.encryption.header_length:
+                    return open_archive(manifest, bytes(head), identities)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+    raise DecryptionError("header", "the archive ends inside its age header")
+
+
+def refuse_plain_with_keys(manifest: Manifest | None, identities: Sequence[Identity]) -> None:
+    """A key or passphrase given for an archive that is not encrypted: someone may have put
+    a plain archive in its place, which the key would have caught. Refused."""
+    if identities and manifest is None:
+        raise UsageError("an encrypted stream opens with its manifest: give it (manifest=)")
+    if identities and manifest is not None and manifest.encryption is None:
+        raise DecryptionError(
+            "header",
+            "a key or passphrase was given, but this archive is not encrypted (was it "
+            "replaced?): unpack it without one if you trust it",
+        )
 
 
 def _has_block_index(manifest: Manifest) -> bool:
@@ -571,7 +587,10 @@ def _blame_unverified_chunk(source: ChunkSource, index: int, error: StcError) ->
     verified) is damaged, raise the ChecksumMismatchError that names it instead. Decrypting
     runs on the reading thread, ahead of the decoder: for a chunk that did not authenticate,
     the chunks that thread may have reached are checked too."""
-    ahead = READ_AHEAD_PIECES + 2 if isinstance(error, DecryptionError) else 1
+    if isinstance(error, DecryptionError):  # it may lag the chunk sizes by an age chunk
+        index, ahead = max(0, index - 1), READ_AHEAD_PIECES + 3
+    else:
+        ahead = 1
     for chunk in source.chunks[index : index + ahead]:
         damage = source.damage(chunk)
         if damage is not None:
