@@ -30,6 +30,13 @@ def tree(make_tree):
     )
 
 
+def sealed_zstd(tree: Path, prefix: Path, identity: stc.X25519Identity) -> stc.PackResult:
+    """The archive most tests here start from: zstd, 100 kB chunks, sealed to ``identity``."""
+    return stc.pack(
+        tree, prefix, compression="zstd", chunk_size=100_000, recipients=[identity.recipient]
+    )
+
+
 def restored(out: Path, tree: Path) -> Path:
     return out / tree.relative_to("/")
 
@@ -57,13 +64,7 @@ def test_an_encrypted_archive_round_trips_and_any_recipient_opens_it(tree, tmp_p
 
 def test_the_public_manifest_shows_no_structure_and_no_key(tree, tmp_path) -> None:
     identity = stc.X25519Identity.generate()
-    stc.pack(
-        tree,
-        tmp_path / "a",
-        compression="zstd",
-        chunk_size=100_000,
-        recipients=[identity.recipient],
-    )
+    sealed_zstd(tree, tmp_path / "a", identity)
     text = (tmp_path / "a.manifest.json").read_text()
     document = json.loads(text)
     assert document["blocks"] == [] and "block_sha256" not in document and "index" not in document
@@ -136,21 +137,9 @@ def test_no_key_or_a_wrong_key_is_exit_14_before_anything_is_written(
 @pytest.mark.parametrize("edit", ["created", "level", "recipient_types", "sealed"])
 def test_an_edited_manifest_is_refused_by_its_mac(tree, tmp_path, edit) -> None:
     identity = stc.X25519Identity.generate()
-    stc.pack(
-        tree,
-        tmp_path / "a",
-        compression="zstd",
-        chunk_size=100_000,
-        recipients=[identity.recipient],
-    )
+    sealed_zstd(tree, tmp_path / "a", identity)
     other = stc.X25519Identity.generate()
-    stc.pack(
-        tree,
-        tmp_path / "b",
-        compression="zstd",
-        chunk_size=100_000,
-        recipients=[identity.recipient],
-    )
+    sealed_zstd(tree, tmp_path / "b", identity)
     path = tmp_path / "a.manifest.json"
     document = json.loads(path.read_text())
     if edit == "created":

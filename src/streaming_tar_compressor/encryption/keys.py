@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -24,6 +24,7 @@ from . import bech32
 from .header import Stanza, b64decode, b64encode, hkdf
 
 FILE_KEY_SIZE = 16
+T = TypeVar("T")
 _ZERO_NONCE = bytes(12)
 _X25519_INFO = b"age-encryption.org/v1/X25519"
 _SCRYPT_SALT_LABEL = b"age-encryption.org/v1/scrypt"
@@ -210,15 +211,7 @@ def unwrap_file_key(stanzas: Sequence[Stanza], identities: Sequence[Identity]) -
 def read_identities(text: str, source: str) -> list[X25519Identity]:
     """The identities of an identity file as ``age-keygen`` writes it: one key a line, ``#``
     comments and blank lines skipped; anything else is refused, naming its line."""
-    identities = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            identities.append(X25519Identity.parse(line))
-        except UsageError as exc:
-            raise UsageError(f"{source}, line {number}: {exc}") from None
+    identities = _key_lines(text, source, X25519Identity.parse)
     if not identities:
         raise UsageError(f"{source} holds no age identity")
     return identities
@@ -227,13 +220,17 @@ def read_identities(text: str, source: str) -> list[X25519Identity]:
 def read_recipients(text: str, source: str) -> list[X25519Recipient]:
     """The recipients of a recipients file (``age -R``): one ``age1…`` a line, ``#`` comments
     and blank lines skipped."""
-    recipients = []
+    return _key_lines(text, source, X25519Recipient.parse)
+
+
+def _key_lines(text: str, source: str, parse: Callable[[str], T]) -> list[T]:
+    keys = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         try:
-            recipients.append(X25519Recipient.parse(line))
+            keys.append(parse(line))
         except UsageError as exc:
             raise UsageError(f"{source}, line {number}: {exc}") from None
-    return recipients
+    return keys
