@@ -299,9 +299,18 @@ async def list_members(
     *,
     compression: CompressionType | str | None = None,
     wildcards: bool = False,
+    identities: Sequence[IdentitySpec] = (),
+    passphrase: str | None = None,
 ) -> AsyncIterator[TarMember]:
     """Async twin of ``sync.list_members``: read off the loop, LIST_BATCH members a step."""
-    listed = sync.list_members(prefix, members, compression=compression, wildcards=wildcards)
+    listed = sync.list_members(
+        prefix,
+        members,
+        compression=compression,
+        wildcards=wildcards,
+        identities=identities,
+        passphrase=passphrase,
+    )
     async for member in _in_batches(listed):
         yield member
 

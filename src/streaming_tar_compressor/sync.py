@@ -211,14 +211,21 @@ def list_members(
     *,
     compression: CompressionType | str | None = None,
     wildcards: bool = False,
+    identities: Sequence[IdentitySpec] = (),
+    passphrase: str | None = None,
 ) -> Generator[TarMember, None, None]:
     """The archive's members in stream order: from its member index when it has one (no
     chunk is read), else decoded without writing anything. ``members`` selects by name (a
     folder selects its subtree) or, with ``wildcards``, by glob pattern; a name or pattern
-    that selects nothing raises MemberNotFoundError after the others are listed."""
+    that selects nothing raises MemberNotFoundError after the others are listed. An
+    encrypted archive is decrypted with ``identities`` or ``passphrase`` and decoded."""
     stated = None if compression is None else CompressionType.parse(compression)
     return listing.list_members(
-        os.fspath(prefix), compression=stated, members=members, wildcards=wildcards
+        os.fspath(prefix),
+        compression=stated,
+        members=members,
+        wildcards=wildcards,
+        identities=identities_from(identities, passphrase),
     )
 
 
@@ -235,11 +242,14 @@ def extract(
     same_permissions: bool = False,
     max_output_bytes: int | None = None,
     max_members: int | None = None,
+    identities: Sequence[IdentitySpec] = (),
+    passphrase: str | None = None,
 ) -> ExtractResult:
     """Restores only the selected members (names; a folder selects its subtree; with
     ``wildcards``, glob patterns), reading only the blocks that hold them, each checked
     against its SHA-256 before it is decoded. Needs the member index; a hardlink whose target
-    is not selected gets the target's content."""
+    is not selected gets the target's content. An encrypted archive (no index yet) is opened
+    with ``identities`` or ``passphrase`` and decoded whole, the rest skipped."""
     return extract_pipeline.extract(
         os.fspath(prefix),
         members,
@@ -251,6 +261,7 @@ def extract(
         same_permissions=same_permissions,
         max_output_bytes=max_output_bytes,
         max_members=max_members,
+        identities=identities_from(identities, passphrase),
     )
 
 

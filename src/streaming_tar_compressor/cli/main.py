@@ -24,7 +24,7 @@ from ..codecs import codec_for
 from ..core.detect import HEAD_SIZE, detect_compression
 from ..core.manifest import Manifest
 from ..core.member_index import PageColumns
-from ..encryption import looks_like_a_key, read_recipients
+from ..encryption import identities_from, looks_like_a_key, read_recipients
 from ..errors import (
     ArchiveBusyError,
     ArchiveDamagedError,
@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser(
         "list",
-        parents=[common],
+        parents=[common, keys],
         help="list the members like tar -tv",
         description="List the archive's members like tar -tv: from its member index when it "
         "has one (no chunk is read), else decoding without writing.",
@@ -650,6 +650,7 @@ def _extract_members(args: argparse.Namespace, started: float) -> int:
             compression=args.compression,
             progress=progress,
             **_writing(args),
+            **_keys(args),
         )
     seconds = time.monotonic() - started
     if args.json:
@@ -914,6 +915,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     stated = None if args.compression is None else CompressionType.parse(args.compression)
     prefix = normalize_prefix(args.prefix)
+    keys = _keys(args)
+    identities = identities_from(keys["identities"], keys["passphrase"])
     if not args.json_lines and not args.json:
         tv = TvLines()
         batches = listing.listed_batches(
@@ -922,13 +925,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
             members=args.members,
             wildcards=args.wildcards,
             size=LIST_BATCH,
+            identities=identities,
         )
         for batch in batches:
             lines = tv.page_lines(batch) if isinstance(batch, PageColumns) else tv.lines(batch)
             print("\n".join(lines))
         return 0
     members = listing.listed(
-        prefix, compression=stated, members=args.members, wildcards=args.wildcards
+        prefix,
+        compression=stated,
+        members=args.members,
+        wildcards=args.wildcards,
+        identities=identities,
     )
     if args.json_lines:
         for member in members:

@@ -92,8 +92,8 @@ def refuse_encrypted(manifest: Manifest | None, what: str) -> None:
     """What cannot read an encrypted archive yet says so, instead of decoding ciphertext."""
     if manifest is not None and manifest.encryption is not None:
         raise UsageError(
-            f"{what} of an encrypted archive is not supported yet: restore it whole with "
-            "stc unpack -i KEY (or --passphrase)"
+            f"{what} of an encrypted archive is not supported yet: list it, extract members "
+            "or restore it whole with its key (-i KEY or --passphrase)"
         )
 
 

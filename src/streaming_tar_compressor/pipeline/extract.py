@@ -25,9 +25,11 @@ from ..core.block_splitter import check_block_index
 from ..core.member_index import IndexEntry, MemberIndex, entry_differences
 from ..core.selection import Selection, clean_name
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarReader
+from ..encryption import Identity
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
+    DecryptionError,
     ManifestError,
     MemberNotFoundError,
     MissingChunkError,
@@ -277,9 +279,11 @@ def extract(
     same_permissions: bool = False,
     max_output_bytes: int | None = None,
     max_members: int | None = None,
+    identities: Sequence[Identity] = (),
 ) -> ExtractResult:
     """Writes the selected members (a folder: its subtree) into ``output_dir``;
-    ``compression`` is what the caller expects the archive to be."""
+    ``compression`` is what the caller expects the archive to be. With ``identities``, the
+    archive is an encrypted one: decrypted and decoded whole (it has no index yet)."""
     if not members:
         raise UsageError("name at least one member to extract (or unpack the whole archive)")
     selection = Selection(members, wildcards=wildcards)
@@ -290,7 +294,13 @@ def extract(
         "max_output_bytes": max_output_bytes,
         "max_members": max_members,
     }
-    with require_random_access(prefix) as archive:
+    if identities:
+        return _extract_by_decoding(prefix, selection, output_dir, progress, 0, caps, identities)
+    with require_random_access(prefix, encrypted=True) as archive:
+        if archive.manifest.encryption is not None:
+            raise DecryptionError(
+                "no match", "the archive is encrypted: give its key (-i) or passphrase"
+            )
         recorded = archive.manifest.compression
         if compression is not None and recorded is not None and compression is not recorded:
             raise CompressionMismatchError(compression.value, recorded.value)
@@ -325,11 +335,19 @@ def _extract_by_decoding(
     progress: Progress,
     blocks: int,
     caps: dict[str, Any],
+    identities: Sequence[Identity] = (),
 ) -> ExtractResult:
     """An archive without an index: decoded whole, every chunk verified, the members the
     selection does not take skipped. (A hardlink whose target is skipped cannot be made:
     rebuild the index with ``stc index`` to get the target's content.)"""
-    result = unpack(prefix, output_dir, progress=progress, select=selection.__contains__, **caps)
+    result = unpack(
+        prefix,
+        output_dir,
+        progress=progress,
+        select=selection.__contains__,
+        identities=identities,
+        **caps,
+    )
     selection.check_all_found()
     return ExtractResult(result.members, blocks, result.compressed_bytes, False)
 

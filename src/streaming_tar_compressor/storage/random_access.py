@@ -38,17 +38,24 @@ def open_random_access(prefix: str) -> RandomAccess | None:
         manifest = read_manifest_if_present(location)
         archive = RandomAccess(split_prefix(location)[0], manifest) if manifest else None
     if manifest is not None:
-        refuse_encrypted(manifest, "reading members by range (list, extract, cat, diff)")
         refuse_interrupted(manifest, prefix, " with stc pack … --resume (resume=True)")
     return archive
 
 
-def require_random_access(prefix: str) -> RandomAccess:
+def require_random_access(prefix: str, *, encrypted: bool = False) -> RandomAccess:
+    """The archive read by range; ManifestError without a manifest. An encrypted one only
+    when the caller says it handles it (``encrypted``)."""
     archive = open_random_access(prefix)
     if archive is None:
         location = parse_prefix(prefix)
         where = location.url if isinstance(location, RemotePrefix) else manifest_path(location)
         raise ManifestError(f"{where} does not exist: this needs the archive's manifest")
+    if not encrypted:
+        try:
+            refuse_encrypted(archive.manifest, "reading members by range (cat, diff)")
+        except BaseException:
+            archive.close()
+            raise
     return archive
 
 
