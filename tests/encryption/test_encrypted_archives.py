@@ -403,3 +403,22 @@ def test_an_age_stream_without_its_manifest_is_named_as_such(
         stc.unpack_stream([stream], tmp_path / "out")
     with pytest.raises(stc.UsageError, match="following"):
         stc.unpack(tmp_path / "a", tmp_path / "out", identities=[identity], follow=True)
+
+
+def test_info_with_the_key_shows_what_is_sealed(tree, tmp_path, capsys) -> None:
+    identity = stc.X25519Identity.generate()
+    (tmp_path / "key.txt").write_text(f"{identity}\n")
+    sealed_zstd(tree, tmp_path / "a", identity)
+    assert main(["info", str(tmp_path / "a"), "-i", str(tmp_path / "key.txt")]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "opened:       with the key given; manifest authenticated;" in out and " tar (ratio " in out
+    )
+    assert main(["info", str(tmp_path / "a"), "-i", str(tmp_path / "key.txt"), "--json"]) == 0
+    sealed = json.loads(capsys.readouterr().out)["sealed"]
+    assert (
+        sealed["uncompressed_size"] > 1_000_000
+        and len(sealed["blocks"]) == len(sealed["block_sha256"]) > 0
+    )
+    (tmp_path / "other.txt").write_text(f"{stc.X25519Identity.generate()}\n")
+    assert main(["info", str(tmp_path / "a"), "-i", str(tmp_path / "other.txt")]) == 14

@@ -25,6 +25,7 @@ from ..core.detect import HEAD_SIZE, detect_compression
 from ..core.manifest import Manifest
 from ..core.member_index import PageColumns
 from ..encryption import identities_from, looks_like_a_key, read_recipients
+from ..encryption.archive import OpenedArchive
 from ..errors import (
     ArchiveBusyError,
     ArchiveDamagedError,
@@ -40,8 +41,9 @@ from ..models import CompressionType
 from ..pipeline import listing
 from ..pipeline.diff import Difference
 from ..pipeline.pack import restore_command
+from ..pipeline.unpack import open_encrypted
 from ..progress import NullProgress, Progress
-from ..storage.archive import read_head
+from ..storage.archive import open_source, read_head
 from ..storage.local import MANIFEST_SUFFIX, READ_SIZE, sha256sum_path
 from ..storage.location import RemotePrefix, parse_prefix
 from .resume_hints import checkpoint_of, pack_resume_command, unpack_resume_command
@@ -414,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser(
         "info",
-        parents=[common],
+        parents=[common, keys],
         help="summarise the manifest and the restore command",
         description="Summarise the manifest, with the command that restores the archive "
         "using only cat and GNU tar.",
@@ -950,21 +952,30 @@ def _cmd_info(args: argparse.Namespace) -> int:
     prefix = normalize_prefix(args.prefix)
     manifest = sync.read_manifest(prefix)
     resume = None if manifest.complete else pack_resume_command(prefix, manifest)
+    keys = _keys(args)
+    identities = identities_from(keys["identities"], keys["passphrase"])
+    # With a key, an encrypted archive's sealed part is opened (its manifest authenticated).
+    opened = open_encrypted(open_source(prefix), identities) if identities else None
     if args.json:
-        extra = {"resume_command": resume} if resume else {}
+        extra: dict[str, Any] = {"resume_command": resume} if resume else {}
+        if opened is not None:
+            extra["sealed"] = json.loads(opened.secret.to_json())
         _print_json({"ok": True, **json.loads(manifest.to_json()), **extra})
         return 0
-    for label, value in _info_lines(prefix, manifest, resume):
+    for label, value in _info_lines(prefix, manifest, resume, opened):
         print(f"{label + ':':<13} {value}")
     return 0
 
 
-def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tuple[str, str]]:
+def _info_lines(
+    prefix: str, manifest: Manifest, resume: str | None, opened: OpenedArchive | None = None
+) -> list[tuple[str, str]]:
     """What the manifest knows, and nothing it does not: an interrupted pack has no stream
-    hash or restore command yet, a seed manifest no codec or block index."""
+    hash or restore command yet, a seed manifest no codec or block index; an encrypted one
+    opened with its key, what its sealed part holds too."""
     name = os.path.basename(prefix)
     packed = sum(chunk.size for chunk in manifest.chunks)
-    raw = manifest.uncompressed_size
+    raw = opened.secret.uncompressed_size if opened else manifest.uncompressed_size
     so_far = "" if manifest.complete else " so far"
     codec = manifest.compression or _detected_codec(prefix)
     if manifest.compression is not None:
@@ -987,6 +998,9 @@ def _info_lines(prefix: str, manifest: Manifest, resume: str | None) -> list[tup
         types = ", ".join(sorted(set(manifest.encryption.recipient_types)))
         count = len(manifest.encryption.recipient_types)
         lines.append(("encrypted", f"age, {count} recipient{'s' * (count != 1)} ({types})"))
+        if opened is not None:
+            sealed = len(opened.secret.blocks)
+            lines.append(("opened", f"with the key given; manifest authenticated; {sealed} blocks"))
     if manifest.block_size and manifest.encryption is None:
         count = len(manifest.blocks)
         blocks = f"{human_size(manifest.block_size)} ({count} block{'s' * (count != 1)}{so_far})"
