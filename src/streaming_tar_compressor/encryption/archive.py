@@ -32,10 +32,10 @@ _SHA256_HEX = frozenset("0123456789abcdef")
 @dataclass(frozen=True, slots=True)
 class Secret:
     """The manifest keys an encrypted archive keeps sealed, all about the compressed stream
-    (the age payload's plaintext)."""
+    (the age payload's plaintext). No SHA-256 of that whole stream: age authenticates every
+    byte of it, and the block digests check each block as the unencrypted manifest does."""
 
     compressed_size: int
-    sha256: str
     uncompressed_size: int
     trailer_offset: int
     blocks: tuple[tuple[int, int], ...]
@@ -45,7 +45,6 @@ class Secret:
         return json.dumps(
             {
                 "compressed_size": self.compressed_size,
-                "sha256": self.sha256,
                 "uncompressed_size": self.uncompressed_size,
                 "trailer_offset": self.trailer_offset,
                 "blocks": [list(pair) for pair in self.blocks],
@@ -61,7 +60,6 @@ class Secret:
             doc = json.loads(data)
             secret = cls(
                 compressed_size=_count(doc["compressed_size"]),
-                sha256=_digest(doc["sha256"]),
                 uncompressed_size=_count(doc["uncompressed_size"]),
                 trailer_offset=_count(doc["trailer_offset"]),
                 blocks=tuple((_count(raw), _count(at)) for raw, at in doc["blocks"]),
@@ -125,15 +123,16 @@ class ArchiveSealer:
         """Sealed under a passphrase (then the header's only stanza)."""
         return any(recipient.kind == "scrypt" for recipient in self._recipients)
 
-    def feed(self, data: bytes | memoryview) -> bytes:
-        sealed = self._payload.feed(data)
+    def feed(self, data: bytes | memoryview) -> list[bytes]:
+        """The archive's next bytes, a sealed 64 KiB chunk a piece (the header first)."""
+        sealed = self._payload.pieces(data)
         if self._started:
             return sealed
         self._started = True
-        return self._header + sealed
+        return [self._header, *sealed]
 
-    def finish(self) -> bytes:
-        return self.feed(b"") + self._payload.finish()
+    def finish(self) -> list[bytes]:
+        return [*self.feed(b""), self._payload.finish()]
 
     def seal(self, manifest: Manifest, secret: Secret) -> Manifest:
         """``manifest`` (public keys only) with its encryption key: sealed part, then MAC."""
@@ -164,7 +163,7 @@ class OpenedArchive:
         return replace(
             manifest,
             compressed_size=secret.compressed_size,
-            sha256=secret.sha256,
+            sha256=None,
             uncompressed_size=secret.uncompressed_size,
             trailer_offset=secret.trailer_offset,
             blocks=secret.blocks,

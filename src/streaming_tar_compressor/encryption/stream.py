@@ -33,7 +33,9 @@ def chunk_nonce(index: int, final: bool) -> bytes:
     return index.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
 
 
-def seal(key: ChaCha20Poly1305, index: int, plaintext: bytes | memoryview, final: bool) -> bytes:
+def seal(
+    key: ChaCha20Poly1305, index: int, plaintext: bytes | bytearray | memoryview, final: bool
+) -> bytes:
     """Chunk ``index`` sealed. Every chunk but the final holds exactly CHUNK bytes; the
     final one holds 1 to CHUNK (0 only when it is the only chunk)."""
     return key.encrypt(chunk_nonce(index, final), plaintext, None)
@@ -153,17 +155,34 @@ class PayloadEncryptor:
         self._started = first_chunk > 0
 
     def feed(self, data: bytes | memoryview) -> bytes:
-        self._pending += data
+        return b"".join(self.pieces(data))
+
+    def pieces(self, data: bytes | memoryview) -> list[bytes]:
+        """The sealed chunks that ``data`` completes, one a piece (so a consumer need not
+        hold a block's worth at once). Whole chunks are sealed straight from ``data`` (a
+        compressed block is not copied first); at most a chunk waits."""
+        view = memoryview(data)
         out = [] if self._started else [self._nonce]
         self._started = True
-        with memoryview(self._pending) as view:  # sealed in place, not copied out first
-            start = 0
-            while len(view) - start > CHUNK:
-                out.append(seal(self._key, self._index, view[start : start + CHUNK], final=False))
-                start += CHUNK
-                self._index += 1
-        del self._pending[:start]
-        return b"".join(out)
+        if self._pending:
+            fill = CHUNK - len(self._pending)
+            if len(view) <= fill:  # no byte beyond it yet: the chunk may be the final one
+                self._pending += view
+                return out
+            self._pending += view[:fill]
+            out.append(self._seal(self._pending))
+            self._pending.clear()
+            view = view[fill:]
+        whole = (len(view) - 1) // CHUNK  # chunks with a byte after them: not the final one
+        for start in range(0, whole * CHUNK, CHUNK):
+            out.append(self._seal(view[start : start + CHUNK]))
+        self._pending += view[whole * CHUNK :]
+        return out
+
+    def _seal(self, plaintext: bytes | bytearray | memoryview) -> bytes:
+        sealed = seal(self._key, self._index, plaintext, final=False)
+        self._index += 1
+        return sealed
 
     def finish(self) -> bytes:
         if not self._pending and self._index:

@@ -277,8 +277,6 @@ def pack_events(
 
     # The bytes made again and dropped must be those on disk, or the chunks would not join.
     dropped = hashlib.sha256()
-    # Encrypted, the chunks hash the ciphertext: the compressed stream is hashed here.
-    plain_hash = hashlib.sha256() if sealer else None
 
     def cut(data: bytes) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
         nonlocal position
@@ -290,10 +288,11 @@ def pack_events(
                 _check_remade(dropped.hexdigest(), resume)
             view = view[len(drop) :]
         position += len(data)
-        if sealer is not None and plain_hash is not None:
-            plain_hash.update(data)
-            view = memoryview(sealer.feed(view))
-        yield from to_chunks(view)
+        if sealer is None:
+            yield from to_chunks(view)
+            return
+        for sealed in sealer.feed(view):  # a 64 KiB piece at a time: no block-sized copy
+            yield from to_chunks(memoryview(sealed))
 
     def to_chunks(view: memoryview) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
         nonlocal checkpointed
@@ -378,8 +377,8 @@ def pack_events(
         point = ResumePoint(len(blocks), raw_offset, position, encoder.state(), tar.end)
         trailer_offset = position
         yield from cut(encoder.trailer())
-        if sealer is not None:
-            yield from to_chunks(memoryview(sealer.finish()))
+        for sealed in sealer.finish() if sealer is not None else ():
+            yield from to_chunks(memoryview(sealed))
         for event in chunker.finish():
             assert isinstance(event, ChunkEnd)
             chunks.append(event.info)
@@ -402,16 +401,14 @@ def pack_events(
             created=created or _now(),
             tool=f"streaming-tar-compressor {__version__}",
         )
-        if sealer is not None and plain_hash is not None:
-            manifest = _sealed(manifest, sealer, plain_hash.hexdigest(), position, prefix_name)
+        if sealer is not None:
+            manifest = _sealed(manifest, sealer, position, prefix_name)
         yield PackEnd(manifest)
     finally:
         stream_hash.close()  # its thread ends with the pack, done or stopped
 
 
-def _sealed(
-    manifest: Manifest, sealer: ArchiveSealer, sha256: str, size: int, prefix_name: str
-) -> Manifest:
+def _sealed(manifest: Manifest, sealer: ArchiveSealer, size: int, prefix_name: str) -> Manifest:
     """The manifest of an encrypted pack: what is about the compressed stream inside goes
     into its sealed part; in public stay the chunks (whose sizes and digests are of the
     ciphertext), the codec and the settings."""
@@ -419,7 +416,6 @@ def _sealed(
     assert manifest.compression is not None
     secret = Secret(
         compressed_size=size,
-        sha256=sha256,
         uncompressed_size=manifest.uncompressed_size,
         trailer_offset=manifest.trailer_offset,
         blocks=manifest.blocks,
