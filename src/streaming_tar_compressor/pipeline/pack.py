@@ -24,7 +24,7 @@ from ..core.member_index import ENTRIES_PER_PAGE, Page, PageBuilder, Row
 from ..core.tar_writer import TarWriter, padding
 from ..encryption import Recipient
 from ..encryption.archive import ArchiveSealer, Secret
-from ..encryption.stream import sealed_size
+from ..encryption.stream import CHUNK, sealed_size
 from ..errors import OutputError, SourceChangedError, SourceError, UsageError
 from ..fs.walk import (
     Exclude,
@@ -87,6 +87,7 @@ _untracked: Callable[[Row], Row] = native.untracked if native is not None else l
 MAX_BLOCK_SIZE = 64 * 2**20  # keeps zstd windows under 128 MiB, so no reader needs --long
 BLOCKS_IN_FLIGHT_PER_WORKER = 2
 EVENTS_AHEAD = 4  # chunk pieces (slices of encoded blocks) framed ahead of the writer
+SEALED_PIECE = 1 << 20  # an encrypted pack's pieces: 16 sealed age chunks
 # Blocks in flight take 2 x workers x block size of memory, so the worker count is capped.
 MAX_WORKERS = 64
 # A checkpoint (manifest rewrite) waits until the stream has grown by this many times its
@@ -291,8 +292,15 @@ def pack_events(
         if sealer is None:
             yield from to_chunks(view)
             return
-        for sealed in sealer.feed(view):  # a 64 KiB piece at a time: no block-sized copy
-            yield from to_chunks(memoryview(sealed))
+        yield from sealed_to_chunks(sealer.feed(view))
+
+    def sealed_to_chunks(sealed: list[bytes]) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
+        """Sealed 64 KiB chunks handed on SEALED_PIECE at a time: a piece per age chunk
+        cost the handing on, a piece per block the memory of a block copied."""
+        for start in range(0, len(sealed), SEALED_PIECE // CHUNK):
+            yield from to_chunks(
+                memoryview(b"".join(sealed[start : start + SEALED_PIECE // CHUNK]))
+            )
 
     def to_chunks(view: memoryview) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
         nonlocal checkpointed
@@ -377,8 +385,8 @@ def pack_events(
         point = ResumePoint(len(blocks), raw_offset, position, encoder.state(), tar.end)
         trailer_offset = position
         yield from cut(encoder.trailer())
-        for sealed in sealer.finish() if sealer is not None else ():
-            yield from to_chunks(memoryview(sealed))
+        if sealer is not None:
+            yield from sealed_to_chunks(sealer.finish())
         for event in chunker.finish():
             assert isinstance(event, ChunkEnd)
             chunks.append(event.info)
