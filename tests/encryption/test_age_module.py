@@ -35,6 +35,7 @@ from streaming_tar_compressor.encryption.stream import (
     sealed_size,
 )
 from streaming_tar_compressor.errors import DecryptionError, UsageError
+from tests.encryption.payloads import fed_in_pieces
 
 FILE_KEY, NONCE = bytes(range(16)), bytes(range(16, 32))
 sizes = st.sampled_from(
@@ -49,14 +50,7 @@ def seal_all(data: bytes, piece: int = 1 << 30) -> bytes:
 
 
 def open_all(payload: bytes, piece: int) -> tuple[bytes, DecryptionError | None]:
-    decryptor, released = PayloadDecryptor(FILE_KEY), []
-    try:
-        for start in range(0, len(payload), piece):
-            released.append(decryptor.feed(payload[start : start + piece]))
-        released.append(decryptor.finish())
-    except DecryptionError as error:
-        return b"".join(released), error
-    return b"".join(released), None
+    return fed_in_pieces(PayloadDecryptor(FILE_KEY), payload, piece)
 
 
 @settings(max_examples=60, deadline=None)

@@ -21,6 +21,7 @@ from streaming_tar_compressor.encryption import (
 )
 from streaming_tar_compressor.encryption.header import encode_header, parse_header
 from streaming_tar_compressor.errors import DecryptionError, UsageError
+from tests.encryption.payloads import fed_in_pieces
 
 TESTKIT = Path(__file__).parent / "testkit"
 
@@ -96,17 +97,12 @@ def decrypt(vector: Vector, piece: int) -> tuple[bytes, DecryptionError | None]:
     """What our reader releases, fed ``piece`` bytes at a time, and the error it ends with."""
     identities = [X25519Identity.parse(i) for i in vector.identities]
     identities += [ScryptIdentity(p.encode()) for p in vector.passphrases]
-    released = []
     try:
         opened = open_header(vector.body, identities)
-        decryptor = PayloadDecryptor(opened.file_key)
-        payload = vector.body[opened.header.length :]
-        for start in range(0, len(payload), piece):
-            released.append(decryptor.feed(payload[start : start + piece]))
-        released.append(decryptor.finish())
     except DecryptionError as error:
-        return b"".join(released), error
-    return b"".join(released), None
+        return b"", error
+    payload = vector.body[opened.header.length :]
+    return fed_in_pieces(PayloadDecryptor(opened.file_key), payload, piece)
 
 
 @pytest.mark.parametrize("piece", [1 << 30, 4099])

@@ -86,6 +86,11 @@ def _digest(value: Any) -> str:
     return value
 
 
+def key_needed() -> DecryptionError:
+    """What an encrypted archive opened with no key or passphrase raises."""
+    return DecryptionError("no match", "the archive is encrypted: give its key (-i) or passphrase")
+
+
 def refuse_encrypted(manifest: Manifest | None, what: str) -> None:
     """What cannot read an encrypted archive yet says so, instead of decoding ciphertext."""
     if manifest is not None and manifest.encryption is not None:

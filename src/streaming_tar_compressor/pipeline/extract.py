@@ -26,10 +26,10 @@ from ..core.member_index import IndexEntry, MemberIndex, entry_differences
 from ..core.selection import Selection, clean_name
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarReader
 from ..encryption import Identity
+from ..encryption.archive import key_needed
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
-    DecryptionError,
     ManifestError,
     MemberNotFoundError,
     MissingChunkError,
@@ -298,9 +298,7 @@ def extract(
         return _extract_by_decoding(prefix, selection, output_dir, progress, 0, caps, identities)
     with require_random_access(prefix, encrypted=True) as archive:
         if archive.manifest.encryption is not None:
-            raise DecryptionError(
-                "no match", "the archive is encrypted: give its key (-i) or passphrase"
-            )
+            raise key_needed()
         recorded = archive.manifest.compression
         if compression is not None and recorded is not None and compression is not recorded:
             raise CompressionMismatchError(compression.value, recorded.value)

@@ -410,18 +410,19 @@ def pack_events(
             tool=f"streaming-tar-compressor {__version__}",
         )
         if sealer is not None:
-            manifest = _sealed(manifest, sealer, position, prefix_name)
+            manifest = _sealed(manifest, sealer, position, codec, prefix_name)
         yield PackEnd(manifest)
     finally:
         stream_hash.close()  # its thread ends with the pack, done or stopped
 
 
-def _sealed(manifest: Manifest, sealer: ArchiveSealer, size: int, prefix_name: str) -> Manifest:
+def _sealed(
+    manifest: Manifest, sealer: ArchiveSealer, size: int, codec: Codec, prefix_name: str
+) -> Manifest:
     """The manifest of an encrypted pack: what is about the compressed stream inside goes
     into its sealed part; in public stay the chunks (whose sizes and digests are of the
     ciphertext), the codec and the settings."""
     assert manifest.uncompressed_size is not None and manifest.trailer_offset is not None
-    assert manifest.compression is not None
     secret = Secret(
         compressed_size=size,
         uncompressed_size=manifest.uncompressed_size,
@@ -435,9 +436,7 @@ def _sealed(manifest: Manifest, sealer: ArchiveSealer, size: int, prefix_name: s
         trailer_offset=None,
         blocks=(),
         block_sha256=(),
-        restore_command=encrypted_restore_command(
-            codec_for(manifest.compression), prefix_name, sealer.passphrase
-        ),
+        restore_command=encrypted_restore_command(codec, prefix_name, sealer.passphrase),
     )
     return sealer.seal(public, secret)
 

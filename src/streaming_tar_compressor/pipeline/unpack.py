@@ -22,7 +22,7 @@ from ..core.reorder import ChunkReorderer
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent, WholeMember
 from ..core.verifier import ChunkVerified, StreamVerifier, VerifierEvent
 from ..encryption import Identity
-from ..encryption.archive import ArchiveDecryptor, OpenedArchive, open_archive
+from ..encryption.archive import ArchiveDecryptor, OpenedArchive, key_needed, open_archive
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
@@ -182,9 +182,7 @@ class StreamUnpacker:
         encrypted = manifest is not None and manifest.encryption is not None
         refuse_plain_with_keys(manifest, identities)
         if encrypted and opened is None and not identities:
-            raise DecryptionError(
-                "no match", "the archive is encrypted: give its key (-i) or passphrase"
-            )
+            raise key_needed()
         self._progress = progress or NullProgress()
         self._manifest = manifest
         self._journal = journal
@@ -215,6 +213,7 @@ class StreamUnpacker:
         self._decryptor: ArchiveDecryptor | None = None
         self._identities = identities
         self._held: list[VerifierEvent] = []  # what came before the header was whole
+        self._head = bytearray()  # the bytes of those
         self._decoder: TarStreamDecoder | ParallelBlockDecoder | None = None
         if opened is not None:
             self._open(opened)
@@ -293,12 +292,16 @@ class StreamUnpacker:
     def _opening(self, events: list[VerifierEvent]) -> list[VerifierEvent]:
         """Held until the age header is whole; then the archive opens, and all of it goes on."""
         assert self._manifest is not None and self._manifest.encryption is not None
-        self._held += [e if isinstance(e, ChunkVerified) else memoryview(bytes(e)) for e in events]
-        head = b"".join(e for e in self._held if not isinstance(e, ChunkVerified))
-        if len(head) < self._manifest.encryption.header_length:
+        for event in events:
+            if isinstance(event, ChunkVerified):
+                self._held.append(event)
+            else:
+                self._held.append(memoryview(bytes(event)))  # its buffer may be reused
+                self._head += event
+        if len(self._head) < self._manifest.encryption.header_length:
             return []
-        self._open(open_archive(self._manifest, head, self._identities))
-        held, self._held = self._held, []
+        self._open(open_archive(self._manifest, bytes(self._head), self._identities))
+        held, self._held, self._head = self._held, [], bytearray()
         return held
 
     def _open(self, opened: OpenedArchive) -> None:
@@ -529,9 +532,7 @@ def open_encrypted(source: ChunkSource, identities: Sequence[Identity]) -> Opene
     if manifest is None or manifest.encryption is None:
         return None
     if not identities:
-        raise DecryptionError(
-            "no match", "the archive is encrypted: give its key (-i) or passphrase"
-        )
+        raise key_needed()
     head = bytearray()
     for chunk in manifest.chunks:  # tiny chunks: the header may span several
         pieces = source.read(chunk)
