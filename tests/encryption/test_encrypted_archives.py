@@ -207,6 +207,9 @@ def test_the_cli_makes_keys_packs_to_them_and_restores(tree, tmp_path, capsys, m
     recipient = capsys.readouterr().out.strip().splitlines()[-1]
     assert recipient.startswith("age1") and key.stat().st_mode & 0o777 == 0o600
     assert main(["keygen", "-o", str(key)]) == 10  # never over an existing key
+    assert main(["pack", str(tree), "-o", str(tmp_path / "s"), "-r", recipient]) == 0
+    said = capsys.readouterr().out
+    assert "packed into " in said and "(gzip, encrypted with age)" in said and "0 B" not in said
     (tmp_path / "recipients").write_text(f"# ours\n{recipient}\n")
     assert (
         main(

@@ -608,8 +608,11 @@ def _cmd_pack(args: argparse.Namespace) -> int:
         _say(args, f"resumed after chunk {result.resumed_chunks - 1}: kept what was written")
     _say(
         args,
-        f"packed {human_size(raw)} into {manifest.total_chunks} chunk(s), "
-        f"{human_size(packed)} ({args.compression}) in {seconds:.1f}s: "
+        # Encrypted, the tar stream's size is sealed: the public manifest does not hold it.
+        (f"packed {human_size(raw)}" if manifest.encryption is None else "packed")
+        + f" into {manifest.total_chunks} chunk(s), {human_size(packed)} ({args.compression}"
+        + (", encrypted with age" if manifest.encryption is not None else "")
+        + f") in {seconds:.1f}s: "
         f"{result.chunks[0].path} … {result.chunks[-1].path}",
     )
     _say(args, f"restore without stc: {manifest.restore_command}")
