@@ -373,11 +373,12 @@ class MemberStream:
         await self.close()
 
 
-async def open_member(prefix: StrPath, name: str) -> MemberStream:
-    """Async twin of ``sync.open_member``: the index and manifest are read off the loop."""
+async def open_member(prefix: StrPath, name: str, **options: Any) -> MemberStream:
+    """Async twin of ``sync.open_member`` (same keyword options): the index and manifest
+    are read off the loop."""
     worker = _Worker(LoopBridge(asyncio.get_running_loop(), None, None))
     try:
-        reader = await worker.run(sync.open_member, prefix, name)
+        reader = await worker.run(lambda: sync.open_member(prefix, name, **options))
     except BaseException:
         worker.close()
         raise
@@ -389,9 +390,12 @@ async def diff(
     sources: StrPath | Sequence[StrPath] = (),
     *,
     directory: StrPath | None = None,
+    **options: Any,
 ) -> AsyncIterator[Difference]:
-    """Async twin of ``sync.diff``: read off the loop, LIST_BATCH differences a step."""
-    async for difference in _in_batches(sync.diff(prefix, sources, directory=directory)):
+    """Async twin of ``sync.diff`` (same keyword options): read off the loop,
+    LIST_BATCH differences a step."""
+    differences = sync.diff(prefix, sources, directory=directory, **options)
+    async for difference in _in_batches(differences):
         yield difference
 
 

@@ -218,7 +218,7 @@ def list_members(
     chunk is read), else decoded without writing anything. ``members`` selects by name (a
     folder selects its subtree) or, with ``wildcards``, by glob pattern; a name or pattern
     that selects nothing raises MemberNotFoundError after the others are listed. An
-    encrypted archive is decrypted with ``identities`` or ``passphrase`` and decoded."""
+    encrypted archive is opened with ``identities`` or ``passphrase``."""
     stated = None if compression is None else CompressionType.parse(compression)
     return listing.list_members(
         os.fspath(prefix),
@@ -248,8 +248,8 @@ def extract(
     """Restores only the selected members (names; a folder selects its subtree; with
     ``wildcards``, glob patterns), reading only the blocks that hold them, each checked
     against its SHA-256 before it is decoded. Needs the member index; a hardlink whose target
-    is not selected gets the target's content. An encrypted archive (no index yet) is opened
-    with ``identities`` or ``passphrase`` and decoded whole, the rest skipped."""
+    is not selected gets the target's content. An encrypted archive is opened with
+    ``identities`` or ``passphrase``."""
     return extract_pipeline.extract(
         os.fspath(prefix),
         members,
@@ -265,10 +265,20 @@ def extract(
     )
 
 
-def open_member(prefix: StrPath, name: str) -> io.BufferedReader:
+def open_member(
+    prefix: StrPath,
+    name: str,
+    *,
+    identities: Sequence[IdentitySpec] = (),
+    passphrase: str | None = None,
+) -> io.BufferedReader:
     """One regular file's content as a readable binary file, read block by block (memory:
-    a few blocks); its SHA-256 is checked at the end when the index records one."""
-    return io.BufferedReader(extract_pipeline.MemberReader(os.fspath(prefix), name), READ_SIZE)
+    a few blocks); its SHA-256 is checked at the end when the index records one. An
+    encrypted archive is opened with ``identities`` or ``passphrase``."""
+    reader = extract_pipeline.MemberReader(
+        os.fspath(prefix), name, identities_from(identities, passphrase)
+    )
+    return io.BufferedReader(reader, READ_SIZE)
 
 
 def diff(
@@ -276,15 +286,19 @@ def diff(
     sources: StrPath | Sequence[StrPath] = (),
     *,
     directory: StrPath | None = None,
+    identities: Sequence[IdentitySpec] = (),
+    passphrase: str | None = None,
 ) -> Generator[Difference, None, None]:
     """What differs between the archive and ``sources`` (as ``pack`` took them), or the tree
     restored into ``directory``: new, missing and changed files (type, size, mode, mtime,
     link target, content), in walk order. Needs the member index; with content digests in
-    it, no chunk is read."""
+    it, no chunk is read. An encrypted archive is opened with ``identities`` or
+    ``passphrase``."""
     return diff_pipeline.diff(
         os.fspath(prefix),
         _paths(sources) if sources else [],
         directory=None if directory is None else os.fspath(directory),
+        identities=identities_from(identities, passphrase),
     )
 
 

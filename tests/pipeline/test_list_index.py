@@ -81,7 +81,9 @@ def test_batches_are_the_index_pages_unless_members_are_selected_or_there_is_no_
     (tmp_path / "out" / "a.index").unlink()
     opened = []
     monkeypatch.setattr(
-        listing, "open_random_access", lambda p: opened.append(p) or open_random_access(p)
+        listing,
+        "open_random_access",
+        lambda p, keys: opened.append(p) or open_random_access(p, keys),
     )
     batches = list(listed_batches(prefix, size=7))
     assert opened == [prefix]  # once, to find there is no index

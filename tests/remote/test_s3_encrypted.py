@@ -38,3 +38,12 @@ def test_an_encrypted_pack_to_a_store_restores_and_verifies(
         stc.unpack(url, tmp_path / "nokey")
     stc.unpack(url, tmp_path / "out", identities=[identity])
     assert snapshot(tmp_path / "out" / tree.relative_to("/")) == snapshot(tree)
+    # By range: the sealed index from its object, one member's age chunks by ranged GETs.
+    report = stc.verify(url)
+    assert report.index_checked and report.from_metadata
+    names = {m.name for m in stc.list_members(url, identities=[identity])}
+    files = {(tree / "d" / f"f{i}").relative_to("/").as_posix() for i in range(10)}
+    assert files <= names
+    wanted = (tree / "d" / "f7").relative_to("/").as_posix()
+    with stc.open_member(url, wanted, identities=[identity]) as member:
+        assert member.read() == (tree / "d" / "f7").read_bytes()

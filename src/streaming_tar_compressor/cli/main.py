@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cat = commands.add_parser(
         "cat",
-        parents=[common],
+        parents=[common, keys],
         help="write one member's content to stdout",
         description="Write one regular file's content to stdout, reading only the blocks "
         "that hold it (checked against their SHA-256, and the content against the index's "
@@ -382,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comparing = commands.add_parser(
         "diff",
-        parents=[common],
+        parents=[common, keys],
         help="compare an archive with its sources or a restored tree",
         description="Report what differs between the archive and the files it was packed from "
         "(SRC as given to stc pack) or, with -C DIR, the tree restored into DIR: + new, "
@@ -708,7 +708,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 def _cmd_diff(args: argparse.Namespace) -> int:
     """Exit 0 when the archive holds exactly the sources, 1 when they differ (as diff)."""
-    found = sync.diff(normalize_prefix(args.prefix), args.sources, directory=args.directory)
+    found = sync.diff(
+        normalize_prefix(args.prefix), args.sources, directory=args.directory, **_keys(args)
+    )
     differences = 0
     documents: list[dict[str, Any]] = []
     for difference in found:
@@ -736,7 +738,7 @@ def _difference_line(difference: Difference) -> str:
 
 
 def _cmd_cat(args: argparse.Namespace) -> int:
-    with sync.open_member(normalize_prefix(args.prefix), args.member) as member:
+    with sync.open_member(normalize_prefix(args.prefix), args.member, **_keys(args)) as member:
         out = sys.stdout.buffer
         while piece := member.read(READ_SIZE):
             out.write(piece)
@@ -1018,12 +1020,15 @@ def _info_lines(
         lines.append(("resume", resume or "the checkpoint does not say how (pack again)"))
         return lines
     lines.append(("complete", "yes"))
-    index = manifest.index
+    index = opened.secret.index.ref if opened and opened.secret.index else manifest.index
+    stored_index = manifest.index_file
     if index is not None:
         digests = ", with content digests" if index.content_sha256 else ""
         lines.append(
             ("index", f"{index.name}: {index.members} members, {human_size(index.size)}{digests}")
         )
+    elif stored_index is not None:
+        lines.append(("index", f"{stored_index.name}: sealed, {human_size(stored_index.size)}"))
     elif manifest.encryption is None:
         lines.append(("index", "none (stc index PREFIX builds one)"))
     if codec is not None:

@@ -59,6 +59,18 @@ class IndexRef:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    """A file beside the chunks as stored: what a check without keys compares it with."""
+
+    name: str
+    size: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "sha256": self.sha256}
+
+
 ENCRYPTION_FORMAT = "age"
 MAX_AGE_HEADER = 1 << 20  # encryption/header.py's bound: no header of stc's or age's is near
 
@@ -75,6 +87,8 @@ class EncryptionInfo:
     header_length: int
     sealed: str  # base64
     mac: str = ""  # hex; "" while the manifest is being made
+    # The member index as stored (an age file of its own): its size and ciphertext's SHA-256.
+    index: FileRef | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +97,7 @@ class EncryptionInfo:
             "header_length": self.header_length,
             "sealed": self.sealed,
             "mac": self.mac,
+            **({"index": self.index.to_json()} if self.index is not None else {}),
         }
 
 
@@ -122,6 +137,13 @@ class Manifest:
     @property
     def total_chunks(self) -> int:
         return len(self.chunks)
+
+    @property
+    def index_file(self) -> FileRef | None:
+        """The member index's file as stored (sealed, for an encrypted archive), if any."""
+        if self.index is not None:
+            return FileRef(self.index.name, self.index.size, self.index.sha256)
+        return self.encryption.index if self.encryption is not None else None
 
     def with_chunk_names(self, prefix_name: str, width: int = 4) -> Manifest:
         """Chunks the manifest leaves unnamed (the seed's) named ``PREFIX.part0000``…"""
@@ -177,8 +199,8 @@ class Manifest:
         """Lines for ``sha256sum -c PREFIX.sha256``, which checks chunks (and the index) with
         no tool of ours."""
         lines = [f"{c.checksum}  {c.name}\n" for c in self.chunks]
-        if self.index is not None:
-            lines.append(f"{self.index.sha256}  {self.index.name}\n")
+        if self.index_file is not None:
+            lines.append(f"{self.index_file.sha256}  {self.index_file.name}\n")
         return "".join(lines)
 
     @classmethod
@@ -286,7 +308,7 @@ def _parse(doc: dict[str, Any], source: str) -> Manifest:
         blocks=blocks,
         block_sha256=_parse_block_digests(doc.get("block_sha256", []), len(blocks), source),
         trailer_offset=_optional_int(doc, "trailer_offset", source),
-        index=_parse_index(doc.get("index"), source),
+        index=parse_index(doc.get("index"), source),
         encryption=_parse_encryption(doc.get("encryption"), source),
         complete=_optional(doc, "complete", bool, source, default=True),
         restore_command=_optional(doc, "restore_command", str, source, default=""),
@@ -356,8 +378,9 @@ def _parse_block_digests(value: Any, blocks: int, source: str) -> tuple[str, ...
     return tuple(value)
 
 
-def _parse_index(value: Any, source: str) -> IndexRef | None:
-    """The index's record; one in another format is left to the tools that know it."""
+def parse_index(value: Any, source: str) -> IndexRef | None:
+    """The index's record; one in another format is left to the tools that know it
+    (ManifestError if it is malformed)."""
     if value is None:
         return None
     where = f"{source} index"
@@ -408,7 +431,19 @@ def _parse_encryption(value: Any, source: str) -> EncryptionInfo | None:
         header_length=header_length,
         sealed=_require(value, "sealed", str, where),
         mac=mac,
+        index=_parse_file(value["index"], f"{where} index") if "index" in value else None,
     )
+
+
+def _parse_file(value: Any, where: str) -> FileRef:
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where} is not an object")
+    name, digest = _require(value, "name", str, where), _require(value, "sha256", str, where)
+    if not is_bare_file_name(name):
+        raise ManifestError(f"{where} has name {name!r}, which is not a bare file name")
+    if not _SHA256_HEX.fullmatch(digest):
+        raise ManifestError(f"{where} has a checksum that is not a SHA-256 hex digest")
+    return FileRef(name, _require_int(value, "size", where), digest)
 
 
 def _is_int(value: Any) -> bool:

@@ -19,14 +19,43 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..core.manifest import EncryptionInfo, Manifest
-from ..errors import DecryptionError, UsageError
+from ..core.manifest import EncryptionInfo, FileRef, IndexRef, Manifest, parse_index
+from ..errors import DecryptionError, ManifestError, UsageError
 from . import Identity, Recipient, decrypt, encrypt, new_header, new_nonce, open_header
 from .header import hkdf
+from .keys import FILE_KEY_SIZE
+from .ranges import Output, SealedFile, SealingOutput
 from .stream import PayloadDecryptor, PayloadEncryptor
 
 _MAC_INFO = b"streaming-tar-compressor/manifest-mac/v1"
 _SHA256_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(frozen=True, slots=True)
+class SealedIndex:
+    """The member index of an encrypted archive: its record (of the plaintext, as an
+    unencrypted manifest holds it) and how to open the age file that holds it."""
+
+    ref: IndexRef
+    file_key: bytes
+    header_length: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.ref.to_json(),
+            "file_key": base64.b64encode(self.file_key).decode(),
+            "header_length": self.header_length,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> SealedIndex | None:
+        ref = parse_index(doc, "the sealed part's index")
+        if ref is None:
+            return None
+        file_key = base64.b64decode(doc["file_key"], validate=True)
+        if len(file_key) != FILE_KEY_SIZE:
+            raise ValueError("the index's file key is not 16 bytes")
+        return cls(ref, file_key, _count(doc["header_length"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +69,7 @@ class Secret:
     trailer_offset: int
     blocks: tuple[tuple[int, int], ...]
     block_sha256: tuple[str, ...]
+    index: SealedIndex | None = None
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -49,6 +79,7 @@ class Secret:
                 "trailer_offset": self.trailer_offset,
                 "blocks": [list(pair) for pair in self.blocks],
                 "block_sha256": list(self.block_sha256),
+                **({"index": self.index.to_json()} if self.index is not None else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -64,8 +95,9 @@ class Secret:
                 trailer_offset=_count(doc["trailer_offset"]),
                 blocks=tuple((_count(raw), _count(at)) for raw, at in doc["blocks"]),
                 block_sha256=tuple(_digest(digest) for digest in doc["block_sha256"]),
+                index=SealedIndex.from_json(doc["index"]) if "index" in doc else None,
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, ManifestError, binascii.Error) as exc:
             raise DecryptionError(
                 "payload", f"the manifest's sealed part is malformed ({exc})"
             ) from None
@@ -100,6 +132,19 @@ def refuse_encrypted(manifest: Manifest | None, what: str) -> None:
         )
 
 
+def refuse_plain_with_keys(manifest: Manifest | None, identities: Sequence[Identity]) -> None:
+    """A key or passphrase given for an archive that is not encrypted: someone may have put
+    a plain archive in its place, which the key would have caught. Refused."""
+    if identities and manifest is None:
+        raise UsageError("an encrypted stream opens with its manifest: give it (manifest=)")
+    if identities and manifest is not None and manifest.encryption is None:
+        raise DecryptionError(
+            "header",
+            "a key or passphrase was given, but this archive is not encrypted (was it "
+            "replaced?): unpack it without one if you trust it",
+        )
+
+
 def manifest_mac(file_key: bytes, manifest: Manifest) -> str:
     """HMAC-SHA-256 of the manifest's every key but the MAC itself, as canonical JSON: the
     object as read from its file (every key, known to this version or not), or as made."""
@@ -118,6 +163,7 @@ class ArchiveSealer:
         self._file_key, self._header = new_header(self._recipients)
         self._payload = PayloadEncryptor(self._file_key, new_nonce())
         self._started = False
+        self._index: SealingOutput | None = None
 
     @property
     def header_length(self) -> int:
@@ -139,12 +185,24 @@ class ArchiveSealer:
     def finish(self) -> list[bytes]:
         return [*self.feed(b""), self._payload.finish()]
 
-    def seal(self, manifest: Manifest, secret: Secret) -> Manifest:
-        """``manifest`` (public keys only) with its encryption key: sealed part, then MAC."""
+    def index_output(self, out: Output) -> SealingOutput:
+        """Where the member index is written: an age file of its own, to the same recipients."""
+        self._index = SealingOutput(out, self._recipients)
+        return self._index
+
+    def finish_index(self) -> SealedFile:
+        """The member index's final age chunk written, once the index is whole."""
+        assert self._index is not None, "no index was written through index_output"
+        return self._index.finish()
+
+    def seal(self, manifest: Manifest, secret: Secret, index: FileRef | None = None) -> Manifest:
+        """``manifest`` (public keys only) with its encryption key: sealed part, the member
+        index's file as stored (``index``), then MAC."""
         info = EncryptionInfo(
             recipient_types=tuple(recipient.kind for recipient in self._recipients),
             header_length=len(self._header),
             sealed=base64.b64encode(encrypt(secret.to_json(), self._recipients)).decode(),
+            index=index,
         )
         unsigned = replace(manifest, encryption=info)
         return replace(

@@ -18,6 +18,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from ..core.member_index import IndexEntry, MemberIndex, sort_key
+from ..encryption import Identity
 from ..errors import ManifestError, SourceError
 from ..fs.walk import Exclude, SourceEntry, exclude_nothing, iter_entries, member_name
 from ..models import MemberKind
@@ -41,12 +42,16 @@ class Difference:
 
 
 def diff(
-    prefix: str, sources: Sequence[str] = (), *, directory: str | None = None
+    prefix: str,
+    sources: Sequence[str] = (),
+    *,
+    directory: str | None = None,
+    identities: Sequence[Identity] = (),
 ) -> Generator[Difference, None, None]:
     """The differences in walk order; none when the archive holds exactly the sources."""
     if bool(sources) == (directory is not None):
         raise SourceError("(none)", "give the sources as stc pack took them, or one directory")
-    with require_random_access(prefix) as archive:
+    with require_random_access(prefix, identities) as archive:
         index = archive.member_index()
         if index is None:
             raise ManifestError(

@@ -26,7 +26,6 @@ from ..core.member_index import IndexEntry, MemberIndex, entry_differences
 from ..core.selection import Selection, clean_name
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarReader
 from ..encryption import Identity
-from ..encryption.archive import key_needed
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
@@ -283,7 +282,7 @@ def extract(
 ) -> ExtractResult:
     """Writes the selected members (a folder: its subtree) into ``output_dir``;
     ``compression`` is what the caller expects the archive to be. With ``identities``, the
-    archive is an encrypted one: decrypted and decoded whole (it has no index yet)."""
+    archive is an encrypted one, opened by one of them."""
     if not members:
         raise UsageError("name at least one member to extract (or unpack the whole archive)")
     selection = Selection(members, wildcards=wildcards)
@@ -294,18 +293,16 @@ def extract(
         "max_output_bytes": max_output_bytes,
         "max_members": max_members,
     }
-    if identities:
-        return _extract_by_decoding(prefix, selection, output_dir, progress, 0, caps, identities)
-    with require_random_access(prefix, encrypted=True) as archive:
-        if archive.manifest.encryption is not None:
-            raise key_needed()
+    with require_random_access(prefix, identities) as archive:
         recorded = archive.manifest.compression
         if compression is not None and recorded is not None and compression is not recorded:
             raise CompressionMismatchError(compression.value, recorded.value)
         index = archive.member_index()
         if index is None:
             blocks = len(archive.manifest.blocks)
-            return _extract_by_decoding(prefix, selection, output_dir, progress, blocks, caps)
+            return _extract_by_decoding(
+                prefix, selection, output_dir, progress, blocks, caps, identities
+            )
         reader = BlockReader(archive)
         writer: TreeWriter | None = None
         try:
@@ -444,9 +441,9 @@ class MemberReader(io.RawIOBase):
     is read, at most a few blocks in memory; its SHA-256 checked at the end when the index
     records one."""
 
-    def __init__(self, prefix: str, name: str) -> None:
+    def __init__(self, prefix: str, name: str, identities: Sequence[Identity] = ()) -> None:
         super().__init__()
-        self._archive = require_random_access(prefix)
+        self._archive = require_random_access(prefix, identities)
         try:
             index = self._archive.member_index()
             if index is None:

@@ -16,7 +16,7 @@ from ..models import CompressionType, TarMember
 from ..storage.archive import open_source
 from ..storage.random_access import open_random_access
 from .decode import TarStreamDecoder
-from .unpack import open_encrypted, refuse_plain_with_keys
+from .unpack import open_encrypted
 
 
 def list_members(
@@ -105,12 +105,11 @@ def _member_index(
     prefix: str, compression: CompressionType | None, identities: Sequence[Identity]
 ) -> Iterator[MemberIndex | None]:
     """The archive's member index, open while in use; None when it has none."""
-    archive = open_random_access(prefix)
+    archive = open_random_access(prefix, identities)
     if archive is None:
         yield None
         return
     with archive:
-        refuse_plain_with_keys(archive.manifest, identities)
         index = archive.member_index()
         if index is not None:
             recorded = archive.manifest.compression

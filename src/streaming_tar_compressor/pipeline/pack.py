@@ -19,11 +19,11 @@ from .._compiled import native
 from ..codecs import codec_for
 from ..codecs.base import Codec, EncodedBlock
 from ..core.chunker import ChunkEnd, Chunker, ChunkPiece
-from ..core.manifest import Manifest
+from ..core.manifest import FileRef, Manifest
 from ..core.member_index import ENTRIES_PER_PAGE, Page, PageBuilder, Row
 from ..core.tar_writer import TarWriter, padding
 from ..encryption import Recipient
-from ..encryption.archive import ArchiveSealer, Secret
+from ..encryption.archive import ArchiveSealer, SealedIndex, Secret
 from ..encryption.stream import CHUNK, sealed_size
 from ..errors import OutputError, SourceChangedError, SourceError, UsageError
 from ..fs.walk import (
@@ -226,10 +226,11 @@ def pack_events(
     index is written as the blocks pass (on resume, the members before its point first,
     their files read again for their content digests) and the manifest records it. With
     ``sealer``, the chunks hold the compressed stream age-encrypted, and the manifest keeps
-    what would tell about its content sealed (no resume, no index yet).
+    what would tell about its content sealed (the index is written through the sealer's
+    ``index_output``; no resume yet).
     """
-    if sealer is not None and (resume is not None or checkpoints or index is not None):
-        raise UsageError("an encrypted pack is made in one go, without a member index (yet)")
+    if sealer is not None and (resume is not None or checkpoints):
+        raise UsageError("an encrypted pack is made in one go (it cannot be resumed yet)")
     if settings.chunk_size == AUTO:
         raise UsageError("an automatic chunk size must be made concrete (sized_for) first")
     codec = codec_for(settings.compression)
@@ -423,12 +424,18 @@ def _sealed(
     into its sealed part; in public stay the chunks (whose sizes and digests are of the
     ciphertext), the codec and the settings."""
     assert manifest.uncompressed_size is not None and manifest.trailer_offset is not None
+    index, stored_index = None, None
+    if manifest.index is not None:
+        stored = sealer.finish_index()
+        index = SealedIndex(manifest.index, stored.file_key, stored.header_length)
+        stored_index = FileRef(manifest.index.name, stored.size, stored.sha256)
     secret = Secret(
         compressed_size=size,
         uncompressed_size=manifest.uncompressed_size,
         trailer_offset=manifest.trailer_offset,
         blocks=manifest.blocks,
         block_sha256=manifest.block_sha256,
+        index=index,
     )
     public = replace(
         manifest,
@@ -436,9 +443,10 @@ def _sealed(
         trailer_offset=None,
         blocks=(),
         block_sha256=(),
+        index=None,
         restore_command=encrypted_restore_command(codec, prefix_name, sealer.passphrase),
     )
-    return sealer.seal(public, secret)
+    return sealer.seal(public, secret, stored_index)
 
 
 def pack(
@@ -456,15 +464,12 @@ def pack(
 
     After each chunk the manifest is a checkpoint (``complete: false``); with ``resume`` a pack
     interrupted at any moment continues from its last one, to the same bytes. With
-    ``recipients``, the archive is age-encrypted to them (made in one go, no member index).
+    ``recipients``, the archive is age-encrypted to them (made in one go: no resume yet).
     """
     if force and resume:
         raise UsageError("force replaces an archive and resume continues one: choose one")
-    if recipients and (resume or content_digests):
-        raise UsageError(
-            "an encrypted pack cannot be resumed and has no member index yet: "
-            "drop --resume and --content-digests"
-        )
+    if recipients and resume:
+        raise UsageError("an encrypted pack cannot be resumed yet: drop --resume")
     location = parse_prefix(output_prefix)
     if isinstance(location, RemotePrefix):
         return _pack_to_store(
@@ -644,10 +649,11 @@ def _pack_to(
         tool=f"streaming-tar-compressor {__version__}",
     )
     sealer = ArchiveSealer(recipients) if recipients else None
-    index = (
-        PackIndexer(sink.open_index(), sink.name + INDEX_SUFFIX, content_sha256=content_digests)
-        if sealer is None
-        else None
+    index_out = sink.open_index()
+    index = PackIndexer(
+        sealer.index_output(index_out) if sealer is not None else index_out,
+        sink.name + INDEX_SUFFIX,
+        content_sha256=content_digests,
     )
     # Framing, cutting, hashing and indexing run in their own thread; this one writes chunks.
     events = in_background(

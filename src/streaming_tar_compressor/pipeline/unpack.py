@@ -22,7 +22,13 @@ from ..core.reorder import ChunkReorderer
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent, WholeMember
 from ..core.verifier import ChunkVerified, StreamVerifier, VerifierEvent
 from ..encryption import Identity
-from ..encryption.archive import ArchiveDecryptor, OpenedArchive, key_needed, open_archive
+from ..encryption.archive import (
+    ArchiveDecryptor,
+    OpenedArchive,
+    key_needed,
+    open_archive,
+    refuse_plain_with_keys,
+)
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
@@ -546,19 +552,6 @@ def open_encrypted(source: ChunkSource, identities: Sequence[Identity]) -> Opene
             if close is not None:
                 close()
     raise DecryptionError("header", "the archive ends inside its age header")
-
-
-def refuse_plain_with_keys(manifest: Manifest | None, identities: Sequence[Identity]) -> None:
-    """A key or passphrase given for an archive that is not encrypted: someone may have put
-    a plain archive in its place, which the key would have caught. Refused."""
-    if identities and manifest is None:
-        raise UsageError("an encrypted stream opens with its manifest: give it (manifest=)")
-    if identities and manifest is not None and manifest.encryption is None:
-        raise DecryptionError(
-            "header",
-            "a key or passphrase was given, but this archive is not encrypted (was it "
-            "replaced?): unpack it without one if you trust it",
-        )
 
 
 def _has_block_index(manifest: Manifest) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.manifest import IndexRef, Manifest
+from ..core.manifest import FileRef, Manifest
 from ..core.member_index import IndexEntry, MemberIndex, entry_differences
 from ..core.tar_reader import MemberData, MemberEnd, MemberStart, TarEvent
 from ..encryption import Identity
@@ -87,7 +87,9 @@ def verify(
             report.problems.append(f"{extra}: extra chunk, not in the manifest")
 
     decoder: TarStreamDecoder | None = TarStreamDecoder(manifest.compression) if deep else None
-    agreement = _IndexAgreement.of(prefix) if deep and manifest.index is not None else None
+    agreement = (
+        _IndexAgreement.of(prefix, identities) if deep and manifest.index_file is not None else None
+    )
     inner = _Inner(opened, manifest) if opened is not None else None
     blocks = _BlockDigests.of(manifest) if deep and inner is None else None
     stream_hash = hashlib.sha256()
@@ -151,8 +153,8 @@ def verify(
                 report.problems.append(f"contents: {exc}")
             if agreement is not None:
                 report.problems += agreement.finish()
-        if manifest.index is not None:
-            index = _as_chunk(manifest.index)
+        if manifest.index_file is not None:
+            index = _as_chunk(manifest.index_file)
             # Not through a store source's read: its prefetch would run on into the chunks.
             report.problems += (
                 _stored_index_problems(source, index)
@@ -167,7 +169,7 @@ def verify(
     return report
 
 
-def _as_chunk(index: IndexRef) -> ChunkInfo:
+def _as_chunk(index: FileRef) -> ChunkInfo:
     """The index file, checked as a chunk is: its size and SHA-256."""
     return ChunkInfo(index=0, name=index.name, size=index.size, checksum=index.sha256)
 
@@ -217,8 +219,8 @@ def _verify_stored(
                 digest = source.stored_sha256(chunk)
             if digest != chunk.checksum:
                 report.problems.append(f"{chunk.name}: corrupt, SHA-256 does not match")
-        if manifest.index is not None:
-            report.problems += _stored_index_problems(source, _as_chunk(manifest.index))
+        if manifest.index_file is not None:
+            report.problems += _stored_index_problems(source, _as_chunk(manifest.index_file))
             report.index_checked = True
     finally:
         progress.finish()
@@ -355,9 +357,9 @@ class _IndexAgreement:
         self.problem: str | None = None
 
     @classmethod
-    def of(cls, prefix: str) -> _IndexAgreement | None:
+    def of(cls, prefix: str, identities: Sequence[Identity]) -> _IndexAgreement | None:
         """None when the index cannot be read (the index check names what is wrong)."""
-        archive = require_random_access(prefix)
+        archive = require_random_access(prefix, identities)
         try:
             index = archive.member_index()
         except StcError:

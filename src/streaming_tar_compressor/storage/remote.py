@@ -436,8 +436,9 @@ class RemoteChunkSink:
         index, self._index = self._index, None
         if index is not None:
             try:
-                if manifest.index is not None:
-                    index.upload(self._store, manifest.index.name, manifest.index.sha256)
+                stored = manifest.index_file
+                if stored is not None:
+                    index.upload(self._store, stored.name, stored.sha256)
             finally:
                 index.discard()
         self._put_manifest(manifest)  # conditional: a pack that lost writes nothing more
