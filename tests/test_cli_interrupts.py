@@ -160,6 +160,26 @@ def test_ctrl_c_during_unpack_prints_the_exact_resume_command(
     assert snapshot(out / src.relative_to("/")) == snapshot(src)
 
 
+def test_ctrl_c_during_an_encrypted_unpack_prints_a_resume_command_with_the_key(
+    src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity = stc.X25519Identity.generate()
+    (tmp_path / "key.txt").write_text(f"{identity}\n")
+    prefix = tmp_path / "arc" / "a"
+    stc.pack(src, prefix, chunk_size=16384, block_size=8192, recipients=[identity.recipient])
+    out = tmp_path / "restored"
+    key = str(tmp_path / "key.txt")
+    with monkeypatch.context() as patch:
+        patch.setattr(UnpackJournal, "record", interrupt_at_record(4))
+        code, _, err = run(["unpack", str(prefix), "-C", str(out), "-i", key], capsys)
+    assert code == 130
+    again = resume_command(err)
+    assert again == ["unpack", str(prefix), "-C", str(out), "-i", key, "--resume"]
+    code, stdout, _ = run(again, capsys)
+    assert code == 0 and "resumed after" in stdout
+    assert snapshot(out / src.relative_to("/")) == snapshot(src)
+
+
 def test_failures_a_resume_cannot_get_past_print_no_command(
     src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

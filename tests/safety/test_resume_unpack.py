@@ -23,9 +23,11 @@ from typing import Any
 
 import pytest
 
+from streaming_tar_compressor import errors as stc_errors
 from streaming_tar_compressor import sync
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.core.manifest import Manifest
+from streaming_tar_compressor.encryption import X25519Identity
 from streaming_tar_compressor.errors import (
     ChecksumMismatchError,
     MissingChunkError,
@@ -37,8 +39,10 @@ from streaming_tar_compressor.fs import ops as file_ops
 from streaming_tar_compressor.fs.journal import UnpackJournal
 from streaming_tar_compressor.fs.writer import TreeWriter
 from streaming_tar_compressor.models import ChunkInfo, CompressionType, MemberKind, TarMember
-from streaming_tar_compressor.pipeline.decode import start_point
+from streaming_tar_compressor.pipeline.decode import block_holding, start_point
+from streaming_tar_compressor.pipeline.unpack import open_encrypted
 from streaming_tar_compressor.progress import NullProgress
+from streaming_tar_compressor.storage.archive import open_source
 from tests.helpers import build_tree, inode_groups, snapshot
 
 CHUNK = 256 * 1024
@@ -384,6 +388,101 @@ def test_a_second_run_into_the_same_directory_is_refused(archives, tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(OutputError, match="another stc unpack of this archive"):
             sync.unpack(archives("gzip"), out, resume=True)
+
+
+# -- encrypted archives -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sealed(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, X25519Identity]:
+    """The tree packed age-encrypted (zstd), its key beside it in key.txt."""
+    identity = X25519Identity.generate()
+    prefix = tmp_path_factory.mktemp("sealed") / "b"
+    (prefix.parent / "key.txt").write_text(f"{identity}\n")
+    sync.pack(
+        tree,
+        prefix,
+        compression="zstd",
+        chunk_size=CHUNK,
+        block_size=BLOCK,
+        recipients=[identity.recipient],
+    )
+    return prefix, identity
+
+
+def sealed_start(prefix: Path, identity: X25519Identity, position: int) -> tuple[int, int, int]:
+    """Where a resume at tar offset ``position`` must read from, worked out here from the age
+    format: (chunk, byte in it) that start the 64 KiB age chunk holding the start block, and
+    how many bytes of compressed stream there are from that age chunk on."""
+    source = open_source(str(prefix))
+    opened = open_encrypted(source, [identity])
+    assert opened is not None and source.manifest is not None
+    inner = opened.inner(source.manifest)
+    compressed = inner.blocks[block_holding(inner, position)][1]
+    sealed_at = opened.header_length + 16 + compressed // 65536 * (65536 + 16)
+    assert inner.compressed_size is not None
+    return (
+        sealed_at // CHUNK,
+        sealed_at % CHUNK,
+        inner.compressed_size - compressed // 65536 * 65536,
+    )
+
+
+@pytest.mark.parametrize("kind", ["data", "journal"])
+def test_an_encrypted_unpack_killed_anywhere_resumes(
+    kind, tree, sealed, archives, tmp_path, monkeypatch
+):
+    prefix, identity = sealed
+    key = str(prefix.parent / "key.txt")
+    counts = call_counts(archives("zstd"), tmp_path / "count", monkeypatch)  # the same files
+    target = random.Random(f"sealed {kind}").randrange(counts["data"] // 2, counts["data"])
+    out = tmp_path / "out"
+    killed_unpack(prefix, out, kind, target if kind == "data" else 4, "-i", key)
+    skipped, position = members_in_place(out), position_in_journal(out)
+    assert skipped > 0
+    _, _, decrypted = sealed_start(prefix, identity, position)
+    result = sync.unpack(prefix, out, resume=True, identities=[key])
+    assert (result.resumed, result.skipped_members) == (True, skipped)
+    assert result.compressed_bytes == decrypted  # from the age chunk of its start block on
+    assert_restored(out, tree)
+
+
+def test_an_encrypted_resume_reads_no_chunk_before_its_age_chunk(tree, sealed, tmp_path):
+    prefix, identity = sealed
+    copy = copied(prefix, tmp_path / "archive")
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        sync.unpack(copy, out, progress=StopAfter(80), identities=[identity])
+    chunk, lead, _ = sealed_start(copy, identity, position_in_journal(out))
+    assert chunk >= 2 and lead > 0, "the test needs a start in mid-archive"
+    manifest = sync.read_manifest(copy)
+    for gone in manifest.chunks[1:chunk]:  # the first holds the age header
+        (copy.parent / gone.name).unlink()
+    with pytest.raises(stc_errors.DecryptionError):
+        sync.unpack(copy, out, resume=True)  # no key
+    result = sync.unpack(copy, out, resume=True, identities=[identity])
+    assert result.resumed
+    assert_restored(out, tree)
+    with pytest.raises(MissingChunkError):  # a full unpack needs the chunks deleted above
+        sync.unpack(copy, tmp_path / "full", identities=[identity])
+
+
+def test_a_damaged_age_chunk_after_the_resume_point_stops_it(tree, sealed, tmp_path):
+    prefix, identity = sealed
+    copy = copied(prefix, tmp_path / "archive")
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        sync.unpack(copy, out, progress=StopAfter(60), identities=[identity])
+    chunk, _, _ = sealed_start(copy, identity, position_in_journal(out))
+    manifest = sync.read_manifest(copy)
+    victim = copy.parent / manifest.chunks[chunk + 1].name
+    good = victim.read_bytes()
+    victim.write_bytes(good[:500] + bytes([good[500] ^ 1]) + good[501:])
+    with pytest.raises((stc_errors.DecryptionError, ChecksumMismatchError)):
+        sync.unpack(copy, out, resume=True, identities=[identity])
+    victim.write_bytes(good)
+    assert sync.unpack(copy, out, resume=True, identities=[identity]).resumed
+    assert_restored(out, tree)
 
 
 # -- what cannot be resumed --------------------------------------------------------------------

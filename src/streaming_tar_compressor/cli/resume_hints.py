@@ -91,6 +91,10 @@ def unpack_resume_command(args: argparse.Namespace, prefix: str) -> str | None:
             words += ["--max-output-bytes", exact_size(args.max_output_bytes)]
         if args.max_members is not None:
             words += ["--max-members", str(args.max_members)]
+        for identity in args.identity:
+            words += ["-i", _path_word(identity)]
+        if args.passphrase:
+            words.append("--passphrase")
         return shlex.join([*words, "--resume"])
     return None
 

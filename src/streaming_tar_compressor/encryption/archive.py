@@ -21,11 +21,12 @@ from typing import Any
 
 from ..core.manifest import EncryptionInfo, FileRef, IndexRef, Manifest, parse_index
 from ..errors import DecryptionError, ManifestError, UsageError
+from ..models import ChunkInfo
 from . import Identity, Recipient, decrypt, encrypt, new_header, new_nonce, open_header
 from .header import hkdf
 from .keys import FILE_KEY_SIZE
 from .ranges import Output, SealedFile, SealingOutput
-from .stream import PayloadDecryptor, PayloadEncryptor
+from .stream import CHUNK, NONCE_SIZE, SEALED_CHUNK, PayloadDecryptor, PayloadEncryptor
 
 _MAC_INFO = b"streaming-tar-compressor/manifest-mac/v1"
 _SHA256_HEX = frozenset("0123456789abcdef")
@@ -218,6 +219,7 @@ class OpenedArchive:
     file_key: bytes
     header_length: int
     secret: Secret
+    nonce: bytes | None = None  # the payload's, when the bytes it was opened from held it
 
     def inner(self, manifest: Manifest) -> Manifest:
         """The manifest of the compressed stream inside (what decoders read): the public
@@ -237,6 +239,25 @@ class OpenedArchive:
     def decryptor(self) -> ArchiveDecryptor:
         return ArchiveDecryptor(self.file_key, self.header_length)
 
+    def decryptor_from(
+        self, chunks: Sequence[ChunkInfo], offset: int
+    ) -> tuple[int, int, ArchiveDecryptor]:
+        """To decrypt from compressed-stream ``offset`` on (a resumed unpack): the index of
+        the chunk to read from, how many bytes of compressed stream the decryptor gives
+        before ``offset`` (those of its first age chunk), and the decryptor, which skips the
+        bytes of that chunk before its first age chunk."""
+        assert self.nonce is not None, "opened from its header alone: no payload nonce"
+        number = offset // CHUNK
+        sealed = self.header_length + NONCE_SIZE + number * SEALED_CHUNK
+        start = 0
+        for chunk in chunks:
+            if sealed < start + chunk.size:
+                payload = PayloadDecryptor(self.file_key, nonce=self.nonce, first_chunk=number)
+                decryptor = ArchiveDecryptor(self.file_key, sealed - start, payload)
+                return chunk.index, offset - number * CHUNK, decryptor
+            start += chunk.size
+        raise DecryptionError("payload", f"the archive ends before its age chunk {number}")
+
 
 def open_archive(manifest: Manifest, head: bytes, identities: Sequence[Identity]) -> OpenedArchive:
     """The archive whose stream starts with ``head`` (at least its age header), opened by one
@@ -255,16 +276,21 @@ def open_archive(manifest: Manifest, head: bytes, identities: Sequence[Identity]
     except binascii.Error:
         raise DecryptionError("header", "the manifest's sealed part is not base64") from None
     secret = Secret.from_json(decrypt(sealed, identities))
-    return OpenedArchive(opened.file_key, info.header_length, secret)
+    nonce = head[info.header_length : info.header_length + NONCE_SIZE]
+    return OpenedArchive(
+        opened.file_key, info.header_length, secret, nonce if len(nonce) == NONCE_SIZE else None
+    )
 
 
 class ArchiveDecryptor:
     """The archive's stream (age header included) fed in any pieces, its compressed stream
     given back as each age chunk authenticates."""
 
-    def __init__(self, file_key: bytes, header_length: int) -> None:
-        self._skip = header_length
-        self._payload = PayloadDecryptor(file_key)
+    def __init__(self, file_key: bytes, skip: int, payload: PayloadDecryptor | None = None) -> None:
+        """``skip``: the bytes before the payload (the header), or before ``payload``'s
+        first chunk when it starts in mid-payload."""
+        self._skip = skip
+        self._payload = payload or PayloadDecryptor(file_key)
 
     def feed(self, data: bytes | memoryview) -> bytes:
         if self._skip:

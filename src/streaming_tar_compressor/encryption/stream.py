@@ -66,11 +66,15 @@ class PayloadDecryptor:
     full-size chunk is opened as soon as it is whole: as a middle chunk, else as the final
     one (age itself does the same), after which any byte more is an error."""
 
-    def __init__(self, file_key: bytes) -> None:
+    def __init__(
+        self, file_key: bytes, *, nonce: bytes | None = None, first_chunk: int = 0
+    ) -> None:
+        """Fed from the payload's start (its nonce first), or, given its ``nonce``, from
+        the start of chunk ``first_chunk`` (a resumed unpack)."""
         self._file_key = file_key
-        self._key: ChaCha20Poly1305 | None = None
+        self._key = payload_key(file_key, nonce) if nonce is not None else None
         self._pending = bytearray()
-        self._index = 0
+        self._index = first_chunk
         self._ended = False
         self._error: DecryptionError | None = None
 

@@ -77,10 +77,12 @@ class _Contents:
 class UnpackJournal:
     """The journal of one archive's unpack into one output directory."""
 
-    def __init__(self, output_dir: str, manifest: Manifest) -> None:
+    def __init__(self, output_dir: str, manifest: Manifest, tar_size: int | None = None) -> None:
+        """Named by ``manifest`` (as stored: an encrypted archive's public one, so that what
+        has no key finds the journal too); ``tar_size`` when the manifest does not say it."""
         self._output_dir = output_dir
         self._archive = hashlib.sha256(manifest.to_json().encode()).hexdigest()
-        self._size = manifest.uncompressed_size or 0
+        self._size = tar_size or manifest.uncompressed_size or 0
         self.name = f".stc-unpack-{self._archive[:16]}.journal"
         self.path = os.path.join(output_dir, self.name)
         self._dir_fd: int | None = None

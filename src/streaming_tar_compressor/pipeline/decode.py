@@ -92,9 +92,8 @@ class StartPoint:
     skip: int
 
 
-def start_point(manifest: Manifest, position: int) -> StartPoint:
-    """The block that holds tar offset ``position``, and the chunk that holds that block's
-    start: every block decodes alone, so nothing before it needs reading."""
+def block_holding(manifest: Manifest, position: int) -> int:
+    """The block that holds tar offset ``position``."""
     assert manifest.uncompressed_size is not None
     raws = [raw for raw, _ in manifest.blocks]
     block = bisect.bisect_right(raws, position) - 1
@@ -103,6 +102,14 @@ def start_point(manifest: Manifest, position: int) -> StartPoint:
         raise ManifestError(
             f"the manifest's block index has no block holding tar offset {position}"
         )
+    return block
+
+
+def start_point(manifest: Manifest, position: int) -> StartPoint:
+    """The block that holds tar offset ``position``, and the chunk that holds that block's
+    start: every block decodes alone, so nothing before it needs reading."""
+    block = block_holding(manifest, position)
+    raws = [raw for raw, _ in manifest.blocks]
     compressed = manifest.blocks[block][1]
     start = 0
     for chunk in manifest.chunks:

@@ -29,6 +29,7 @@ from ..encryption.archive import (
     open_archive,
     refuse_plain_with_keys,
 )
+from ..encryption.stream import NONCE_SIZE
 from ..errors import (
     ChecksumMismatchError,
     CompressionMismatchError,
@@ -45,7 +46,13 @@ from ..progress import NullProgress, Progress
 from ..storage.archive import ChunkSource, open_source
 from ..storage.follow import FollowingSource
 from ..storage.location import RemotePrefix, parse_prefix
-from .decode import ParallelBlockDecoder, StartPoint, TarStreamDecoder, start_point
+from .decode import (
+    ParallelBlockDecoder,
+    StartPoint,
+    TarStreamDecoder,
+    block_holding,
+    start_point,
+)
 from .threads import in_background
 
 # Chunks that may wait for a missing one when they arrive out of order: memory is at most this
@@ -195,10 +202,16 @@ class StreamUnpacker:
         self._resume = resume
         chunks = manifest.chunks if manifest is not None else ()
         self._start: StartPoint | None = None
+        resumed_decryptor: ArchiveDecryptor | None = None
         if resume is not None:
             if manifest is None or not verify_checksum:
                 raise UsageError("resuming needs the manifest and its chunk checks")
-            self._start = start_point(manifest, resume.position)
+            if encrypted and opened is None:
+                raise UsageError("resuming an encrypted archive needs it opened (opened=)")
+            if opened is not None:
+                self._start, resumed_decryptor = _encrypted_start(opened, manifest, resume)
+            else:
+                self._start = start_point(manifest, resume.position)
             chunks = chunks[self._start.chunk :]
         self.first_chunk = self._start.chunk if self._start is not None else 0
         checked_ahead = checked_ahead or encrypted
@@ -222,7 +235,7 @@ class StreamUnpacker:
         self._head = bytearray()  # the bytes of those
         self._decoder: TarStreamDecoder | ParallelBlockDecoder | None = None
         if opened is not None:
-            self._open(opened)
+            self._open(opened, resumed_decryptor)
         elif not encrypted:
             self._decoder = self._new_decoder(manifest)
         self._writer = TreeWriter(
@@ -310,9 +323,9 @@ class StreamUnpacker:
         held, self._held, self._head = self._held, [], bytearray()
         return held
 
-    def _open(self, opened: OpenedArchive) -> None:
+    def _open(self, opened: OpenedArchive, decryptor: ArchiveDecryptor | None = None) -> None:
         assert self._manifest is not None
-        self._decryptor = opened.decryptor()
+        self._decryptor = decryptor or opened.decryptor()
         self._decoder = self._new_decoder(opened.inner(self._manifest))
 
     def _new_decoder(self, manifest: Manifest | None) -> TarStreamDecoder | ParallelBlockDecoder:
@@ -431,23 +444,20 @@ def unpack(
         )
     source = open_source(input_prefix, by_block=verify_checksum)
     opened = open_encrypted(source, identities)
-    if opened is not None and resume:
-        raise UsageError("resuming the unpack of an encrypted archive is not supported yet")
+    # The manifest of the compressed stream: an encrypted archive's with its sealed part.
+    inner = opened.inner(source.manifest) if opened is not None and source.manifest else None
     journal: UnpackJournal | None = None
     journaled = select is None  # a partial restore is not journaled
-    if (
-        journaled
-        and verify_checksum
-        and source.manifest is not None
-        and _has_block_index(source.manifest)
-    ):
-        journal = UnpackJournal(output_dir, source.manifest)
+    described = inner or source.manifest
+    if journaled and verify_checksum and described is not None and _has_block_index(described):
+        assert source.manifest is not None
+        journal = UnpackJournal(output_dir, source.manifest, described.uncompressed_size)
     elif resume:
         raise UsageError(_not_resumable(input_prefix, source.manifest, verify_checksum))
     try:
         resume_state = journal.open(resume=resume) if journal is not None else None
         first = 0
-        if resume_state is not None and source.manifest is not None:
+        if resume_state is not None and source.manifest is not None and opened is None:
             first = start_point(source.manifest, resume_state.position).chunk
         unpacker = StreamUnpacker(
             output_dir,
@@ -531,8 +541,8 @@ def _unpack_following(
 
 
 def open_encrypted(source: ChunkSource, identities: Sequence[Identity]) -> OpenedArchive | None:
-    """An encrypted archive's keys and sealed part, from its age header at the start of its
-    stream (None: the archive is not encrypted, and no key was given)."""
+    """An encrypted archive's keys and sealed part, from its age header (and payload nonce)
+    at the start of its stream (None: the archive is not encrypted, and no key was given)."""
     manifest = source.manifest
     refuse_plain_with_keys(manifest, identities)
     if manifest is None or manifest.encryption is None:
@@ -545,13 +555,26 @@ def open_encrypted(source: ChunkSource, identities: Sequence[Identity]) -> Opene
         try:
             for piece in pieces:
                 head += piece
-                if len(head) >= manifest.encryption.header_length:
+                if len(head) >= manifest.encryption.header_length + NONCE_SIZE:
                     return open_archive(manifest, bytes(head), identities)
         finally:
             close = getattr(pieces, "close", None)
             if close is not None:
                 close()
     raise DecryptionError("header", "the archive ends inside its age header")
+
+
+def _encrypted_start(
+    opened: OpenedArchive, manifest: Manifest, resume: ResumeState
+) -> tuple[StartPoint, ArchiveDecryptor]:
+    """Where a resumed unpack of an encrypted archive starts: the age chunk that holds the
+    start of the block that holds the resume position (each age chunk opens alone), read
+    from the archive's chunk that holds that age chunk."""
+    inner = opened.inner(manifest)
+    block = block_holding(inner, resume.position)
+    raw, compressed = inner.blocks[block]
+    chunk, lead, decryptor = opened.decryptor_from(manifest.chunks, compressed)
+    return StartPoint(resume.position, block, chunk, lead, resume.position - raw), decryptor
 
 
 def _has_block_index(manifest: Manifest) -> bool:
