@@ -47,3 +47,5 @@ def test_an_encrypted_pack_to_a_store_restores_and_verifies(
     wanted = (tree / "d" / "f7").relative_to("/").as_posix()
     with stc.open_member(url, wanted, identities=[identity]) as member:
         assert member.read() == (tree / "d" / "f7").read_bytes()
+    with pytest.raises(stc.UsageError, match="cannot be resumed yet"):
+        stc.pack(tree, url, recipients=[identity.recipient], resume=True)

@@ -16,6 +16,7 @@ from typing import Any
 from ..core.manifest import Manifest
 from ..errors import StcError
 from ..fs.journal import UnpackJournal
+from ..pipeline.pack_state import read_state
 from ..storage.archive import read_manifest_at
 from ..storage.location import RemotePrefix, parse_prefix
 
@@ -50,6 +51,16 @@ def pack_resume_command(prefix: str, manifest: Manifest) -> str | None:
     """``stc pack SRC… -o PREFIX -c … -l … --chunk-size … --block-size … --resume``, with a
     ``cd`` first when the pack ran elsewhere and named relative sources."""
     resume: Any = manifest.extra.get("resume")
+    keys: list[str] = []
+    if manifest.encryption is not None:  # an encrypted pack's resume point is in its state
+        try:
+            state = read_state(prefix)
+        except StcError:
+            return None
+        resume = state.checkpoint.extra.get("resume")
+        for recipient in state.recipients:
+            keys += ["-r", recipient]
+        keys += [] if state.recipients else ["--passphrase"]
     if not isinstance(resume, dict) or manifest.compression is None:
         return None
     sources = [str(source) for source in resume.get("sources", [])]
@@ -70,7 +81,7 @@ def pack_resume_command(prefix: str, manifest: Manifest) -> str | None:
         words += ["--block-size", exact_size(manifest.block_size)]
     if resume.get("content_digests") is True:
         words.append("--content-digests")
-    command = shlex.join([*words, "--resume"])
+    command = shlex.join([*words, *keys, "--resume"])
     return f"cd {shlex.quote(cwd)} && {command}" if needs_cd else command
 
 

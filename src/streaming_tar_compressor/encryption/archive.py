@@ -26,7 +26,14 @@ from . import Identity, Recipient, decrypt, encrypt, new_header, new_nonce, open
 from .header import hkdf
 from .keys import FILE_KEY_SIZE
 from .ranges import Output, SealedFile, SealingOutput
-from .stream import CHUNK, NONCE_SIZE, SEALED_CHUNK, PayloadDecryptor, PayloadEncryptor
+from .stream import (
+    CHUNK,
+    NONCE_SIZE,
+    SEALED_CHUNK,
+    PayloadDecryptor,
+    PayloadEncryptor,
+    sealed_offset,
+)
 
 _MAC_INFO = b"streaming-tar-compressor/manifest-mac/v1"
 _SHA256_HEX = frozenset("0123456789abcdef")
@@ -155,20 +162,62 @@ def manifest_mac(file_key: bytes, manifest: Manifest) -> str:
     return hmac.new(hkdf(file_key, b"", _MAC_INFO), canonical, hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class SealerKeys:
+    """What makes an archive's age stream: kept (privately) while its pack is incomplete,
+    so a resumed pack seals on with them, never with a nonce used for other bytes."""
+
+    file_key: bytes
+    header: bytes
+    nonce: bytes
+
+
 class ArchiveSealer:
     """Encrypts one pack: a fresh file key and payload nonce, the age header first, then
-    the compressed stream fed in any pieces."""
+    the compressed stream fed in any pieces.
 
-    def __init__(self, recipients: Sequence[Recipient]) -> None:
+    A resumed pack's sealer takes the interrupted one's ``keys`` and starts at compressed
+    stream ``offset``, with ``primer``, the bytes of its age chunk before that offset (read
+    back from the stored ciphertext); its output starts at ``sealed_start`` of the archive.
+    """
+
+    def __init__(
+        self,
+        recipients: Sequence[Recipient],
+        keys: SealerKeys | None = None,
+        *,
+        offset: int = 0,
+        primer: bytes = b"",
+    ) -> None:
         self._recipients = list(recipients)
-        self._file_key, self._header = new_header(self._recipients)
-        self._payload = PayloadEncryptor(self._file_key, new_nonce())
-        self._started = False
+        if keys is None:
+            file_key, header = new_header(self._recipients)
+            keys = SealerKeys(file_key, header, new_nonce())
+        self.keys = keys
+        self._file_key, self._header = keys.file_key, keys.header
+        number = offset // CHUNK
+        if len(primer) != offset - number * CHUNK:
+            raise ValueError("the primer is the bytes of the age chunk before the offset")
+        self._payload = PayloadEncryptor(
+            keys.file_key, keys.nonce, first_chunk=number, nonce_written=offset > 0
+        )
+        if offset and self._payload.pieces(primer):
+            raise AssertionError("less than a chunk seals nothing")
+        self._started = offset > 0  # the header is out
+        self.sealed_start = 0 if offset == 0 else sealed_offset(len(keys.header), number * CHUNK)
         self._index: SealingOutput | None = None
 
     @property
     def header_length(self) -> int:
         return len(self._header)
+
+    def sealed_position(self, offset: int) -> int:
+        """Where compressed stream ``offset`` lies in the archive (0 for 0: nothing before)."""
+        return sealed_offset(len(self._header), offset) if offset else 0
+
+    @property
+    def recipient_types(self) -> tuple[str, ...]:
+        return tuple(recipient.kind for recipient in self._recipients)
 
     @property
     def passphrase(self) -> bool:
@@ -200,7 +249,7 @@ class ArchiveSealer:
         """``manifest`` (public keys only) with its encryption key: sealed part, the member
         index's file as stored (``index``), then MAC."""
         info = EncryptionInfo(
-            recipient_types=tuple(recipient.kind for recipient in self._recipients),
+            recipient_types=self.recipient_types,
             header_length=len(self._header),
             sealed=base64.b64encode(encrypt(secret.to_json(), self._recipients)).decode(),
             index=index,

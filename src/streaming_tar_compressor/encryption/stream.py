@@ -11,7 +11,9 @@ chunk came, and nothing after it.
 from __future__ import annotations
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.ciphers.algorithms import ChaCha20
 
 from ..errors import DecryptionError
 from .header import hkdf
@@ -48,6 +50,22 @@ def open_chunk(key: ChaCha20Poly1305, index: int, sealed: bytes | memoryview, fi
         raise DecryptionError(
             "payload", f"chunk {index} of the age payload does not authenticate (altered?)"
         ) from None
+
+
+def unseal_prefix(file_key: bytes, nonce: bytes, index: int, sealed: bytes) -> bytes:
+    """The plaintext under the first bytes of middle chunk ``index``, without its tag:
+    ChaCha20-Poly1305's ciphertext is the plaintext XOR ChaCha20's keystream from block 1.
+    Unauthenticated: a resumed pack seals it again and compares with what is stored."""
+    if len(sealed) > CHUNK:
+        raise ValueError("a chunk prefix holds at most CHUNK bytes")
+    counter_and_nonce = (1).to_bytes(4, "little") + chunk_nonce(index, False)
+    keystream = Cipher(ChaCha20(hkdf(file_key, nonce, b"payload"), counter_and_nonce), mode=None)
+    return keystream.decryptor().update(sealed)
+
+
+def sealed_offset(header_length: int, offset: int) -> int:
+    """Where the age file's byte holding payload plaintext ``offset`` is (header included)."""
+    return header_length + NONCE_SIZE + offset + offset // CHUNK * TAG
 
 
 def sealed_size(plain_size: int) -> int:
@@ -149,14 +167,18 @@ class PayloadEncryptor:
     once a byte after it shows it is not the final one (``finish`` seals the final one).
     The nonce comes from the caller: a resumed pack seals with the same one again."""
 
-    def __init__(self, file_key: bytes, nonce: bytes, *, first_chunk: int = 0) -> None:
+    def __init__(
+        self, file_key: bytes, nonce: bytes, *, first_chunk: int = 0, nonce_written: bool = False
+    ) -> None:
+        """From chunk ``first_chunk`` on (a resumed pack's); the nonce is given back first
+        unless it was written already (``nonce_written``, or a later chunk first)."""
         if len(nonce) != NONCE_SIZE:
             raise ValueError("the payload nonce is 16 bytes")
         self._key = payload_key(file_key, nonce)
         self._nonce = nonce
         self._index = first_chunk
         self._pending = bytearray()
-        self._started = first_chunk > 0
+        self._started = nonce_written or first_chunk > 0
 
     def feed(self, data: bytes | memoryview) -> bytes:
         return b"".join(self.pieces(data))

@@ -93,6 +93,7 @@ class Resumption:
     stream_hash: Any  # hashlib's sha256 of the chunks so far, to continue the stream's hash
     overlap_sha256: str  # of the written bytes from the resume point on: made again, dropped
     created: str
+    kept: bytes = b""  # the stored bytes the caller asked to keep (an encrypted pack's)
 
     @property
     def stream_done(self) -> int:
@@ -171,9 +172,14 @@ def load_resumption(
     settings: PackOptions,
     read_chunk: ChunkReader,
     source: str,
+    *,
+    remade_from: Callable[[ResumePoint], int] | None = None,
+    keep: Callable[[ResumePoint], tuple[int, int]] | None = None,
 ) -> Resumption:
     """Check the checkpoint fits this run and every chunk it lists is whole and unchanged
-    (``read_chunk`` reads one back, from disk or from a store)."""
+    (``read_chunk`` reads one back, from disk or from a store). ``remade_from``: where in
+    the chunks the resumed pack's bytes start (else at the point's stream offset: an
+    encrypted pack's are further on); ``keep``: a range of the stored bytes to keep."""
     resume = manifest.extra.get("resume")
     if not isinstance(resume, dict):
         raise ManifestError(f"{source} is incomplete but holds no resume checkpoint")
@@ -216,7 +222,9 @@ def load_resumption(
         raise ManifestError(f"{source}: the checkpoint's block 0 does not start the stream")
     if any(chunk.size != manifest.chunk_size for chunk in manifest.chunks):
         raise ManifestError(f"{source}: a checkpoint lists only whole chunks")
-    stream_hash, overlap = _rehash(manifest.chunks, read_chunk, point.stream_offset)
+    overlap_start = remade_from(point) if remade_from is not None else point.stream_offset
+    kept = keep(point) if keep is not None else (0, 0)
+    stream_hash, overlap, kept_bytes = _rehash(manifest.chunks, read_chunk, overlap_start, kept)
     return Resumption(
         chunks=manifest.chunks,
         blocks=manifest.blocks,
@@ -226,16 +234,22 @@ def load_resumption(
         stream_hash=stream_hash,
         overlap_sha256=overlap,
         created=manifest.created,
+        kept=kept_bytes,
     )
 
 
 def _rehash(
-    chunks: Sequence[ChunkInfo], read_chunk: ChunkReader, overlap_start: int
-) -> tuple[Any, str]:
+    chunks: Sequence[ChunkInfo],
+    read_chunk: ChunkReader,
+    overlap_start: int,
+    keep: tuple[int, int],
+) -> tuple[Any, str, bytes]:
     """Read back every final chunk: each must match its checksum, and together they give the
-    whole stream's hash so far (hashlib state cannot be saved in a checkpoint) and the hash of
-    the bytes from ``overlap_start`` on, which the resumed pack makes again."""
+    whole stream's hash so far (hashlib state cannot be saved in a checkpoint), the hash of
+    the bytes from ``overlap_start`` on, which the resumed pack makes again, and the bytes
+    of the range ``keep``."""
     stream, overlap = hashlib.sha256(), hashlib.sha256()
+    kept = bytearray()
     offset = 0
     for chunk in chunks:
         digest = hashlib.sha256()
@@ -243,7 +257,9 @@ def _rehash(
         for piece in read_chunk(chunk):
             digest.update(piece)
             stream.update(piece)
-            overlap.update(memoryview(piece)[max(0, overlap_start - offset) :])
+            view = memoryview(piece)
+            overlap.update(view[max(0, overlap_start - offset) :])
+            kept += view[max(0, keep[0] - offset) : max(0, keep[1] - offset)]
             offset += len(piece)
             size += len(piece)
         if size != chunk.size or digest.hexdigest() != chunk.checksum:
@@ -252,7 +268,7 @@ def _rehash(
                 f"{chunk.size} bytes with SHA-256 {chunk.checksum}",
                 f"{size} bytes with SHA-256 {digest.hexdigest()} (pack again with --force)",
             )
-    return stream, overlap.hexdigest()
+    return stream, overlap.hexdigest(), bytes(kept)
 
 
 def _field(resume: dict[str, Any], key: str, kind: type, source: str) -> Any:

@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 import shlex
+from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -24,8 +25,8 @@ from ..core.member_index import ENTRIES_PER_PAGE, Page, PageBuilder, Row
 from ..core.tar_writer import TarWriter, padding
 from ..encryption import Recipient
 from ..encryption.archive import ArchiveSealer, SealedIndex, Secret
-from ..encryption.stream import CHUNK, sealed_size
-from ..errors import OutputError, SourceChangedError, SourceError, UsageError
+from ..encryption.stream import CHUNK, sealed_offset, sealed_size, unseal_prefix
+from ..errors import ManifestError, OutputError, SourceChangedError, SourceError, UsageError
 from ..fs.walk import (
     Exclude,
     SkippedSource,
@@ -72,6 +73,15 @@ from .checkpoint import (
     made_with,
 )
 from .pack_index import PackIndexer, whole_file_digests
+from .pack_state import (
+    check_same_recipients,
+    public_checkpoint,
+    read_state,
+    remove_state,
+    state_of,
+    state_path,
+    write_state,
+)
 from .parallel import ordered_map
 from .threads import HashInThread, in_background
 
@@ -229,8 +239,6 @@ def pack_events(
     what would tell about its content sealed (the index is written through the sealer's
     ``index_output``; no resume yet).
     """
-    if sealer is not None and (resume is not None or checkpoints):
-        raise UsageError("an encrypted pack is made in one go (it cannot be resumed yet)")
     if settings.chunk_size == AUTO:
         raise UsageError("an automatic chunk size must be made concrete (sized_for) first")
     codec = codec_for(settings.compression)
@@ -246,6 +254,8 @@ def pack_events(
     else:
         width, start = resume.suffix_width, resume.point
         max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
+        if sealer is not None:
+            max_stream = sealer.header_length + sealed_size(max_stream)
         if suffix_width(max_stream, settings.chunk_size) > width:
             raise SourceChangedError(
                 "(sources)",
@@ -267,10 +277,16 @@ def pack_events(
     block_digests: list[str] | None = list(resume.block_sha256) if resume else []
     if resume is not None and len(resume.block_sha256) != len(resume.blocks):
         block_digests = None
-    # Compressed bytes before ``to_drop`` are already in final chunks (resume only).
+    # Bytes of the archive before ``to_drop`` are already in final chunks (resume only).
     position, to_drop = start.stream_offset, (resume.stream_done if resume else 0)
+    # Where the bytes cut next start in the archive: encrypted, ``position`` is the place
+    # in the compressed stream inside, which the sealer lags behind.
+    cut_at = position if sealer is None else sealer.sealed_start
     point: ResumePoint | None = start  # None: no checkpoint in the bytes being cut
-    checkpointed = to_drop
+    # Encrypted, every block start is a candidate: a checkpoint takes the last one whose
+    # sealed bytes before it are in final chunks (a resume reads its age chunk's head back).
+    candidates: deque[ResumePoint] = deque()
+    checkpointed = finished = to_drop  # bytes in final chunks: at the last checkpoint, now
 
     def far_enough(end: int) -> bool:
         """The stream grew by CHECKPOINT_RATIO times a checkpoint's size since the last."""
@@ -282,18 +298,11 @@ def pack_events(
 
     def cut(data: bytes) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
         nonlocal position
-        view = memoryview(data)
-        if position < to_drop:
-            drop = view[: to_drop - position]
-            dropped.update(drop)
-            if position + len(drop) == to_drop and resume is not None:
-                _check_remade(dropped.hexdigest(), resume)
-            view = view[len(drop) :]
         position += len(data)
         if sealer is None:
-            yield from to_chunks(view)
+            yield from to_chunks(memoryview(data))
             return
-        yield from sealed_to_chunks(sealer.feed(view))
+        yield from sealed_to_chunks(sealer.feed(data))
 
     def sealed_to_chunks(sealed: list[bytes]) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
         """Sealed 64 KiB chunks handed on SEALED_PIECE at a time: a piece per age chunk
@@ -304,17 +313,38 @@ def pack_events(
             )
 
     def to_chunks(view: memoryview) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
-        nonlocal checkpointed
+        nonlocal checkpointed, cut_at, finished
+        if cut_at < to_drop:  # made again: must be what is stored, then dropped
+            drop = view[: to_drop - cut_at]
+            dropped.update(drop)
+            if cut_at + len(drop) == to_drop and resume is not None:
+                _check_remade(dropped.hexdigest(), resume)
+            view = view[len(drop) :]
+            cut_at += len(drop)
+        cut_at += len(view)
         for event in chunker.feed(view):
             yield event
             if isinstance(event, ChunkEnd):
                 chunks.append(event.info)
-                if point is not None and far_enough(chunker.total_size):
+                finished += event.info.size  # the chunker may have been fed further
+                chosen = point if sealer is None else sealed_point(finished)
+                if chosen is not None and far_enough(chunker.total_size):
                     checkpointed = chunker.total_size
-                    digests = tuple(block_digests[: point.block] if block_digests else ())
+                    digests = tuple(block_digests[: chosen.block] if block_digests else ())
                     yield Checkpoint(
-                        tuple(chunks), tuple(blocks[: point.block]), digests, point, width
+                        tuple(chunks), tuple(blocks[: chosen.block]), digests, chosen, width
                     )
+
+    def sealed_point(final: int) -> ResumePoint | None:
+        """The last candidate whose sealed bytes before it are all in the first ``final``
+        bytes of the archive; the ones before it are dropped (a later one serves better)."""
+        assert sealer is not None
+        chosen = None
+        while candidates and sealer.sealed_position(candidates[0].stream_offset) <= final:
+            chosen = candidates.popleft()
+        if chosen is not None:
+            candidates.appendleft(chosen)
+        return chosen
 
     def checkpoint_due(size: int) -> bool:
         """A chunk may end with a checkpoint in the next ``size`` bytes: save the state."""
@@ -366,7 +396,14 @@ def pack_events(
                 ):
                     # add_block returns encoded.data: its length tells whether a chunk ends in it.
                     point = None
-                    if checkpoint_due(len(encoded.data)):
+                    if sealer is not None and checkpoints:
+                        offset = position if blocks else 0  # as below
+                        candidates.append(
+                            ResumePoint(
+                                len(blocks), raw_offset, offset, encoder.state(), block.sources
+                            )
+                        )
+                    elif checkpoint_due(len(encoded.data)):
                         # Block 0's bytes include the codec header, which a resume makes again.
                         offset = position if blocks else 0
                         point = ResumePoint(
@@ -384,6 +421,8 @@ def pack_events(
             tar_blocks.close()
         assert tar.end is not None, "the tar stream ended without its source check"
         point = ResumePoint(len(blocks), raw_offset, position, encoder.state(), tar.end)
+        if sealer is not None and checkpoints:
+            candidates.append(point)
         trailer_offset = position
         yield from cut(encoder.trailer())
         if sealer is not None:
@@ -464,14 +503,17 @@ def pack(
 
     After each chunk the manifest is a checkpoint (``complete: false``); with ``resume`` a pack
     interrupted at any moment continues from its last one, to the same bytes. With
-    ``recipients``, the archive is age-encrypted to them (made in one go: no resume yet).
+    ``recipients``, the archive is age-encrypted to them; its checkpoints keep their keys and
+    structure in the private ``PREFIX.resume`` (pack_state), so that it resumes too.
     """
     if force and resume:
         raise UsageError("force replaces an archive and resume continues one: choose one")
-    if recipients and resume:
-        raise UsageError("an encrypted pack cannot be resumed yet: drop --resume")
     location = parse_prefix(output_prefix)
     if isinstance(location, RemotePrefix):
+        if recipients and resume:
+            raise UsageError(
+                "an encrypted pack to a store cannot be resumed yet: pack again (drop --resume)"
+            )
         return _pack_to_store(
             sources,
             location,
@@ -493,18 +535,31 @@ def pack(
         if resume and existing is not None and existing.complete:
             remove_stale_temps(directory, split_prefix(output_prefix)[1])
             return _already_complete(existing, settings, output_prefix, directory)
-        resumption = _resumption(
-            existing,
-            identity,
-            settings,
-            local_chunk_reader(directory),
-            output_prefix,
-            manifest_path(output_prefix),
-            resume=resume,
-            force=force,
-        )
+        sealer: ArchiveSealer | None = None
+        resumption: Resumption | None
+        if resume and existing is not None and existing.encryption is not None:
+            resumption, sealer = _sealed_resumption(
+                existing, identity, settings, output_prefix, recipients
+            )
+        else:
+            if resume and existing is not None and recipients:
+                raise UsageError(
+                    "the interrupted pack is not encrypted: resume it without -r/-R/--passphrase"
+                )
+            resumption = _resumption(
+                existing,
+                identity,
+                settings,
+                local_chunk_reader(directory),
+                output_prefix,
+                manifest_path(output_prefix),
+                resume=resume,
+                force=force,
+            )
+            sealer = ArchiveSealer(recipients) if recipients else None
         sink = LocalChunkSink(output_prefix, force=force, resume=resume)
-        return _pack_to(
+        state = _StateKeeper(output_prefix, recipients) if sink.writes_checkpoints else None
+        result = _pack_to(
             sink,
             sources,
             settings,
@@ -514,8 +569,66 @@ def pack(
             progress,
             resumption,
             content_digests=content_digests,
-            recipients=recipients,
+            sealer=sealer,
+            state=state,
         )
+        remove_state(output_prefix)  # the keys of an incomplete pack, if one was here
+        return result
+
+
+def _sealed_resumption(
+    existing: Manifest,
+    identity: PackIdentity,
+    settings: PackSettings,
+    prefix: str,
+    recipients: Sequence[Recipient],
+) -> tuple[Resumption, ArchiveSealer]:
+    """An interrupted encrypted pack, continued from its private state: the checkpoint is
+    checked as an unencrypted one is, and the sealer takes up its keys at the age chunk that
+    holds the resume point, that chunk's head read back from the stored ciphertext."""
+    state = read_state(prefix)
+    check_same_recipients(state, recipients)
+    keys, header_length = state.keys, len(state.keys.header)
+    common = min(len(state.checkpoint.chunks), len(existing.chunks))  # a kill between the two
+    if state.checkpoint.chunks[:common] != existing.chunks[:common]:
+        raise ManifestError(
+            f"{state_path(prefix)} belongs to another pack (pack again with --force)"
+        )
+
+    def remade_from(point: ResumePoint) -> int:
+        number = point.stream_offset // CHUNK
+        return sealed_offset(header_length, number * CHUNK) if point.stream_offset else 0
+
+    def head_of_its_age_chunk(point: ResumePoint) -> tuple[int, int]:
+        start = remade_from(point)
+        return start, start + point.stream_offset % CHUNK if point.stream_offset else 0
+
+    resumption = load_resumption(
+        state.checkpoint,
+        identity,
+        _stated(settings),
+        local_chunk_reader(split_prefix(prefix)[0]),
+        state_path(prefix),
+        remade_from=remade_from,
+        keep=head_of_its_age_chunk,
+    )
+    offset = resumption.point.stream_offset
+    primer = unseal_prefix(keys.file_key, keys.nonce, offset // CHUNK, resumption.kept)
+    return resumption, ArchiveSealer(recipients, keys, offset=offset, primer=primer)
+
+
+class _StateKeeper:
+    """Writes an encrypted pack's checkpoints: whole into its private state, then the public
+    manifest without what the state holds."""
+
+    def __init__(self, prefix: str, recipients: Sequence[Recipient]) -> None:
+        self._prefix, self._recipients = prefix, recipients
+        self._name = split_prefix(prefix)[1]
+
+    def public(self, checkpoint: Manifest, sealer: ArchiveSealer) -> Manifest:
+        state = state_of(sealer, self._recipients, checkpoint)
+        write_state(self._prefix, state)
+        return public_checkpoint(state, sealer, self._name)
 
 
 def _resumption(
@@ -602,7 +715,7 @@ def _pack_to_store(
             progress,
             resumption,
             content_digests=content_digests,
-            recipients=recipients,
+            sealer=ArchiveSealer(recipients) if recipients else None,
         )
 
 
@@ -630,8 +743,11 @@ def _pack_to(
     resumption: Resumption | None,
     *,
     content_digests: bool,
-    recipients: Sequence[Recipient],
+    sealer: ArchiveSealer | None,
+    state: _StateKeeper | None = None,
 ) -> PackResult:
+    """Runs the pack into ``sink``. Encrypted (``sealer``), it makes checkpoints only when
+    ``state`` keeps them (a local pack's private state)."""
     progress = progress or NullProgress()
     skipped: list[SkippedSource] = []
     chunks = [
@@ -648,7 +764,6 @@ def _pack_to(
         created=resumption.created if resumption else _now(),
         tool=f"streaming-tar-compressor {__version__}",
     )
-    sealer = ArchiveSealer(recipients) if recipients else None
     index_out = sink.open_index()
     index = PackIndexer(
         sealer.index_output(index_out) if sealer is not None else index_out,
@@ -666,7 +781,7 @@ def _pack_to(
             exclude=exclude,
             resume=resumption,
             created=base.created,
-            checkpoints=sealer is None,
+            checkpoints=sealer is None or state is not None,
             index=index,
             sealer=sealer,
         ),
@@ -686,6 +801,9 @@ def _pack_to(
                 checkpoint = checkpoint_manifest(
                     base, event, identity, content_digests=content_digests
                 )
+                if sealer is not None:
+                    assert state is not None, "no checkpoints without a state to keep them"
+                    checkpoint = state.public(checkpoint, sealer)
                 sink.write_checkpoint(checkpoint)
             elif isinstance(event, PackProgress):
                 report(progress, event)

@@ -75,7 +75,7 @@ def archive_file_matcher(prefix: str) -> NamesIn:
     folder that holds the output never packs the archive into itself."""
     directory, name = split_prefix(prefix)
     pattern = re.compile(
-        rf"\.?{re.escape(name)}\.(part\d+|manifest\.json|sha256|index|lock)(\.\d+)?(\.tmp)?"
+        rf"\.?{re.escape(name)}\.(part\d+|manifest\.json|sha256|index|lock|resume)(\.\d+)?(\.tmp)?"
     )
 
     def matches(path: str) -> bool:
@@ -89,18 +89,22 @@ def archive_file_matcher(prefix: str) -> NamesIn:
     return NamesIn(directory, (name + ".", "." + name + "."), matches)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync the folder: a reader sees the old file or the new one."""
-    _rename_into_place(_write_temp(path, data), path)
+def atomic_write(path: str, data: bytes, mode: int = 0o666) -> None:
+    """Temp file, fsync, rename, fsync the folder: a reader sees the old file or the new one.
+    ``mode`` as ``open`` takes it (the umask applies)."""
+    _rename_into_place(_write_temp(path, data, mode), path)
 
 
-def _write_temp(path: str, data: bytes) -> str:
+def _write_temp(path: str, data: bytes, mode: int = 0o666) -> str:
     """``data`` synced to disk under a temp name beside ``path``; a failure leaves no temp."""
     temp = os.path.join(
         os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp"
     )
     try:
-        with open(temp, "wb") as handle:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)  # a dead run's (of the same pid), which may have another mode
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with open(os.open(temp, flags, mode), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -192,7 +196,7 @@ def _same_file(fd: int, path: str) -> bool:
 def remove_stale_temps(directory: str, name: str) -> None:
     """Temp chunks and manifests a killed pack left; the caller holds the prefix's lock."""
     pattern = re.compile(
-        rf"\.{re.escape(name)}\.(part\d+|manifest\.json|sha256|index)(\.\d+)?\.tmp"
+        rf"\.{re.escape(name)}\.(part\d+|manifest\.json|sha256|index|resume)(\.\d+)?\.tmp"
     )
     try:
         for entry in os.listdir(directory):
@@ -279,6 +283,11 @@ class LocalChunkSink:
         self._index: IndexFile | None = None
         self._handle: tuple[int, str] | None = None
         self._waiting: list[tuple[str, str]] = []  # (temp, final) while replacing
+
+    @property
+    def writes_checkpoints(self) -> bool:
+        """Not while replacing an archive: its manifest stays until the new one is whole."""
+        return not self._deferred
 
     def open_index(self) -> IndexFile:
         self._index = IndexFile(self.prefix + INDEX_SUFFIX)
