@@ -192,3 +192,26 @@ def test_sigkill_at_random_points_then_resume_restores_with_age(tmp_path, monkey
         subprocess.run(["bash", "-c", recipe], check=True, cwd=tmp_path)
         assert snapshot(restored / "src") == snapshot(tmp_path / "src")
     assert killed >= 2, "the kills came too late to interrupt anything"
+
+
+def test_resume_points_are_made_about_once_a_chunk_not_once_a_block(
+    tmp_path, monkeypatch, identity
+) -> None:
+    """A resume point holds the encoder's state, which grows with the blocks (zstd's seek
+    table): made at every block, an encrypted pack would cost quadratic time."""
+    src = make_source(tmp_path, files=150)
+    made = []
+    real = pack_module.ResumePoint
+    monkeypatch.setattr(pack_module, "ResumePoint", lambda *a: made.append(a) or real(*a))
+    result = stc.pack(
+        [src],
+        tmp_path / "a",
+        compression="zstd",
+        chunk_size=64 * 1024,
+        block_size=4096,
+        recipients=[identity.recipient],
+    )
+    chunks = result.manifest.total_chunks
+    blocks = stc.verify(tmp_path / "a", identities=[identity], deep=True).blocks_checked
+    assert chunks >= 4 and blocks > 4 * chunks
+    assert len(made) <= 2 * chunks + 3, (len(made), chunks, blocks)

@@ -447,13 +447,23 @@ def test_an_encrypted_unpack_killed_anywhere_resumes(
     assert_restored(out, tree)
 
 
-def test_an_encrypted_resume_reads_no_chunk_before_its_age_chunk(tree, sealed, tmp_path):
+def sealed_interrupted(
+    sealed: tuple[Path, X25519Identity], tmp_path: Path, files: int
+) -> tuple[Path, Path, int, int]:
+    """A copy of the sealed archive whose unpack into ``out`` stopped after ``files``
+    members: (copy, out, and where its resume reads from: chunk, byte in it)."""
     prefix, identity = sealed
     copy = copied(prefix, tmp_path / "archive")
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        sync.unpack(copy, out, progress=StopAfter(80), identities=[identity])
+        sync.unpack(copy, out, progress=StopAfter(files), identities=[identity])
     chunk, lead, _ = sealed_start(copy, identity, position_in_journal(out))
+    return copy, out, chunk, lead
+
+
+def test_an_encrypted_resume_reads_no_chunk_before_its_age_chunk(tree, sealed, tmp_path):
+    identity = sealed[1]
+    copy, out, chunk, lead = sealed_interrupted(sealed, tmp_path, 80)
     assert chunk >= 2 and lead > 0, "the test needs a start in mid-archive"
     manifest = sync.read_manifest(copy)
     for gone in manifest.chunks[1:chunk]:  # the first holds the age header
@@ -468,12 +478,8 @@ def test_an_encrypted_resume_reads_no_chunk_before_its_age_chunk(tree, sealed, t
 
 
 def test_a_damaged_age_chunk_after_the_resume_point_stops_it(tree, sealed, tmp_path):
-    prefix, identity = sealed
-    copy = copied(prefix, tmp_path / "archive")
-    out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
-        sync.unpack(copy, out, progress=StopAfter(60), identities=[identity])
-    chunk, _, _ = sealed_start(copy, identity, position_in_journal(out))
+    identity = sealed[1]
+    copy, out, chunk, _ = sealed_interrupted(sealed, tmp_path, 60)
     manifest = sync.read_manifest(copy)
     victim = copy.parent / manifest.chunks[chunk + 1].name
     good = victim.read_bytes()

@@ -237,7 +237,7 @@ def pack_events(
     their files read again for their content digests) and the manifest records it. With
     ``sealer``, the chunks hold the compressed stream age-encrypted, and the manifest keeps
     what would tell about its content sealed (the index is written through the sealer's
-    ``index_output``; no resume yet).
+    ``index_output``; a resumed pack's sealer starts where ``resume`` does).
     """
     if settings.chunk_size == AUTO:
         raise UsageError("an automatic chunk size must be made concrete (sized_for) first")
@@ -283,8 +283,9 @@ def pack_events(
     # in the compressed stream inside, which the sealer lags behind.
     cut_at = position if sealer is None else sealer.sealed_start
     point: ResumePoint | None = start  # None: no checkpoint in the bytes being cut
-    # Encrypted, every block start is a candidate: a checkpoint takes the last one whose
-    # sealed bytes before it are in final chunks (a resume reads its age chunk's head back).
+    # Encrypted, a block start in whose sealed bytes a chunk ends is a candidate: a
+    # checkpoint takes the last one whose sealed bytes before it are in final chunks (a
+    # resume reads its age chunk's head back).
     candidates: deque[ResumePoint] = deque()
     checkpointed = finished = to_drop  # bytes in final chunks: at the last checkpoint, now
 
@@ -346,6 +347,13 @@ def pack_events(
             candidates.appendleft(chosen)
         return chosen
 
+    def sealed_boundary_in(start: int, end: int) -> bool:
+        """A chunk boundary falls where compressed stream bytes ``start:end`` are sealed: a
+        block start is a candidate only then (its encoder state grows with the blocks)."""
+        assert sealer is not None
+        low, high = sealer.sealed_position(start), sealer.sealed_position(end)
+        return -(-low // settings.chunk_size) * settings.chunk_size < high
+
     def checkpoint_due(size: int) -> bool:
         """A chunk may end with a checkpoint in the next ``size`` bytes: save the state."""
         end = position + size
@@ -398,11 +406,12 @@ def pack_events(
                     point = None
                     if sealer is not None and checkpoints:
                         offset = position if blocks else 0  # as below
-                        candidates.append(
-                            ResumePoint(
-                                len(blocks), raw_offset, offset, encoder.state(), block.sources
+                        if sealed_boundary_in(offset, position + len(encoded.data)):
+                            candidates.append(
+                                ResumePoint(
+                                    len(blocks), raw_offset, offset, encoder.state(), block.sources
+                                )
                             )
-                        )
                     elif checkpoint_due(len(encoded.data)):
                         # Block 0's bytes include the codec header, which a resume makes again.
                         offset = position if blocks else 0
