@@ -6,11 +6,14 @@ bytes under a nonce already used: changed sources, other recipients, a damaged s
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import random
+import shutil
 import stat
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -110,7 +113,7 @@ def test_a_source_changed_before_the_resume_point_is_refused(tmp_path, monkeypat
     before = first.stat()
     first.write_bytes(b"FIRST FILE\n" * 40)
     os.utime(first, ns=(before.st_atime_ns, before.st_mtime_ns))
-    with pytest.raises(stc.SourceChangedError):
+    with pytest.raises(stc.SourceChangedError, match="changed since the interrupted pack"):
         stc.pack([src], prefix, resume=True, **options)
     assert (prefix.parent / "a.resume").exists()  # still resumable once the file is back
     assert stc.pack([src], prefix, force=True, **options).manifest.complete
@@ -121,14 +124,17 @@ def test_remade_bytes_that_differ_from_the_stored_ones_are_refused(
     tmp_path, monkeypatch, identity
 ) -> None:
     """A state whose nonce is not the one the stored chunks were sealed with: every byte
-    made again differs, and sealing on would reuse counters for other plaintext."""
+    made again differs, and sealing on would reuse counters for other plaintext. (The same
+    interrupted pack, copied before the edit, resumes.)"""
     src, prefix, options = interrupted(tmp_path, monkeypatch, identity)
+    shutil.copytree(prefix.parent, tmp_path / "copy")
     state = prefix.parent / "a.resume"
     document = json.loads(state.read_text())
     document["nonce"] = base64.b64encode(os.urandom(16)).decode()
     state.write_text(json.dumps(document))
     with pytest.raises(stc.SourceChangedError, match="made again"):
         stc.pack([src], prefix, resume=True, **options)
+    assert stc.pack([src], tmp_path / "copy" / "a", resume=True, **options).resumed_chunks
 
 
 def test_a_resume_takes_the_same_recipients_only(tmp_path, monkeypatch, identity) -> None:
@@ -215,3 +221,93 @@ def test_resume_points_are_made_about_once_a_chunk_not_once_a_block(
     blocks = stc.verify(tmp_path / "a", identities=[identity], deep=True).blocks_checked
     assert chunks >= 4 and blocks > 4 * chunks
     assert len(made) <= 2 * chunks + 3, (len(made), chunks, blocks)
+
+
+def test_every_kill_point_of_a_small_archive_resumes_to_the_same_bytes(
+    tmp_path, monkeypatch, identity
+) -> None:
+    """Kill points in every chunk, the last ones too (whose resume points may lie in the final
+    age chunk, sealed with the final flag), before and after the chunk takes its name."""
+    src = make_source(tmp_path, files=30)
+    options = {"compression": "none", "recipients": [identity.recipient], **SMALL}
+    total = stc.pack([src], tmp_path / "probe" / "a", **options).manifest.total_chunks
+    assert total >= 6
+    for stop_at in range(total):
+        for renamed in (False, True):
+            out = tmp_path / f"out-{stop_at}-{renamed}"
+            pack_until(monkeypatch, [src], out / "a", stop_at, renamed=renamed, **options)
+            stc.pack([src], out / "a", resume=True, **options)
+            keys = keys_of(out / "a", identity)
+            reference = tmp_path / f"ref-{stop_at}-{renamed}"
+            packed_with_keys(monkeypatch, keys, src, reference / "a", **options)
+            assert parts(out) == parts(reference), (stop_at, renamed)
+            assert not (out / "a.resume").exists()
+
+
+def sealed_tail_member(src: Path, prefix: Path, options: dict) -> Path:
+    """A file packed after the resumed block whose bytes the interrupted pack (codec none:
+    the tar stream itself) had already sealed and written past its checkpoint."""
+    state = json.loads((prefix.parent / "a.resume").read_text())["checkpoint"]
+    listed = sum(chunk["size"] for chunk in state["chunks"])  # made again, then dropped
+    written = sorted(prefix.parent.glob("a.part*"))
+    assert len(written) > len(state["chunks"]), "the test needs chunks past the checkpoint"
+    # A tar offset is before its sealed place (less the header, nonce and tags before it).
+    end = sum(path.stat().st_size for path in written) * 64 // 65 - 1000
+    plain = {**options, "recipients": []}
+    whole = stc.pack([src], prefix.parent.parent / "plain" / "a", **plain)
+    stream = b"".join(Path(chunk.path).read_bytes() for chunk in whole.chunks)
+    with tarfile.open(fileobj=io.BytesIO(stream)) as archive:
+        for member in archive:
+            if member.isfile() and member.size and listed < member.offset_data < end:
+                return Path("/") / member.name
+    raise AssertionError("no file starts in the sealed tail")
+
+
+def test_a_source_changed_in_bytes_already_sealed_is_refused(tmp_path, monkeypatch, identity):
+    src = make_source(tmp_path)
+    options = {"compression": "none", "recipients": [identity.recipient], **SMALL}
+    prefix = tmp_path / "out" / "a"
+    pack_until(monkeypatch, [src], prefix, 9, renamed=True, **options)
+    victim = sealed_tail_member(src, prefix, options)
+    before, stamp = victim.read_bytes(), victim.stat()
+    victim.write_bytes(bytes(b ^ 0x55 for b in before))  # same size and mtime
+    os.utime(victim, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    with pytest.raises(stc.SourceChangedError, match="sealed them"):
+        stc.pack([src], prefix, resume=True, **options)
+    victim.write_bytes(before)
+    os.utime(victim, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    stc.pack([src], prefix, resume=True, **options)
+    packed_with_keys(monkeypatch, keys_of(prefix, identity), src, tmp_path / "ref" / "a", **options)
+    assert parts(prefix.parent) == parts(tmp_path / "ref")
+
+
+def test_a_source_changed_past_what_was_sealed_is_packed_as_it_is_now(
+    tmp_path, monkeypatch, identity
+) -> None:
+    src = make_source(tmp_path)
+    options = {"compression": "gzip", "recipients": [identity.recipient], **SMALL}
+    prefix = tmp_path / "out" / "a"
+    pack_until(monkeypatch, [src], prefix, 3, **options)
+    (src / "z_last").write_bytes(b"changed after the interrupted pack\n")
+    stc.pack([src], prefix, resume=True, **options)
+    stc.unpack(prefix, tmp_path / "restored", identities=[identity])
+    assert snapshot(tmp_path / "restored" / src.relative_to("/")) == snapshot(src)
+
+
+def test_the_state_is_removed_with_the_pack_it_belongs_to_and_no_other_file(
+    tmp_path, monkeypatch, identity
+) -> None:
+    src, prefix, options = interrupted(tmp_path, monkeypatch, identity)
+    state = prefix.parent / "a.resume"
+    kept = state.read_bytes()
+    stc.pack([src], prefix, resume=True, **options)
+    state.write_bytes(kept)  # as if the pack died between its manifest and the removal
+    assert stc.pack([src], prefix, resume=True, **options).manifest.complete
+    assert not state.exists()
+    theirs = tmp_path / "mine" / "a.resume"
+    theirs.parent.mkdir()
+    theirs.write_text("my notes\n")
+    with pytest.raises(stc.OutputError, match="not stc's"):
+        stc.pack([src], tmp_path / "mine" / "a", **options)  # its state would go there
+    stc.pack([src], tmp_path / "mine" / "a", compression="gzip", force=True, **SMALL)
+    assert theirs.read_text() == "my notes\n"

@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..codecs.base import EncoderState
 from ..core.manifest import Manifest
@@ -81,6 +81,18 @@ class PackIdentity:
         return cls(tuple(os.path.normpath(source) for source in sources), os.getcwd())
 
 
+class WrittenPast(Protocol):
+    """What an interrupted encrypted pack wrote past its last checkpoint (finished chunks it
+    did not list yet, the chunk it was writing): the resumed pack may write there only the
+    same bytes, or it would seal other plaintext under counters already used."""
+
+    def check(self, data: memoryview) -> None:
+        """The resumed pack's next bytes past the checkpoint; SourceChangedError if they
+        differ from what is stored there."""
+
+    def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Resumption:
     """A checkpoint checked against the chunks on disk, ready to continue from."""
@@ -94,6 +106,7 @@ class Resumption:
     overlap_sha256: str  # of the written bytes from the resume point on: made again, dropped
     created: str
     kept: bytes = b""  # the stored bytes the caller asked to keep (an encrypted pack's)
+    written_past: WrittenPast | None = None
 
     @property
     def stream_done(self) -> int:

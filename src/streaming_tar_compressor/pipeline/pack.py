@@ -74,6 +74,7 @@ from .checkpoint import (
 )
 from .pack_index import PackIndexer, whole_file_digests
 from .pack_state import (
+    SealedTail,
     check_same_recipients,
     public_checkpoint,
     read_state,
@@ -288,6 +289,7 @@ def pack_events(
     # resume reads its age chunk's head back).
     candidates: deque[ResumePoint] = deque()
     checkpointed = finished = to_drop  # bytes in final chunks: at the last checkpoint, now
+    sealing_final = False
 
     def far_enough(end: int) -> bool:
         """The stream grew by CHECKPOINT_RATIO times a checkpoint's size since the last."""
@@ -323,12 +325,14 @@ def pack_events(
             view = view[len(drop) :]
             cut_at += len(drop)
         cut_at += len(view)
+        if resume is not None and resume.written_past is not None and view:
+            resume.written_past.check(view)
         for event in chunker.feed(view):
             yield event
             if isinstance(event, ChunkEnd):
                 chunks.append(event.info)
                 finished += event.info.size  # the chunker may have been fed further
-                chosen = point if sealer is None else sealed_point(finished)
+                chosen = point if sealer is None else sealed_point(finished, sealing_final)
                 if chosen is not None and far_enough(chunker.total_size):
                     checkpointed = chunker.total_size
                     digests = tuple(block_digests[: chosen.block] if block_digests else ())
@@ -336,10 +340,14 @@ def pack_events(
                         tuple(chunks), tuple(blocks[: chosen.block]), digests, chosen, width
                     )
 
-    def sealed_point(final: int) -> ResumePoint | None:
+    def sealed_point(final: int, last_chunk: bool) -> ResumePoint | None:
         """The last candidate whose sealed bytes before it are all in the first ``final``
-        bytes of the archive; the ones before it are dropped (a later one serves better)."""
+        bytes of the archive; the ones before it are dropped (a later one serves better).
+        None once the final age chunk is out: its head, sealed with the final flag, cannot be
+        read back as a middle chunk's, and it ends the archive anyway."""
         assert sealer is not None
+        if last_chunk:
+            return None
         chosen = None
         while candidates and sealer.sealed_position(candidates[0].stream_offset) <= final:
             chosen = candidates.popleft()
@@ -435,6 +443,7 @@ def pack_events(
         trailer_offset = position
         yield from cut(encoder.trailer())
         if sealer is not None:
+            sealing_final = True
             yield from sealed_to_chunks(sealer.finish())
         for event in chunker.finish():
             assert isinstance(event, ChunkEnd)
@@ -463,6 +472,8 @@ def pack_events(
         yield PackEnd(manifest)
     finally:
         stream_hash.close()  # its thread ends with the pack, done or stopped
+        if resume is not None and resume.written_past is not None:
+            resume.written_past.close()
 
 
 def _sealed(
@@ -543,6 +554,7 @@ def pack(
         settings = settings.sized_for(summary.tar_size_bound, existing if resume else None)
         if resume and existing is not None and existing.complete:
             remove_stale_temps(directory, split_prefix(output_prefix)[1])
+            remove_state(output_prefix)  # a pack that died just after its manifest
             return _already_complete(existing, settings, output_prefix, directory)
         sealer: ArchiveSealer | None = None
         resumption: Resumption | None
@@ -622,7 +634,12 @@ def _sealed_resumption(
         keep=head_of_its_age_chunk,
     )
     offset = resumption.point.stream_offset
+    if len(resumption.kept) != offset % CHUNK:
+        raise ManifestError(f"{state_path(prefix)}: its resume point is past its chunks")
     primer = unseal_prefix(keys.file_key, keys.nonce, offset // CHUNK, resumption.kept)
+    directory, name = split_prefix(prefix)
+    tail = SealedTail(directory, name, len(resumption.chunks), resumption.suffix_width)
+    resumption.written_past = tail
     return resumption, ArchiveSealer(recipients, keys, offset=offset, primer=primer)
 
 

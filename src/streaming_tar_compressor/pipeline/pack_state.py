@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
+import io
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ..core.chunker import chunk_name
 from ..core.manifest import EncryptionInfo, Manifest
 from ..encryption import Recipient, ScryptIdentity, ScryptRecipient, open_header
 from ..encryption.archive import ArchiveSealer, SealerKeys
 from ..encryption.keys import FILE_KEY_SIZE
 from ..encryption.stream import NONCE_SIZE
-from ..errors import DecryptionError, ManifestError, OutputError, UsageError
-from ..storage.local import atomic_write
+from ..errors import DecryptionError, ManifestError, OutputError, SourceChangedError, UsageError
+from ..storage.local import atomic_write, open_regular_file
 
 STATE_SUFFIX = ".resume"
 STATE_FORMAT = "stc-pack-state/1"
@@ -74,7 +75,13 @@ def state_path(prefix: str) -> str:
 
 
 def write_state(prefix: str, state: PackState) -> None:
-    """Synced into place, readable by its owner only (it holds the archive's file key)."""
+    """Synced into place, readable by its owner only (it holds the archive's file key); a
+    file of that name that is not a pack state is refused, not replaced."""
+    if os.path.lexists(state_path(prefix)) and not is_state(prefix):
+        raise OutputError(
+            f"{state_path(prefix)} exists and is not stc's: an encrypted pack keeps its keys "
+            "there while it runs; move it, or choose another prefix"
+        )
     atomic_write(state_path(prefix), state.to_json(), mode=0o600)
 
 
@@ -94,11 +101,80 @@ def read_state(prefix: str) -> PackState:
 
 
 def remove_state(prefix: str) -> None:
-    try:
-        with contextlib.suppress(FileNotFoundError):
+    """The state of a pack that completed or was replaced; a file of that name that is not a
+    pack state is someone else's, and stays."""
+    if is_state(prefix):
+        try:
             os.unlink(state_path(prefix))
+        except OSError as exc:
+            raise OutputError(f"cannot remove {state_path(prefix)}: {exc}") from exc
+
+
+def is_state(prefix: str) -> bool:
+    """Whether ``PREFIX.resume`` is there and is a pack state (by its first bytes)."""
+    try:
+        with open(state_path(prefix), "rb") as handle:
+            return handle.read(len(_STATE_START)) == _STATE_START
+    except OSError:
+        return False
+
+
+_STATE_START = json.dumps({"format": STATE_FORMAT}).encode()[:-1]  # '{"format": "stc-…"'
+
+
+class SealedTail:
+    """What an interrupted encrypted pack wrote past its last checkpoint: its chunks from
+    ``first`` on, final or still under their temp name, opened now (the resumed pack's sink
+    replaces them) and read as the resumed pack writes the same places (WrittenPast)."""
+
+    def __init__(self, directory: str, name: str, first: int, width: int) -> None:
+        self._files: list[io.BufferedReader] = []
+        index = first
+        try:
+            while True:
+                final = os.path.join(directory, chunk_name(name, index, width))
+                temp = os.path.join(directory, f".{name}.part{index}.tmp")
+                handle = _opened(final)
+                if handle is None:
+                    handle = _opened(temp)
+                    if handle is not None:
+                        self._files.append(handle)  # the chunk it was writing: the last
+                    break
+                self._files.append(handle)
+                index += 1
+        except BaseException:
+            self.close()
+            raise
+
+    def check(self, data: memoryview) -> None:
+        done = 0
+        while done < len(data) and self._files:
+            old = self._files[0].read(len(data) - done)
+            if not old:
+                self._files.pop(0).close()
+                continue
+            if old != data[done : done + len(old)]:
+                raise SourceChangedError(
+                    "(sources)",
+                    "they changed since the interrupted pack sealed them (after its last "
+                    "checkpoint): sealing other bytes there would reuse its nonces; pack "
+                    "again with --force (a new key)",
+                )
+            done += len(old)
+
+    def close(self) -> None:
+        files, self._files = self._files, []
+        for handle in files:
+            handle.close()
+
+
+def _opened(path: str) -> io.BufferedReader | None:
+    try:
+        return io.BufferedReader(open_regular_file(path))
+    except FileNotFoundError:
+        return None
     except OSError as exc:
-        raise OutputError(f"cannot remove {state_path(prefix)}: {exc}") from exc
+        raise OutputError(f"cannot read {path} to resume the pack: {exc}") from exc
 
 
 def state_of(
@@ -123,7 +199,7 @@ def public_checkpoint(state: PackState, sealer: ArchiveSealer, prefix_name: str)
 
 
 def recipient_names(recipients: Sequence[Recipient]) -> tuple[str, ...]:
-    return tuple(sorted(str(r) for r in recipients if not isinstance(r, ScryptRecipient)))
+    return tuple(sorted({str(r) for r in recipients if not isinstance(r, ScryptRecipient)}))
 
 
 def check_same_recipients(state: PackState, recipients: Sequence[Recipient]) -> None:

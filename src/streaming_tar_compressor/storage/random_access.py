@@ -18,7 +18,7 @@ from ..core.member_index import DirectoryRef, MemberIndex
 from ..encryption import Identity
 from ..encryption.archive import key_needed, open_archive, refuse_plain_with_keys
 from ..encryption.ranges import SealedReader
-from ..errors import ManifestError, MissingChunkError
+from ..errors import DecryptionError, ManifestError, MissingChunkError
 from ..models import ChunkInfo
 from .local import (
     manifest_path,
@@ -140,10 +140,10 @@ class RandomAccess:
             except OSError as exc:
                 raise ManifestError(f"cannot read {self._label(stored.name)}: {exc}") from exc
             if size != stored.size:
+                rebuild = " (rebuild it with stc index)" if self.manifest.encryption is None else ""
                 raise ManifestError(
                     f"{self._label(stored.name)} is {size} bytes, the manifest says "
-                    f"{stored.size}: it is damaged or belongs to another archive (rebuild it "
-                    "with stc index)"
+                    f"{stored.size}: it is damaged or belongs to another archive{rebuild}"
                 )
         return True
 
@@ -241,7 +241,12 @@ class DecryptedArchive(RandomAccess):
             return self._payload.read(offset, length)
         index = self.manifest.index
         if self._index is not None and index is not None and name == index.name:
-            return self._index.read(offset, length)
+            try:
+                return self._index.read(offset, length)
+            except DecryptionError as exc:  # the archive opened: this file is what is wrong
+                raise ManifestError(
+                    f"{self._label(name)} is damaged or belongs to another archive ({exc})"
+                ) from None
         raise FileNotFoundError(name)
 
     def _index_file_present(self) -> bool:
