@@ -82,15 +82,13 @@ class PackIdentity:
 
 
 class WrittenPast(Protocol):
-    """What an interrupted encrypted pack wrote past its last checkpoint (finished chunks it
-    did not list yet, the chunk it was writing): the resumed pack may write there only the
-    same bytes, or it would seal other plaintext under counters already used."""
+    """What earlier runs of an encrypted pack wrote past its last checkpoint (chunks finished
+    after it, the chunk in progress): the resumed pack may write there only the same bytes,
+    or it would seal other plaintext under counters already used."""
 
-    def check(self, data: memoryview) -> None:
-        """The resumed pack's next bytes past the checkpoint; SourceChangedError if they
-        differ from what is stored there."""
-
-    def close(self) -> None: ...
+    def check(self, offset: int, data: memoryview) -> None:
+        """The resumed pack's next bytes, at archive ``offset``, before they are written;
+        SourceChangedError where they differ from what was written there."""
 
 
 @dataclass(slots=True)

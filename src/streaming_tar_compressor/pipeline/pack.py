@@ -74,14 +74,17 @@ from .checkpoint import (
 )
 from .pack_index import PackIndexer, whole_file_digests
 from .pack_state import (
-    SealedTail,
+    AgeChunks,
+    WrittenPastCheck,
     check_same_recipients,
+    merged,
     public_checkpoint,
     read_state,
     remove_state,
     state_of,
     state_path,
     write_state,
+    written_age_chunks,
 )
 from .parallel import ordered_map
 from .threads import HashInThread, in_background
@@ -317,6 +320,8 @@ def pack_events(
 
     def to_chunks(view: memoryview) -> Iterator[ChunkPiece | ChunkEnd | Checkpoint]:
         nonlocal checkpointed, cut_at, finished
+        if resume is not None and resume.written_past is not None:
+            resume.written_past.check(cut_at, view)
         if cut_at < to_drop:  # made again: must be what is stored, then dropped
             drop = view[: to_drop - cut_at]
             dropped.update(drop)
@@ -325,8 +330,6 @@ def pack_events(
             view = view[len(drop) :]
             cut_at += len(drop)
         cut_at += len(view)
-        if resume is not None and resume.written_past is not None and view:
-            resume.written_past.check(view)
         for event in chunker.feed(view):
             yield event
             if isinstance(event, ChunkEnd):
@@ -472,8 +475,6 @@ def pack_events(
         yield PackEnd(manifest)
     finally:
         stream_hash.close()  # its thread ends with the pack, done or stopped
-        if resume is not None and resume.written_past is not None:
-            resume.written_past.close()
 
 
 def _sealed(
@@ -579,7 +580,16 @@ def pack(
             )
             sealer = ArchiveSealer(recipients) if recipients else None
         sink = LocalChunkSink(output_prefix, force=force, resume=resume)
-        state = _StateKeeper(output_prefix, recipients) if sink.writes_checkpoints else None
+        written = resumption.written_past if resumption is not None else None
+        state = (
+            _StateKeeper(
+                output_prefix,
+                recipients,
+                written.written if isinstance(written, WrittenPastCheck) else {},
+            )
+            if sink.writes_checkpoints
+            else None
+        )
         result = _pack_to(
             sink,
             sources,
@@ -637,9 +647,20 @@ def _sealed_resumption(
     if len(resumption.kept) != offset % CHUNK:
         raise ManifestError(f"{state_path(prefix)}: its resume point is past its chunks")
     primer = unseal_prefix(keys.file_key, keys.nonce, offset // CHUNK, resumption.kept)
+    # What this and earlier runs wrote past the checkpoint, recorded before the sink removes
+    # the chunk in progress: kept until the pack completes, whatever happens to the files.
     directory, name = split_prefix(prefix)
-    tail = SealedTail(directory, name, len(resumption.chunks), resumption.suffix_width)
-    resumption.written_past = tail
+    on_disk = written_age_chunks(
+        directory,
+        name,
+        resumption.suffix_width,
+        settings.chunk_size,
+        header_length,
+        resumption.stream_done,
+    )
+    state = replace(state, written=merged(state.written, on_disk))
+    write_state(prefix, state)
+    resumption.written_past = WrittenPastCheck(state.written, header_length)
     return resumption, ArchiveSealer(recipients, keys, offset=offset, primer=primer)
 
 
@@ -647,12 +668,12 @@ class _StateKeeper:
     """Writes an encrypted pack's checkpoints: whole into its private state, then the public
     manifest without what the state holds."""
 
-    def __init__(self, prefix: str, recipients: Sequence[Recipient]) -> None:
-        self._prefix, self._recipients = prefix, recipients
+    def __init__(self, prefix: str, recipients: Sequence[Recipient], written: AgeChunks) -> None:
+        self._prefix, self._recipients, self._written = prefix, recipients, written
         self._name = split_prefix(prefix)[1]
 
     def public(self, checkpoint: Manifest, sealer: ArchiveSealer) -> Manifest:
-        state = state_of(sealer, self._recipients, checkpoint)
+        state = state_of(sealer, self._recipients, checkpoint, self._written)
         write_state(self._prefix, state)
         return public_checkpoint(state, sealer, self._name)
 

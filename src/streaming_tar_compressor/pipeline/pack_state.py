@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 from ..core.chunker import chunk_name
 from ..core.manifest import EncryptionInfo, Manifest
 from ..encryption import Recipient, ScryptIdentity, ScryptRecipient, open_header
 from ..encryption.archive import ArchiveSealer, SealerKeys
 from ..encryption.keys import FILE_KEY_SIZE
-from ..encryption.stream import NONCE_SIZE
+from ..encryption.stream import NONCE_SIZE, SEALED_CHUNK
 from ..errors import DecryptionError, ManifestError, OutputError, SourceChangedError, UsageError
 from ..storage.local import atomic_write, open_regular_file
 
@@ -41,6 +42,7 @@ class PackState:
     keys: SealerKeys
     recipients: tuple[str, ...]
     checkpoint: Manifest
+    written: AgeChunks = field(default_factory=dict)  # past the checkpoint, by earlier runs
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -51,6 +53,7 @@ class PackState:
                 "nonce": _b64(self.keys.nonce),
                 "recipients": list(self.recipients),
                 "checkpoint": self.checkpoint.document(),
+                "written": [[n, length, digest] for n, (length, digest) in self.written.items()],
             }
         ).encode()
 
@@ -65,9 +68,10 @@ class PackState:
                 raise ValueError("a key of the wrong size")
             recipients = tuple(str(recipient) for recipient in doc["recipients"])
             checkpoint = Manifest.from_json(json.dumps(doc["checkpoint"]), source)
+            written = {int(n): (int(length), str(digest)) for n, length, digest in doc["written"]}
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise ManifestError(f"{source} is not a pack state ({exc})") from None
-        return cls(keys, recipients, checkpoint)
+        return cls(keys, recipients, checkpoint, written)
 
 
 def state_path(prefix: str) -> str:
@@ -122,55 +126,93 @@ def is_state(prefix: str) -> bool:
 _STATE_START = json.dumps({"format": STATE_FORMAT}).encode()[:-1]  # '{"format": "stc-…"'
 
 
-class SealedTail:
-    """What an interrupted encrypted pack wrote past its last checkpoint: its chunks from
-    ``first`` on, final or still under their temp name, opened now (the resumed pack's sink
-    replaces them) and read as the resumed pack writes the same places (WrittenPast)."""
-
-    def __init__(self, directory: str, name: str, first: int, width: int) -> None:
-        self._files: list[io.BufferedReader] = []
-        index = first
-        try:
-            while True:
-                final = os.path.join(directory, chunk_name(name, index, width))
-                temp = os.path.join(directory, f".{name}.part{index}.tmp")
-                handle = _opened(final)
-                if handle is None:
-                    handle = _opened(temp)
-                    if handle is not None:
-                        self._files.append(handle)  # the chunk it was writing: the last
-                    break
-                self._files.append(handle)
-                index += 1
-        except BaseException:
-            self.close()
-            raise
-
-    def check(self, data: memoryview) -> None:
-        done = 0
-        while done < len(data) and self._files:
-            old = self._files[0].read(len(data) - done)
-            if not old:
-                self._files.pop(0).close()
-                continue
-            if old != data[done : done + len(old)]:
-                raise SourceChangedError(
-                    "(sources)",
-                    "they changed since the interrupted pack sealed them (after its last "
-                    "checkpoint): sealing other bytes there would reuse its nonces; pack "
-                    "again with --force (a new key)",
-                )
-            done += len(old)
-
-    def close(self) -> None:
-        files, self._files = self._files, []
-        for handle in files:
-            handle.close()
+AgeChunks = dict[int, tuple[int, str]]
+"""Age chunks written by runs of a pack: per chunk number, how many of its sealed bytes (from
+its start) and their SHA-256."""
 
 
-def _opened(path: str) -> io.BufferedReader | None:
+class WrittenPastCheck:
+    """The age chunks earlier runs of an encrypted pack wrote past its checkpoint (WrittenPast):
+    a resumed pack seals each of them again and, before writing it, compares its first bytes
+    with what was written, so that no counter is ever used for other plaintext."""
+
+    def __init__(self, written: AgeChunks, header_length: int) -> None:
+        self.written = written
+        self._payload = header_length + NONCE_SIZE
+
+    def check(self, offset: int, data: memoryview) -> None:
+        end = offset + len(data)
+        at = max(offset, self._payload)
+        while at < end:
+            number = (at - self._payload) // SEALED_CHUNK
+            chunk_end = min(self._payload + (number + 1) * SEALED_CHUNK, end)
+            if number in self.written:
+                length, digest = self.written[number]
+                sealed = data[at - offset : chunk_end - offset]
+                if hashlib.sha256(sealed[:length]).hexdigest() != digest:
+                    raise SourceChangedError(
+                        "(sources)",
+                        "they changed since the interrupted pack sealed them (after its last "
+                        "checkpoint): sealing other bytes there would reuse its nonces; pack "
+                        "again with --force (a new key)",
+                    )
+            at = chunk_end
+
+
+def written_age_chunks(
+    directory: str, name: str, width: int, chunk_size: int, header_length: int, start: int
+) -> AgeChunks:
+    """The age chunks from the one that holds archive offset ``start`` to the end of what is
+    on disk: the chunk files from there on (the checkpoint's, then the ones finished after
+    it, then the one in progress under its temp name), read back."""
+    payload = header_length + NONCE_SIZE
+    number = max(0, start - payload) // SEALED_CHUNK
+    offset = payload + number * SEALED_CHUNK
+    found: AgeChunks = {}
+    digest, length = hashlib.sha256(), 0
+    skip = offset % chunk_size  # into the first file: every chunk but the last is whole
+    for handle in _chunk_files(directory, name, width, offset // chunk_size):
+        with handle:
+            handle.seek(skip)
+            skip = 0
+            while piece := handle.read(SEALED_CHUNK - length):
+                digest.update(piece)
+                length += len(piece)
+                if length == SEALED_CHUNK:
+                    found[number] = (length, digest.hexdigest())
+                    number, digest, length = number + 1, hashlib.sha256(), 0
+    if length:
+        found[number] = (length, digest.hexdigest())
+    return found
+
+
+def _chunk_files(directory: str, name: str, width: int, first: int) -> Iterator[io.FileIO]:
+    """Chunk ``first`` and the ones after it, final or (the last) under its temp name."""
+    index = first
+    while True:
+        handle = _opened(os.path.join(directory, chunk_name(name, index, width)))
+        if handle is None:
+            temp = _opened(os.path.join(directory, f".{name}.part{index}.tmp"))
+            if temp is not None:
+                yield temp
+            return
+        yield handle
+        index += 1
+
+
+def merged(recorded: AgeChunks, found: AgeChunks) -> AgeChunks:
+    """What earlier runs recorded and what is on disk now, the longer of each (a chunk file
+    an earlier resume removed is gone from disk, not from the record)."""
+    result = dict(recorded)
+    for number, (length, digest) in found.items():
+        if length >= result.get(number, (0, ""))[0]:
+            result[number] = (length, digest)
+    return result
+
+
+def _opened(path: str) -> io.FileIO | None:
     try:
-        return io.BufferedReader(open_regular_file(path))
+        return open_regular_file(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -178,9 +220,16 @@ def _opened(path: str) -> io.BufferedReader | None:
 
 
 def state_of(
-    sealer: ArchiveSealer, recipients: Sequence[Recipient], checkpoint: Manifest
+    sealer: ArchiveSealer,
+    recipients: Sequence[Recipient],
+    checkpoint: Manifest,
+    written: AgeChunks,
 ) -> PackState:
-    return PackState(sealer.keys, recipient_names(recipients), checkpoint)
+    """The state at ``checkpoint``, with the age chunks earlier runs wrote past it."""
+    done = sum(chunk.size for chunk in checkpoint.chunks)
+    payload = sealer.header_length + NONCE_SIZE
+    past = {n: w for n, w in written.items() if payload + n * SEALED_CHUNK + w[0] > done}
+    return PackState(sealer.keys, recipient_names(recipients), checkpoint, past)
 
 
 def public_checkpoint(state: PackState, sealer: ArchiveSealer, prefix_name: str) -> Manifest:
