@@ -5,17 +5,20 @@ are each a clear error, and no unverified file is left looking complete."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 
+import pyrage
 import pytest
 
 import streaming_tar_compressor as stc
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.encryption import ScryptIdentity, ScryptRecipient
+from streaming_tar_compressor.encryption import keys as keys_module
 from tests.helpers import snapshot, tool
 
 CODECS = ["gzip", "zstd", "xz", "bzip2", "lz4", "none"]
@@ -459,3 +462,22 @@ def test_info_with_the_key_shows_what_is_sealed(tree, tmp_path, capsys) -> None:
     )
     (tmp_path / "other.txt").write_text(f"{stc.X25519Identity.generate()}\n")
     assert main(["info", str(tmp_path / "a"), "-i", str(tmp_path / "other.txt")]) == 14
+
+
+def test_a_passphrase_archive_opens_with_one_scrypt_and_its_sealed_part_is_age(
+    tree, tmp_path, monkeypatch
+) -> None:
+    """The sealed part's file key derives from the archive's: opening it costs no second
+    scrypt (~1 s each), and it stays an age file that its passphrase opens (pyrage here)."""
+    secret = b"correct horse battery"
+    stc.pack(tree, tmp_path / "a", recipients=[ScryptRecipient(secret, log_n=10)])
+    derivations = []
+    real = keys_module._scrypt
+    monkeypatch.setattr(
+        keys_module, "_scrypt", lambda *args: derivations.append(args) or real(*args)
+    )
+    stc.unpack(tmp_path / "a", tmp_path / "out", identities=[ScryptIdentity(secret)])
+    assert len(derivations) == 1
+    sealed = json.loads((tmp_path / "a.manifest.json").read_text())["encryption"]["sealed"]
+    document = json.loads(pyrage.passphrase.decrypt(base64.b64decode(sealed), secret.decode()))
+    assert len(document["blocks"]) == len(document["block_sha256"]) > 0

@@ -42,6 +42,7 @@ __all__ = [
     "X25519Identity",
     "X25519Recipient",
     "decrypt",
+    "decrypt_with_key",
     "encrypt",
     "identities_from",
     "keygen_text",
@@ -89,9 +90,10 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_SIZE)
 
 
-def encrypt(data: bytes, recipients: Sequence[Recipient]) -> bytes:
-    """A whole age file of ``data``, held in memory (small files: an archive's index)."""
-    file_key, header = new_header(recipients)
+def encrypt(data: bytes, recipients: Sequence[Recipient], file_key: bytes | None = None) -> bytes:
+    """A whole age file of ``data``, held in memory (small files: a manifest's sealed part),
+    under a fresh file key unless one is given."""
+    file_key, header = new_header(recipients, file_key)
     encryptor = PayloadEncryptor(file_key, new_nonce())
     return header + encryptor.feed(data) + encryptor.finish()
 
@@ -99,9 +101,19 @@ def encrypt(data: bytes, recipients: Sequence[Recipient]) -> bytes:
 def decrypt(data: bytes, identities: Sequence[Identity]) -> bytes:
     """The plaintext of a whole age file held in memory; DecryptionError if any of it fails."""
     opened = open_header(data, identities)
-    decryptor = PayloadDecryptor(opened.file_key)
-    plain = decryptor.feed(memoryview(data)[opened.header.length :])
-    return plain + decryptor.finish()
+    return _payload(data, opened.header.length, opened.file_key)
+
+
+def decrypt_with_key(data: bytes, file_key: bytes) -> bytes:
+    """The same, when the file key is known already (no stanza opened: no scrypt paid)."""
+    header = parse_header(data)
+    header.check_mac(file_key)
+    return _payload(data, header.length, file_key)
+
+
+def _payload(data: bytes, header_length: int, file_key: bytes) -> bytes:
+    decryptor = PayloadDecryptor(file_key)
+    return decryptor.feed(memoryview(data)[header_length:]) + decryptor.finish()
 
 
 def recipients_from(

@@ -22,7 +22,16 @@ from typing import Any
 from ..core.manifest import EncryptionInfo, FileRef, IndexRef, Manifest, parse_index
 from ..errors import DecryptionError, ManifestError, UsageError
 from ..models import ChunkInfo
-from . import Identity, Recipient, decrypt, encrypt, new_header, new_nonce, open_header
+from . import (
+    Identity,
+    Recipient,
+    decrypt,
+    decrypt_with_key,
+    encrypt,
+    new_header,
+    new_nonce,
+    open_header,
+)
 from .header import hkdf
 from .keys import FILE_KEY_SIZE
 from .ranges import Output, SealedFile, SealingOutput
@@ -36,6 +45,7 @@ from .stream import (
 )
 
 _MAC_INFO = b"streaming-tar-compressor/manifest-mac/v1"
+_SEALED_INFO = b"streaming-tar-compressor/sealed-part/v1"
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 
@@ -124,6 +134,13 @@ def _digest(value: Any) -> str:
     if not isinstance(value, str) or len(value) != 64 or not set(value) <= _SHA256_HEX:
         raise ValueError(f"{value!r} is not a SHA-256 digest")
     return value
+
+
+def sealed_part_key(file_key: bytes) -> bytes:
+    """The file key of the manifest's sealed part, derived from the archive's: an age file to
+    the same recipients like any other, which a key holder who opened the archive opens with
+    no second unwrap (a passphrase's scrypt costs ~1 s)."""
+    return hkdf(file_key, b"", _SEALED_INFO)[:FILE_KEY_SIZE]
 
 
 def key_needed() -> DecryptionError:
@@ -251,7 +268,9 @@ class ArchiveSealer:
         info = EncryptionInfo(
             recipient_types=self.recipient_types,
             header_length=len(self._header),
-            sealed=base64.b64encode(encrypt(secret.to_json(), self._recipients)).decode(),
+            sealed=base64.b64encode(
+                encrypt(secret.to_json(), self._recipients, sealed_part_key(self._file_key))
+            ).decode(),
             index=index,
         )
         unsigned = replace(manifest, encryption=info)
@@ -324,7 +343,11 @@ def open_archive(manifest: Manifest, head: bytes, identities: Sequence[Identity]
         sealed = base64.b64decode(info.sealed, validate=True)
     except binascii.Error:
         raise DecryptionError("header", "the manifest's sealed part is not base64") from None
-    secret = Secret.from_json(decrypt(sealed, identities))
+    try:
+        plain = decrypt_with_key(sealed, sealed_part_key(opened.file_key))
+    except DecryptionError:  # made by version 0.1.0 before this one: its own random key
+        plain = decrypt(sealed, identities)
+    secret = Secret.from_json(plain)
     nonce = head[info.header_length : info.header_length + NONCE_SIZE]
     return OpenedArchive(
         opened.file_key, info.header_length, secret, nonce if len(nonce) == NONCE_SIZE else None
