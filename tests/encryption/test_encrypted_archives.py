@@ -18,6 +18,7 @@ import pytest
 import streaming_tar_compressor as stc
 from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.encryption import ScryptIdentity, ScryptRecipient
+from streaming_tar_compressor.encryption import archive as archive_module
 from streaming_tar_compressor.encryption import keys as keys_module
 from tests.helpers import snapshot, tool
 
@@ -481,3 +482,15 @@ def test_a_passphrase_archive_opens_with_one_scrypt_and_its_sealed_part_is_age(
     sealed = json.loads((tmp_path / "a.manifest.json").read_text())["encryption"]["sealed"]
     document = json.loads(pyrage.passphrase.decrypt(base64.b64decode(sealed), secret.decode()))
     assert len(document["blocks"]) == len(document["block_sha256"]) > 0
+
+
+def test_a_sealed_part_of_the_previous_version_opens_through_its_stanza(
+    tree, tmp_path, monkeypatch
+) -> None:
+    """Before its file key was derived, the sealed part had a random one of its own."""
+    identity = stc.X25519Identity.generate()
+    with monkeypatch.context() as patch:
+        patch.setattr(archive_module, "sealed_part_key", lambda file_key: os.urandom(16))
+        stc.pack(tree, tmp_path / "a", recipients=[identity.recipient])
+    stc.unpack(tmp_path / "a", tmp_path / "out", identities=[identity])
+    assert snapshot(restored(tmp_path / "out", tree)) == snapshot(tree)

@@ -23,6 +23,7 @@ from streaming_tar_compressor.cli.main import main
 from streaming_tar_compressor.encryption import X25519Identity, open_header
 from streaming_tar_compressor.encryption.archive import ArchiveSealer, SealerKeys
 from streaming_tar_compressor.pipeline import pack as pack_module
+from streaming_tar_compressor.storage.local import LocalChunkSink
 from tests.helpers import snapshot, tool
 from tests.safety.test_resume_pack import (
     SMALL,
@@ -113,7 +114,7 @@ def test_a_source_changed_before_the_resume_point_is_refused(tmp_path, monkeypat
     before = first.stat()
     first.write_bytes(b"FIRST FILE\n" * 40)
     os.utime(first, ns=(before.st_atime_ns, before.st_mtime_ns))
-    with pytest.raises(stc.SourceChangedError, match="changed since the interrupted pack"):
+    with pytest.raises(stc.SourceChangedError, match="interrupted pack: up to its resume point"):
         stc.pack([src], prefix, resume=True, **options)
     assert (prefix.parent / "a.resume").exists()  # still resumable once the file is back
     assert stc.pack([src], prefix, force=True, **options).manifest.complete
@@ -132,6 +133,16 @@ def test_remade_bytes_that_differ_from_the_stored_ones_are_refused(
     document = json.loads(state.read_text())
     document["nonce"] = base64.b64encode(os.urandom(16)).decode()
     state.write_text(json.dumps(document))
+    with pytest.raises(stc.SourceChangedError, match="sealed them"):  # past the checkpoint
+        stc.pack([src], prefix, resume=True, **options)
+    # With nothing past the checkpoint, and a state of the version before the record: still
+    # refused (the age chunk that holds the checkpoint's end is read back from its chunks).
+    del document["written"]
+    state.write_text(json.dumps(document))
+    listed = len(document["checkpoint"]["chunks"])
+    for path in [*prefix.parent.glob("a.part*"), *prefix.parent.glob(".a.part*.tmp")]:
+        if path.name.startswith(".") or int(path.name.rsplit("part", 1)[1]) >= listed:
+            path.unlink()
     with pytest.raises(stc.SourceChangedError, match=r"made again|sealed them"):
         stc.pack([src], prefix, resume=True, **options)
     assert stc.pack([src], tmp_path / "copy" / "a", resume=True, **options).resumed_chunks
@@ -249,7 +260,7 @@ def sealed_tail_member(src: Path, prefix: Path, options: dict) -> Path:
     the tar stream itself) had already sealed and written past its checkpoint."""
     state = json.loads((prefix.parent / "a.resume").read_text())["checkpoint"]
     listed = sum(chunk["size"] for chunk in state["chunks"])  # made again, then dropped
-    written = sorted(prefix.parent.glob("a.part*"))
+    written = [*prefix.parent.glob("a.part*"), *prefix.parent.glob(".a.part*.tmp")]
     assert len(written) > len(state["chunks"]), "the test needs chunks past the checkpoint"
     # A tar offset is before its sealed place (less the header, nonce and tags before it).
     end = sum(path.stat().st_size for path in written) * 64 // 65 - 1000
@@ -319,3 +330,35 @@ def test_the_state_is_removed_with_the_pack_it_belongs_to_and_no_other_file(
         stc.pack([src], tmp_path / "mine" / "a", **options)  # its state would go there
     stc.pack([src], tmp_path / "mine" / "a", compression="gzip", force=True, **SMALL)
     assert theirs.read_text() == "my notes\n"
+
+
+def test_a_pack_stopped_by_an_error_leaves_what_it_sealed_for_the_resume_to_check(
+    tmp_path, monkeypatch, identity
+) -> None:
+    """Ctrl-C or a failure (not a kill): the pack cleans up, but keeps the chunk it was
+    writing, which the resume records before it removes it."""
+    src = make_source(tmp_path)
+    options = {"compression": "none", "recipients": [identity.recipient], **SMALL}
+    prefix = tmp_path / "out" / "a"
+    finish = LocalChunkSink.finish_chunk
+
+    def interrupted_finish(self: LocalChunkSink, info: stc.ChunkInfo) -> stc.ChunkInfo:
+        if info.index == 9:
+            raise KeyboardInterrupt
+        return finish(self, info)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocalChunkSink, "finish_chunk", interrupted_finish)
+        with pytest.raises(KeyboardInterrupt):
+            stc.pack([src], prefix, **options)
+    assert (prefix.parent / ".a.part9.tmp").exists()
+    victim = sealed_tail_member(src, prefix, options)
+    before, stamp = victim.read_bytes(), victim.stat()
+    victim.write_bytes(bytes(b ^ 0x55 for b in before))
+    os.utime(victim, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    with pytest.raises(stc.SourceChangedError, match="sealed them"):
+        stc.pack([src], prefix, resume=True, **options)
+    victim.write_bytes(before)
+    os.utime(victim, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    stc.pack([src], prefix, resume=True, **options)
+    assert not list(prefix.parent.glob(".a.part*.tmp"))

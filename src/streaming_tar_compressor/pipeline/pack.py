@@ -580,6 +580,8 @@ def pack(
             )
             sealer = ArchiveSealer(recipients) if recipients else None
         sink = LocalChunkSink(output_prefix, force=force, resume=resume)
+        if sealer is not None:
+            sink.keep_partial_chunk()  # a failure or Ctrl-C leaves what it sealed for --resume
         written = resumption.written_past if resumption is not None else None
         state = (
             _StateKeeper(

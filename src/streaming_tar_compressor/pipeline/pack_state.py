@@ -68,7 +68,9 @@ class PackState:
                 raise ValueError("a key of the wrong size")
             recipients = tuple(str(recipient) for recipient in doc["recipients"])
             checkpoint = Manifest.from_json(json.dumps(doc["checkpoint"]), source)
-            written = {int(n): (int(length), str(digest)) for n, length, digest in doc["written"]}
+            written = {
+                int(n): (int(length), str(digest)) for n, length, digest in doc.get("written", [])
+            }
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise ManifestError(f"{source} is not a pack state ({exc})") from None
         return cls(keys, recipients, checkpoint, written)
@@ -141,6 +143,8 @@ class WrittenPastCheck:
         self._payload = header_length + NONCE_SIZE
 
     def check(self, offset: int, data: memoryview) -> None:
+        """``data`` is whole age chunks (or the header and nonce): what the sealer hands on."""
+        assert offset <= self._payload or (offset - self._payload) % SEALED_CHUNK == 0
         end = offset + len(data)
         at = max(offset, self._payload)
         while at < end:
@@ -205,7 +209,13 @@ def merged(recorded: AgeChunks, found: AgeChunks) -> AgeChunks:
     an earlier resume removed is gone from disk, not from the record)."""
     result = dict(recorded)
     for number, (length, digest) in found.items():
-        if length >= result.get(number, (0, ""))[0]:
+        before = result.get(number)
+        if before is not None and before[0] == length and before[1] != digest:
+            raise ManifestError(
+                f"age chunk {number} on disk is not what an earlier run wrote there: the "
+                "chunks were altered; pack again with --force"
+            )
+        if before is None or length >= before[0]:
             result[number] = (length, digest)
     return result
 

@@ -280,6 +280,7 @@ class LocalChunkSink:
                 "or replace it (force=True; --force on the command line)"
             )
         self._deferred = replacing
+        self._keep_partial = False
         self._index: IndexFile | None = None
         self._handle: tuple[int, str] | None = None
         self._waiting: list[tuple[str, str]] = []  # (temp, final) while replacing
@@ -372,9 +373,14 @@ class LocalChunkSink:
         for temp, path in staged:
             _rename_into_place(temp, path)
 
+    def keep_partial_chunk(self) -> None:
+        """``abort`` leaves the chunk in progress under its temp name: an encrypted pack's, whose
+        resume must see what it sealed there (pipeline/pack_state.py) and removes it then."""
+        self._keep_partial = True
+
     def abort(self) -> None:
-        """Remove what is not whole: the chunk in progress, and when replacing, the new chunks
-        still waiting (the old archive stays as it was)."""
+        """Remove what is not whole: the chunk in progress (unless kept), and when replacing,
+        the new chunks still waiting (the old archive stays as it was)."""
         waiting, self._waiting = self._waiting, []
         temps = [temp for temp, _ in waiting]
         index, self._index = self._index, None
@@ -384,7 +390,8 @@ class LocalChunkSink:
             fd, temp = self._handle
             self._handle = None
             os.close(fd)
-            temps.append(temp)
+            if not self._keep_partial:
+                temps.append(temp)
         for temp in temps:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
