@@ -303,13 +303,15 @@ async def list_members(
     passphrase: str | None = None,
 ) -> AsyncIterator[TarMember]:
     """Async twin of ``sync.list_members``: read off the loop, LIST_BATCH members a step."""
-    listed = sync.list_members(
-        prefix,
-        members,
-        compression=compression,
-        wildcards=wildcards,
-        identities=identities,
-        passphrase=passphrase,
+    listed = _made_on_first_step(
+        lambda: sync.list_members(
+            prefix,
+            members,
+            compression=compression,
+            wildcards=wildcards,
+            identities=identities,
+            passphrase=passphrase,
+        )
     )
     async for member in _in_batches(listed):
         yield member
@@ -394,9 +396,17 @@ async def diff(
 ) -> AsyncIterator[Difference]:
     """Async twin of ``sync.diff`` (same keyword options): read off the loop,
     LIST_BATCH differences a step."""
-    differences = sync.diff(prefix, sources, directory=directory, **options)
+    differences = _made_on_first_step(
+        lambda: sync.diff(prefix, sources, directory=directory, **options)
+    )
     async for difference in _in_batches(differences):
         yield difference
+
+
+def _made_on_first_step(make: Callable[[], Iterator[T]]) -> Generator[T, None, None]:
+    """The items of ``make()``, called when first advanced, so in the worker thread that
+    _in_batches steps it in: making it reads identity files, which the loop must not wait on."""
+    yield from make()
 
 
 async def _in_batches(items: Generator[T, None, None]) -> AsyncIterator[T]:

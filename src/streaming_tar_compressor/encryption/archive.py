@@ -38,9 +38,9 @@ from .ranges import Output, SealedFile, SealingOutput
 from .stream import (
     CHUNK,
     NONCE_SIZE,
-    SEALED_CHUNK,
     PayloadDecryptor,
     PayloadEncryptor,
+    age_chunk_start,
     sealed_offset,
 )
 
@@ -136,6 +136,12 @@ def _digest(value: Any) -> str:
     return value
 
 
+def sealing_start(header_length: int, offset: int) -> int:
+    """Where a sealer that starts at compressed-stream ``offset`` starts in the archive: at
+    the age chunk that holds it, or at the archive's start (header first) from offset 0."""
+    return age_chunk_start(header_length, offset) if offset else 0
+
+
 def sealed_part_key(file_key: bytes) -> bytes:
     """The file key of the manifest's sealed part, derived from the archive's: an age file to
     the same recipients like any other, which a key holder who opened the archive opens with
@@ -221,7 +227,7 @@ class ArchiveSealer:
         if offset and self._payload.pieces(primer):
             raise AssertionError("less than a chunk seals nothing")
         self._started = offset > 0  # the header is out
-        self.sealed_start = 0 if offset == 0 else sealed_offset(len(keys.header), number * CHUNK)
+        self.sealed_start = sealing_start(len(keys.header), offset)
         self._index: SealingOutput | None = None
 
     @property
@@ -316,13 +322,13 @@ class OpenedArchive:
         bytes of that chunk before its first age chunk."""
         assert self.nonce is not None, "opened from its header alone: no payload nonce"
         number = offset // CHUNK
-        sealed = self.header_length + NONCE_SIZE + number * SEALED_CHUNK
+        sealed = age_chunk_start(self.header_length, offset)
         start = 0
         for chunk in chunks:
             if sealed < start + chunk.size:
                 payload = PayloadDecryptor(self.file_key, nonce=self.nonce, first_chunk=number)
                 decryptor = ArchiveDecryptor(self.file_key, sealed - start, payload)
-                return chunk.index, offset - number * CHUNK, decryptor
+                return chunk.index, offset % CHUNK, decryptor
             start += chunk.size
         raise DecryptionError("payload", f"the archive ends before its age chunk {number}")
 

@@ -18,7 +18,16 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from ..errors import DecryptionError
 from . import Recipient, new_header, new_nonce
-from .stream import CHUNK, NONCE_SIZE, SEALED_CHUNK, PayloadEncryptor, open_chunk, payload_key
+from .stream import (
+    CHUNK,
+    NONCE_SIZE,
+    SEALED_CHUNK,
+    PayloadEncryptor,
+    age_chunk_start,
+    chunk_count,
+    open_chunk,
+    payload_key,
+)
 from .stream import sealed_size as payload_size
 
 ReadSealed = Callable[[int, int], bytes]
@@ -31,15 +40,21 @@ class SealedReader:
     threads (the payload key is made once; making it twice is harmless)."""
 
     def __init__(
-        self, read_sealed: ReadSealed, file_key: bytes, header_length: int, plain_size: int
+        self,
+        read_sealed: ReadSealed,
+        file_key: bytes,
+        header_length: int,
+        plain_size: int,
+        nonce: bytes | None = None,
     ) -> None:
+        """``nonce``: the payload's, when the caller read it already (else read first use)."""
         self._read_sealed = read_sealed
         self._file_key = file_key
         self._payload_start = header_length
         self.plain_size = plain_size
         self.sealed_size = header_length + payload_size(plain_size)
-        self._chunks = max(1, -(-plain_size // CHUNK))
-        self._key: ChaCha20Poly1305 | None = None
+        self._chunks = chunk_count(plain_size)
+        self._key = payload_key(file_key, nonce) if nonce is not None else None
 
     def read(self, offset: int, length: int) -> bytes:
         """Plaintext ``[offset, offset + length)`` (fewer bytes only past the end), every
@@ -48,7 +63,7 @@ class SealedReader:
         if offset >= end:
             return b""
         first, last = offset // CHUNK, (end - 1) // CHUNK
-        start = self._payload_start + NONCE_SIZE + first * SEALED_CHUNK
+        start = age_chunk_start(self._payload_start, offset)
         stop = min(start + (last - first + 1) * SEALED_CHUNK, self.sealed_size)
         sealed = self._read_sealed(start, stop - start)
         if len(sealed) != stop - start:

@@ -26,7 +26,11 @@ _MAX_CHUNKS = 1 << 88  # the 11-byte counter
 
 
 def payload_key(file_key: bytes, nonce: bytes) -> ChaCha20Poly1305:
-    return ChaCha20Poly1305(hkdf(file_key, nonce, b"payload"))
+    return ChaCha20Poly1305(_payload_key_bytes(file_key, nonce))
+
+
+def _payload_key_bytes(file_key: bytes, nonce: bytes) -> bytes:
+    return hkdf(file_key, nonce, b"payload")
 
 
 def chunk_nonce(index: int, final: bool) -> bytes:
@@ -59,7 +63,7 @@ def unseal_prefix(file_key: bytes, nonce: bytes, index: int, sealed: bytes) -> b
     if len(sealed) > CHUNK:
         raise ValueError("a chunk prefix holds at most CHUNK bytes")
     counter_and_nonce = (1).to_bytes(4, "little") + chunk_nonce(index, False)
-    keystream = Cipher(ChaCha20(hkdf(file_key, nonce, b"payload"), counter_and_nonce), mode=None)
+    keystream = Cipher(ChaCha20(_payload_key_bytes(file_key, nonce), counter_and_nonce), mode=None)
     return keystream.decryptor().update(sealed)
 
 
@@ -68,15 +72,24 @@ def sealed_offset(header_length: int, offset: int) -> int:
     return header_length + NONCE_SIZE + offset + offset // CHUNK * TAG
 
 
+def chunk_count(plain_size: int) -> int:
+    """Chunks of a payload of ``plain_size`` bytes (one, empty, for none)."""
+    return max(1, -(-plain_size // CHUNK))
+
+
 def sealed_size(plain_size: int) -> int:
     """Bytes of a payload (nonce included) that holds ``plain_size`` bytes."""
-    chunks = max(1, -(-plain_size // CHUNK))
-    return NONCE_SIZE + plain_size + chunks * TAG
+    return NONCE_SIZE + plain_size + chunk_count(plain_size) * TAG
 
 
 def plain_offset_to_sealed(offset: int) -> int:
     """Where in the payload (nonce included) the chunk holding plaintext ``offset`` starts."""
     return NONCE_SIZE + offset // CHUNK * SEALED_CHUNK
+
+
+def age_chunk_start(header_length: int, offset: int) -> int:
+    """Where in the age file (header included) the chunk holding plaintext ``offset`` starts."""
+    return header_length + plain_offset_to_sealed(offset)
 
 
 class PayloadDecryptor:

@@ -109,14 +109,11 @@ def start_point(manifest: Manifest, position: int) -> StartPoint:
     """The block that holds tar offset ``position``, and the chunk that holds that block's
     start: every block decodes alone, so nothing before it needs reading."""
     block = block_holding(manifest, position)
-    raws = [raw for raw, _ in manifest.blocks]
-    compressed = manifest.blocks[block][1]
+    raw, compressed = manifest.blocks[block]
     start = 0
     for chunk in manifest.chunks:
         if compressed < start + chunk.size:
-            return StartPoint(
-                position, block, chunk.index, compressed - start, position - raws[block]
-            )
+            return StartPoint(position, block, chunk.index, compressed - start, position - raw)
         start += chunk.size
     raise ManifestError(f"the manifest's block {block} starts past its last chunk")
 

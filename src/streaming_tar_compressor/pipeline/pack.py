@@ -24,8 +24,8 @@ from ..core.manifest import FileRef, Manifest
 from ..core.member_index import ENTRIES_PER_PAGE, Page, PageBuilder, Row
 from ..core.tar_writer import TarWriter, padding
 from ..encryption import Recipient
-from ..encryption.archive import ArchiveSealer, SealedIndex, Secret
-from ..encryption.stream import CHUNK, sealed_offset, sealed_size, unseal_prefix
+from ..encryption.archive import ArchiveSealer, SealedIndex, Secret, sealing_start
+from ..encryption.stream import CHUNK, sealed_size, unseal_prefix
 from ..errors import ManifestError, OutputError, SourceChangedError, SourceError, UsageError
 from ..fs.walk import (
     Exclude,
@@ -250,19 +250,16 @@ def pack_events(
         raise UsageError("an automatic chunk size must be made concrete (sized_for) first")
     codec = codec_for(settings.compression)
     encoder = codec.new_encoder(settings.level, settings.block_size)
+    max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
+    if sealer is not None:  # age adds its header and 16 bytes a 64 KiB
+        max_stream = sealer.header_length + sealed_size(max_stream)
     if resume is None:
-        max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
-        if sealer is not None:  # age adds its header and 16 bytes a 64 KiB
-            max_stream = sealer.header_length + sealed_size(max_stream)
         width = suffix_width(max_stream, settings.chunk_size)
         start = ResumePoint(0, 0, 0, encoder.state(), NO_SOURCES)
         stream_hash = HashInThread(hashlib.sha256())
         chunker = Chunker(settings.chunk_size, prefix_name, width, stream_hash=stream_hash)
     else:
         width, start = resume.suffix_width, resume.point
-        max_stream = codec.max_encoded_size(summary.tar_size_bound, settings.block_size)
-        if sealer is not None:
-            max_stream = sealer.header_length + sealed_size(max_stream)
         if suffix_width(max_stream, settings.chunk_size) > width:
             raise SourceChangedError(
                 "(sources)",
@@ -634,8 +631,7 @@ def _sealed_resumption(
         )
 
     def remade_from(point: ResumePoint) -> int:
-        number = point.stream_offset // CHUNK
-        return sealed_offset(header_length, number * CHUNK) if point.stream_offset else 0
+        return sealing_start(header_length, point.stream_offset)
 
     def head_of_its_age_chunk(point: ResumePoint) -> tuple[int, int]:
         start = remade_from(point)

@@ -25,7 +25,7 @@ from ..core.manifest import EncryptionInfo, Manifest
 from ..encryption import Recipient, ScryptIdentity, ScryptRecipient, open_header
 from ..encryption.archive import ArchiveSealer, SealerKeys
 from ..encryption.keys import FILE_KEY_SIZE
-from ..encryption.stream import NONCE_SIZE, SEALED_CHUNK
+from ..encryption.stream import CHUNK, NONCE_SIZE, SEALED_CHUNK, age_chunk_start
 from ..errors import DecryptionError, ManifestError, OutputError, SourceChangedError, UsageError
 from ..storage.local import atomic_write, open_regular_file
 
@@ -171,7 +171,7 @@ def written_age_chunks(
     it, then the one in progress under its temp name), read back."""
     payload = header_length + NONCE_SIZE
     number = max(0, start - payload) // SEALED_CHUNK
-    offset = payload + number * SEALED_CHUNK
+    offset = age_chunk_start(header_length, number * CHUNK)
     found: AgeChunks = {}
     digest, length = hashlib.sha256(), 0
     skip = offset % chunk_size  # into the first file: every chunk but the last is whole
@@ -237,8 +237,8 @@ def state_of(
 ) -> PackState:
     """The state at ``checkpoint``, with the age chunks earlier runs wrote past it."""
     done = sum(chunk.size for chunk in checkpoint.chunks)
-    payload = sealer.header_length + NONCE_SIZE
-    past = {n: w for n, w in written.items() if payload + n * SEALED_CHUNK + w[0] > done}
+    header = sealer.header_length
+    past = {n: w for n, w in written.items() if age_chunk_start(header, n * CHUNK) + w[0] > done}
     return PackState(sealer.keys, recipient_names(recipients), checkpoint, past)
 
 

@@ -4,12 +4,14 @@ that one member costs a few small reads instead of the whole archive."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import io
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import cached_property
 from itertools import accumulate
 from types import TracebackType
 
@@ -18,6 +20,7 @@ from ..core.member_index import DirectoryRef, MemberIndex
 from ..encryption import Identity
 from ..encryption.archive import key_needed, open_archive, refuse_plain_with_keys
 from ..encryption.ranges import SealedReader
+from ..encryption.stream import NONCE_SIZE
 from ..errors import DecryptionError, ManifestError, MissingChunkError
 from ..models import ChunkInfo
 from .local import (
@@ -151,9 +154,13 @@ class RandomAccess:
         """``length`` bytes of the stream the chunks hold, from ``offset`` (fewer only at its
         end); MissingChunkError names a chunk that is not there."""
         pieces, end = [], offset + length
-        for chunk, start in zip(self.manifest.chunks, self._chunk_starts(), strict=True):
+        starts = self._chunk_starts
+        first = max(0, bisect.bisect_right(starts, offset) - 1)
+        for chunk, start in zip(self.manifest.chunks[first:], starts[first:], strict=True):
             low, high = max(offset, start), min(end, start + chunk.size)
             if low >= high:
+                if start >= end:
+                    break
                 continue
             try:
                 piece = self.read(chunk.name, low - start, high - low)
@@ -166,6 +173,7 @@ class RandomAccess:
                 break
         return b"".join(pieces)
 
+    @cached_property
     def _chunk_starts(self) -> list[int]:
         return list(accumulate((chunk.size for chunk in self.manifest.chunks), initial=0))[:-1]
 
@@ -210,7 +218,7 @@ class DecryptedArchive(RandomAccess):
     def __init__(self, outer: RandomAccess, identities: Sequence[Identity]) -> None:
         public = outer.manifest
         assert public.encryption is not None
-        head = outer.read_stream(0, public.encryption.header_length)
+        head = outer.read_stream(0, public.encryption.header_length + NONCE_SIZE)
         opened = open_archive(public, head, identities)
         secret = opened.secret
         payload = ChunkInfo(index=0, name=PAYLOAD, size=secret.compressed_size, checksum="")
@@ -224,7 +232,11 @@ class DecryptedArchive(RandomAccess):
         self._outer = outer
         self._public = public
         self._payload = SealedReader(
-            outer.read_stream, opened.file_key, opened.header_length, secret.compressed_size
+            outer.read_stream,
+            opened.file_key,
+            opened.header_length,
+            secret.compressed_size,
+            opened.nonce,
         )
         self._index: SealedReader | None = None
         if sealed_index is not None:
